@@ -1,0 +1,307 @@
+"""Canonical machining operations: what the interpreter asks a machine to do.
+
+These mirror LinuxCNC's canonical machining functions (``canon.hh``). Each operation
+carries the 1-based source ``line`` it came from. Coordinates are in the *program*
+frame (current length units, relative to the active work offset, G92 offset and tool
+length offset), exactly what LinuxCNC's ``rs274 -g`` prints; :mod:`.frames` turns a
+stream of them into machine coordinates in millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+
+@dataclass(slots=True, frozen=True)
+class CanonOp:
+    """Base of all canonical operations."""
+
+    line: int
+    rs274_name: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.rs274_name}
+        for f in fields(self):
+            out[f.name] = getattr(self, f.name)
+        return out
+
+
+# --- motion -----------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class StraightTraverse(CanonOp):
+    """Rapid move (G0) to the given end point."""
+
+    x: float
+    y: float
+    z: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "STRAIGHT_TRAVERSE"
+
+
+@dataclass(slots=True, frozen=True)
+class StraightFeed(CanonOp):
+    """Linear move at the feed rate (G1 and the feed parts of canned cycles)."""
+
+    x: float
+    y: float
+    z: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "STRAIGHT_FEED"
+
+
+@dataclass(slots=True, frozen=True)
+class ArcFeed(CanonOp):
+    """Circular or helical move in the active plane.
+
+    ``first``/``second`` are the in-plane axes (X,Y for G17; Z,X for G18; Y,Z for
+    G19), ``rotation`` is +n for n counter-clockwise turns and -n for clockwise, and
+    ``axis_end`` is the end on the axis normal to the plane.
+    """
+
+    first_end: float
+    second_end: float
+    first_axis: float
+    second_axis: float
+    rotation: int
+    axis_end: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    plane: str = "XY"
+    rs274_name: ClassVar[str] = "ARC_FEED"
+
+
+@dataclass(slots=True, frozen=True)
+class Dwell(CanonOp):
+    seconds: float
+    rs274_name: ClassVar[str] = "DWELL"
+
+
+@dataclass(slots=True, frozen=True)
+class SetFeedRate(CanonOp):
+    rate: float
+    rs274_name: ClassVar[str] = "SET_FEED_RATE"
+
+
+@dataclass(slots=True, frozen=True)
+class SetFeedMode(CanonOp):
+    """0 = units per minute (G93 is also sent as 0, rates are pre-computed), 1 = per rev."""
+
+    spindle: int
+    mode: int
+    rs274_name: ClassVar[str] = "SET_FEED_MODE"
+
+
+@dataclass(slots=True, frozen=True)
+class SetMotionControlMode(CanonOp):
+    """G61 (``EXACT_PATH``), G61.1 (``EXACT_STOP``) or G64 (``CONTINUOUS``, P tolerance)."""
+
+    mode: str
+    tolerance: float | None = None
+    rs274_name: ClassVar[str] = "SET_MOTION_CONTROL_MODE"
+
+
+@dataclass(slots=True, frozen=True)
+class SetNaivecamTolerance(CanonOp):
+    tolerance: float
+    rs274_name: ClassVar[str] = "SET_NAIVECAM_TOLERANCE"
+
+
+@dataclass(slots=True, frozen=True)
+class SelectPlane(CanonOp):
+    plane: str  # "XY", "XZ" or "YZ"
+    rs274_name: ClassVar[str] = "SELECT_PLANE"
+
+
+# --- units and offsets ------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class UseLengthUnits(CanonOp):
+    units: str  # "mm" or "inch"
+    rs274_name: ClassVar[str] = "USE_LENGTH_UNITS"
+
+
+@dataclass(slots=True, frozen=True)
+class SetWorkOffset(CanonOp):
+    """The active work coordinate system (1 = G54 … 9 = G59.3) and its origin."""
+
+    index: int
+    x: float
+    y: float
+    z: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "SET_G5X_OFFSET"
+
+
+@dataclass(slots=True, frozen=True)
+class SetG92Offset(CanonOp):
+    x: float
+    y: float
+    z: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "SET_G92_OFFSET"
+
+
+@dataclass(slots=True, frozen=True)
+class SetXYRotation(CanonOp):
+    degrees: float
+    rs274_name: ClassVar[str] = "SET_XY_ROTATION"
+
+
+@dataclass(slots=True, frozen=True)
+class UseToolLengthOffset(CanonOp):
+    x: float
+    y: float
+    z: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "USE_TOOL_LENGTH_OFFSET"
+
+
+# --- tools, spindle, coolant ------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class SelectTool(CanonOp):
+    tool: int
+    rs274_name: ClassVar[str] = "SELECT_TOOL"
+
+
+@dataclass(slots=True, frozen=True)
+class StartChange(CanonOp):
+    rs274_name: ClassVar[str] = "START_CHANGE"
+
+
+@dataclass(slots=True, frozen=True)
+class ChangeTool(CanonOp):
+    tool: int
+    rs274_name: ClassVar[str] = "CHANGE_TOOL"
+
+
+@dataclass(slots=True, frozen=True)
+class ChangeToolNumber(CanonOp):
+    tool: int
+    rs274_name: ClassVar[str] = "CHANGE_TOOL_NUMBER"
+
+
+@dataclass(slots=True, frozen=True)
+class SetSpindleSpeed(CanonOp):
+    spindle: int
+    rpm: float
+    rs274_name: ClassVar[str] = "SET_SPINDLE_SPEED"
+
+
+@dataclass(slots=True, frozen=True)
+class StartSpindleClockwise(CanonOp):
+    spindle: int = 0
+    rs274_name: ClassVar[str] = "START_SPINDLE_CLOCKWISE"
+
+
+@dataclass(slots=True, frozen=True)
+class StartSpindleCounterclockwise(CanonOp):
+    spindle: int = 0
+    rs274_name: ClassVar[str] = "START_SPINDLE_COUNTERCLOCKWISE"
+
+
+@dataclass(slots=True, frozen=True)
+class StopSpindleTurning(CanonOp):
+    spindle: int = 0
+    rs274_name: ClassVar[str] = "STOP_SPINDLE_TURNING"
+
+
+@dataclass(slots=True, frozen=True)
+class SetSpindleMode(CanonOp):
+    spindle: int
+    css_max: float
+    rs274_name: ClassVar[str] = "SET_SPINDLE_MODE"
+
+
+@dataclass(slots=True, frozen=True)
+class FloodOn(CanonOp):
+    rs274_name: ClassVar[str] = "FLOOD_ON"
+
+
+@dataclass(slots=True, frozen=True)
+class FloodOff(CanonOp):
+    rs274_name: ClassVar[str] = "FLOOD_OFF"
+
+
+@dataclass(slots=True, frozen=True)
+class MistOn(CanonOp):
+    rs274_name: ClassVar[str] = "MIST_ON"
+
+
+@dataclass(slots=True, frozen=True)
+class MistOff(CanonOp):
+    rs274_name: ClassVar[str] = "MIST_OFF"
+
+
+# --- program flow and messages ----------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Comment(CanonOp):
+    text: str
+    rs274_name: ClassVar[str] = "COMMENT"
+
+
+@dataclass(slots=True, frozen=True)
+class Message(CanonOp):
+    text: str
+    rs274_name: ClassVar[str] = "MESSAGE"
+
+
+@dataclass(slots=True, frozen=True)
+class ProgramStop(CanonOp):
+    """M0."""
+
+    rs274_name: ClassVar[str] = "PROGRAM_STOP"
+
+
+@dataclass(slots=True, frozen=True)
+class OptionalProgramStop(CanonOp):
+    """M1."""
+
+    rs274_name: ClassVar[str] = "OPTIONAL_PROGRAM_STOP"
+
+
+@dataclass(slots=True, frozen=True)
+class ProgramEnd(CanonOp):
+    """M2 / M30."""
+
+    rs274_name: ClassVar[str] = "PROGRAM_END"
+
+
+@dataclass(slots=True, frozen=True)
+class OverrideSwitch(CanonOp):
+    """Feed or speed override enabled/disabled (rigid tapping turns them off)."""
+
+    which: str  # "feed" or "speed"
+    enabled: bool
+    spindle: int = 0
+    rs274_name: ClassVar[str] = "OVERRIDE"
+
+
+@dataclass(slots=True, frozen=True)
+class Setting(CanonOp):
+    """A canonical call with no meaning for motion (kept so rs274 output matches)."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    rs274_name: ClassVar[str] = "SETTING"
+
+
+MOTION_OPS = (StraightTraverse, StraightFeed, ArcFeed)

@@ -1,0 +1,763 @@
+"""The RS274/NGC interpreter: program lines in, canonical operations out.
+
+It follows LinuxCNC 2.9 (``src/emc/rs274ngc``): each line is read (``reader``), its
+codes are checked (``modal``), and the block is executed in LinuxCNC's fixed order,
+emitting :mod:`.canon` operations. O-word flow control (``owords``), arcs and canned
+cycles live in their own modules.
+
+Two unit systems meet here. *Program units* follow G20/G21. *Machine units* are
+those of the tool table and of the persistent parameters (#5161…, #5221…): millimetres
+for our machines; standalone LinuxCNC ``rs274`` uses inches, which
+``machine_units="inch"`` reproduces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import GCodeError
+from . import arcs, canon, cycles
+from .modal import ModalCodes
+from .offsets import OffsetHandling
+from .owords import CallFrame, OWordFlow
+from .parameters import (
+    CURRENT_POSITION,
+    TOOL_DIAMETER,
+    TOOL_NUMBER,
+    TOOL_OFFSET,
+    WORK_SYSTEM,
+    Parameters,
+)
+from .reader import Block, read_line
+from .source import Position, ProgramSource
+from .state import AXES, INCH_MM, LINEAR, ModalState
+from .tooltable import ToolTable
+
+PLANE_NAMES = {170: "XY", 180: "XZ", 190: "YZ"}
+CONTROL_MODE_NAMES = {610: "EXACT_PATH", 611: "EXACT_STOP", 640: "CONTINUOUS"}
+WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 593: 9}
+WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
+
+
+class ProgramEnded(Exception):
+    """Raised internally when M2/M30 or a closing ``%`` ends the program."""
+
+
+class CanonPositionEcho:
+    """The position the canonical layer believes in, as LinuxCNC's standalone canon keeps it.
+
+    After a tool change LinuxCNC re-reads the position from its canonical layer; in
+    standalone ``rs274`` that layer tracks moves and work/G92 offsets but not tool
+    length offsets, so the re-read position can differ from the interpreter's. This
+    mirror lets ``rs274_quirks=True`` reproduce that.
+    """
+
+    __slots__ = ("position", "g5x", "g92", "units")
+
+    def __init__(self) -> None:
+        self.position = [0.0] * 6
+        self.g5x = [0.0] * 6
+        self.g92 = [0.0] * 6
+        self.units = "mm"
+
+    def observe(self, op: canon.CanonOp) -> None:
+        t = type(op)
+        if t is canon.StraightTraverse or t is canon.StraightFeed:
+            self.position = [op.x, op.y, op.z, op.a, op.b, op.c]  # type: ignore[attr-defined]
+        elif t is canon.ArcFeed:
+            assert isinstance(op, canon.ArcFeed)
+            p = self.position
+            if op.plane == "XY":
+                p[0], p[1], p[2] = op.first_end, op.second_end, op.axis_end
+            elif op.plane == "YZ":
+                p[0], p[1], p[2] = op.axis_end, op.first_end, op.second_end
+            else:
+                p[0], p[1], p[2] = op.second_end, op.axis_end, op.first_end
+            p[3], p[4], p[5] = op.a, op.b, op.c
+        elif t is canon.SetWorkOffset or t is canon.SetG92Offset:
+            new = [op.x, op.y, op.z, op.a, op.b, op.c]  # type: ignore[attr-defined]
+            old = self.g5x if t is canon.SetWorkOffset else self.g92
+            self.position = [self.position[i] + old[i] - new[i] for i in range(6)]
+            old[:] = new
+        elif t is canon.UseLengthUnits:
+            units = op.units  # type: ignore[attr-defined]
+            if units != self.units:
+                factor = 1 / INCH_MM if units == "inch" else INCH_MM
+                for values in (self.position, self.g5x, self.g92):
+                    for i in range(LINEAR):
+                        values[i] *= factor
+                self.units = units
+
+
+class Interpreter(OWordFlow, OffsetHandling):
+    """Interprets one program; iterate :meth:`run` for its canonical operations."""
+
+    def __init__(
+        self,
+        tool_table: ToolTable | None = None,
+        machine_units: str = "mm",
+        rs274_quirks: bool = True,
+    ) -> None:
+        if machine_units not in ("mm", "inch"):
+            raise ValueError(f"machine_units must be 'mm' or 'inch', not {machine_units!r}")
+        self.tool_table = tool_table or ToolTable()
+        self.machine_units = machine_units
+        self.rs274_quirks = rs274_quirks
+        self.state = ModalState()
+        self.params = Parameters(self.system_parameter)
+        self.out: list[canon.CanonOp] = []
+        self.frames: list[CallFrame] = []
+        self.subroutines: dict[str, tuple[ProgramSource, Position]] = {}
+        self.line = 0
+        self.percent_wrapped = False
+        self.toolchange_pending = False
+        self.echo = CanonPositionEcho()
+        self.messages: list[str] = []  # (PRINT,…) output
+
+    # --- running -----------------------------------------------------------------
+
+    def run(self, source: ProgramSource) -> Iterator[canon.CanonOp]:
+        """Yield the program's canonical operations as it is interpreted."""
+        self.frames = [CallFrame("", source, None)]
+        first = True
+        try:
+            while True:
+                text = self.current_source.next_line()
+                if text is None:
+                    raise GCodeError(
+                        "File ended with no percent sign or program end",
+                        self.current_source.line_no + 1,
+                    )
+                self.line = self.current_source.line_no
+                if first and text.strip():
+                    first = False
+                    if text.strip() == "%":
+                        self.percent_wrapped = True
+                        continue
+                self.execute_line(text)
+                if self.out:
+                    yield from self.out
+                    self.out.clear()
+        except ProgramEnded:
+            yield from self.out
+            self.out.clear()
+        except GCodeError as exc:
+            if exc.file == "<program>":
+                exc.file = self.current_source.name
+            raise
+        finally:
+            for frame in self.frames:
+                if frame.source is not source:
+                    frame.source.close()
+
+    @property
+    def current_source(self) -> ProgramSource:
+        return self.frames[-1].source
+
+    def emit(self, op: canon.CanonOp) -> None:
+        self.out.append(op)
+        if self.rs274_quirks:
+            self.echo.observe(op)
+
+    def error(self, message: str, col: int = 1) -> GCodeError:
+        return GCodeError(message, self.line, col)
+
+    @property
+    def user_to_program(self) -> float:
+        """Factor from machine units (tool table, parameters) to program units."""
+        machine = INCH_MM if self.machine_units == "inch" else 1.0
+        return machine / self.state.mm_per_unit
+
+    def execute_line(self, text: str) -> None:
+        block = read_line(text, self.line, self.params)
+        if block.percent:
+            if self.percent_wrapped:
+                self.emit(canon.Setting(self.line, "FINISH"))
+                raise ProgramEnded
+            raise self.error("Bad character '%' used")
+        if block.empty:
+            return
+        if self.toolchange_pending and self.rs274_quirks:
+            # LinuxCNC re-reads the position from the canonical layer after a tool change
+            self.state.position = list(self.echo.position)
+        self.toolchange_pending = False
+        if block.param_settings:
+            self.params.set_many(block.param_settings)
+        if block.oword is not None:
+            self.execute_oword(block.oword, block)
+            return
+        codes = ModalCodes(block)
+        self.execute_block(block, codes)
+
+    # --- system parameters ---------------------------------------------------------
+
+    # --- system parameters ---------------------------------------------------------
+
+    def system_parameter(self, name: str) -> float | None:
+        """Read-only named parameters such as ``#<_x>`` and ``#<_metric>``."""
+        s = self.state
+        if len(name) == 2 and name[1] in AXES:
+            return s.position[AXES.index(name[1])]
+        if name in ("_u", "_v", "_w"):
+            return 0.0
+        if name.startswith("_abs_") and len(name) == 6 and name[5] in AXES:
+            return s.to_machine(s.position)[AXES.index(name[5])]
+        flags = {
+            "_metric": s.units == "mm",
+            "_imperial": s.units == "inch",
+            "_absolute": not s.incremental,
+            "_incremental": s.incremental,
+            "_inverse_time": s.feed_mode == 930,
+            "_units_per_minute": s.feed_mode == 940,
+            "_units_per_rev": s.feed_mode == 950,
+            "_retract_r_plane": not s.retract_old_z,
+            "_retract_old_z": s.retract_old_z,
+            "_spindle_rpm_mode": True,
+            "_spindle_css_mode": False,
+            "_ijk_absolute_mode": not s.arc_incremental,
+            "_lathe_diameter_mode": False,
+            "_lathe_radius_mode": True,
+            "_spindle_on": s.spindle in (3, 4),
+            "_spindle_cw": s.spindle == 3,
+            "_mist": s.mist,
+            "_flood": s.flood,
+            "_speed_override": s.speed_override,
+            "_feed_override": s.feed_override,
+            "_adaptive_feed": False,
+            "_feed_hold": True,
+        }
+        if name in flags:
+            return float(flags[name])
+        values = {
+            "_feed": s.feed_rate,
+            "_rpm": s.speed,
+            "_current_tool": float(s.tool_in_spindle),
+            "_current_pocket": float(s.tool_in_spindle),
+            "_selected_tool": float(s.selected_tool),
+            "_selected_pocket": float(s.selected_tool),
+            "_coord_system": float(WORK_SYSTEM_CODES[s.origin_index]),
+            "_plane": float(s.plane),
+            "_motion_mode": float(s.motion_mode),
+            "_ccomp": 400.0,
+            "_tool_offset": float(any(s.tool_offset)),
+            "_call_level": float(self.params.call_level),
+            "_line": float(self.line),
+            "_vmajor": 2.9,  # LinuxCNC's own values for 2.9
+            "_vminor": 0.0,
+        }
+        return values.get(name)
+
+    # --- one block, in LinuxCNC's order of execution --------------------------------
+
+    def execute_block(self, block: Block, codes: ModalCodes) -> None:
+        s = self.state
+        g = codes.g
+        m = codes.m
+        words = block.words
+        self.check_words(block, codes)
+        if block.comment is not None:
+            self.execute_comment(block.comment)
+        if 5 in g:
+            self.set_feed_mode(g[5])
+        if "f" in words:
+            self.set_feed_rate(words["f"], block)
+        if "s" in words:
+            self.set_speed(words["s"])
+        if "t" in words:
+            self.select_tool(words["t"], block)
+        if 5 in m:
+            self.set_output(m[5], block)
+        if 6 in m:
+            self.change_tool(m[6], block)
+        if 7 in m:
+            self.set_spindle(m[7])
+        if 8 in m:
+            self.set_coolant(m[8])
+        if 9 in m:
+            self.set_override(m[9], block)
+        if g.get(0) == 40:
+            self.dwell(block)
+        if 2 in g:
+            self.select_plane(g[2])
+        if 6 in g:
+            self.set_units(g[6])
+        if 7 in g:  # G40: cutter compensation is never on here
+            self.emit(canon.Comment(self.line, "interpreter: cutter radius compensation off"))
+        if 8 in g:
+            self.set_tool_length_offset(g[8], block)
+        if 12 in g:
+            self.select_work_system(WORK_SYSTEMS[g[12]])
+        if 13 in g:
+            self.set_control_mode(g[13], block)
+        if 3 in g:
+            self.set_distance_mode(g[3])
+        if 4 in g:
+            self.set_arc_distance_mode(g[4])
+        if 10 in g:
+            self.set_retract_mode(g[10])
+        non_modal = g.get(0)
+        if non_modal in (100, 280, 281, 300, 301, 520, 920, 921, 922, 923):
+            self.execute_non_modal(non_modal, block)
+        motion = self.motion_to_be(block, codes)
+        if motion is not None:
+            self.execute_motion(motion, block, codes)
+        if 4 in m:
+            self.stop(m[4])
+        p = self.params.numbered
+        p[CURRENT_POSITION : CURRENT_POSITION + 6] = s.position
+
+    def check_words(self, block: Block, codes: ModalCodes) -> None:
+        """Reject words that no code on the line (or the modal motion) uses."""
+        w = block.words
+        g = codes.g
+        m = codes.m
+        motion = g.get(1, self.state.motion_mode)
+        non_modal = g.get(0)
+
+        def fail(letter: str, message: str) -> None:
+            raise self.error(message, block.columns[letter])
+
+        if "p" in w and not (
+            non_modal in (40, 100)
+            or motion in (20, 30, 820, 860, 880, 890)
+            or g.get(13) == 640
+            or m.get(9) in (50, 51, 52, 53)
+            or m.get(5) in (62, 63, 64, 65, 66)
+        ):
+            fail("p", "P word with no G2 G3 G4 G10 G64 G5 G5.2 G76 G82 G86 G88 G89 or M50 M51 M52 "
+                      "M53 M62 M63 M64 M65 M66 M98 or user M code to use it")  # fmt: skip
+        if "q" in w and not (
+            non_modal == 100 or motion in (730, 830) or g.get(13) == 640
+            or m.get(5) in (66, 67, 68) or m.get(6) == 61
+        ):  # fmt: skip
+            fail("q", "Q word with no G5, G10, G64, G73, G76, G83, M19, M66, M67, M68 or user M "
+                      "code that uses it")  # fmt: skip
+        if "r" in w and not (motion in (20, 30, 730) or 800 < motion <= 890 or non_modal == 100):
+            fail("r", "R word with no g code that uses it")
+        if "l" in w and not (
+            non_modal == 100 or motion == 730 or 800 < motion <= 890 or m.get(5) == 66
+        ):
+            fail("l", "L word with no G10, cutter compensation, canned cycle, digital/analog input, "
+                      "M98 or NURBS code")  # fmt: skip
+        if "h" in w and g.get(8) not in (430, 432):
+            fail("h", "H word with no G43 or G76 to use it")
+        if "d" in w:
+            fail("d", "D word with no G41, G41.1, G42, G42.1, G71, G71.1, G71.2 or G96 to use it")
+        if "e" in w and m.get(5) not in (66, 67, 68):
+            fail("e", "E word with no G70, G76, M66, M67 or M68 to use it")
+        if "i" in w and not (motion in (20, 30, 870) or non_modal == 100):
+            fail("i", "I word with no G2, G3, G5, G5.1, G10, G33.1, G76, or G87 to use it")
+        if "j" in w and not (motion in (20, 30, 870) or non_modal == 100):
+            fail("j", "J word with no G2, G3, G5, G5.1, G10, G76 or G87 to use it")
+        if "k" in w and motion not in (20, 30, 870):
+            fail("k", "K word with no G2, G3, G33, G33.1, G76, or G87 to use it")
+
+    # --- comments and messages -------------------------------------------------------
+
+    def execute_comment(self, text: str) -> None:
+        body = text.lstrip()
+        lowered = body.lower()
+        if lowered.startswith("msg,"):
+            self.emit(canon.Message(self.line, body[4:]))
+        elif lowered.startswith("debug,"):
+            self.emit(canon.Message(self.line, self.substitute_parameters(body[6:])))
+        elif lowered.startswith("print,"):
+            self.messages.append(self.substitute_parameters(body[6:]))
+        elif lowered.startswith("abort,"):
+            raise self.error(self.substitute_parameters(body[6:]))
+        elif lowered.startswith(("log,", "logopen,", "logappend,", "logclose")):
+            pass  # file logging is a LinuxCNC debugging aid; nothing to execute
+        else:
+            self.emit(canon.Comment(self.line, body))
+
+    def substitute_parameters(self, text: str) -> str:
+        def value(match: re.Match[str]) -> str:
+            ref = match.group(1)
+            try:
+                if ref.startswith("<"):
+                    v = self.params.get_named(re.sub(r"\s", "", ref[1:-1]))
+                else:
+                    v = self.params.get_numbered(int(ref))
+            except (KeyError, IndexError):
+                return "######"
+            return f"{v:.6f}"
+
+        return re.sub(r"#(<[^>]*>|\d+)", value, text)
+
+    # --- feeds, speeds, tools, spindle, coolant --------------------------------------
+
+    def set_feed_mode(self, code: int) -> None:
+        s = self.state
+        s.feed_mode = code
+        name = {930: "inverse time", 940: "units per minute", 950: "units per revolution"}[code]
+        self.emit(canon.Comment(self.line, f"interpreter: feed mode set to {name}"))
+        self.emit(canon.SetFeedMode(self.line, 0, 1 if code == 950 else 0))
+        if code != 930:
+            s.feed_rate = 0.0
+            self.emit(canon.SetFeedRate(self.line, 0.0))
+
+    def set_feed_rate(self, value: float, block: Block) -> None:
+        if value < 0:
+            raise self.error("Negative f word used", block.columns["f"])
+        self.state.feed_rate = value
+        if self.state.feed_mode != 930:
+            self.emit(canon.SetFeedRate(self.line, value))
+
+    def set_speed(self, value: float) -> None:
+        if value < 0:
+            raise self.error("Negative spindle speed used")
+        self.state.speed = value
+        self.emit(canon.SetSpindleSpeed(self.line, 0, value))
+
+    def find_tool(self, number: int, col: int) -> int:
+        """The pocket of tool ``number`` (0 is the empty spindle)."""
+        if number == 0:
+            return 0
+        tool = self.tool_table.get(number)
+        if tool is None:
+            raise self.error(f"Requested tool {number} not found in the tool table", col)
+        return tool.pocket
+
+    def select_tool(self, value: float, block: Block) -> None:
+        if value < 0:
+            raise self.error("Negative tool id (tool not found)", block.columns["t"])
+        number = round(value)
+        self.find_tool(number, block.columns["t"])
+        self.state.selected_tool = number
+        self.emit(canon.SelectTool(self.line, number))
+
+    def change_tool(self, code: int, block: Block) -> None:
+        s = self.state
+        if code == 61:  # set the tool number without a change
+            q = block.words.get("q", -1.0)
+            if q < 0:
+                raise self.error("Need non-negative Q-word to specify tool number with M61")
+            number = round(q)
+            pocket = self.find_tool(number, block.columns.get("q", 1))
+            s.tool_in_spindle = number
+            self.emit(canon.ChangeToolNumber(self.line, pocket))
+        else:
+            number = max(s.selected_tool, 0)
+            pocket = self.find_tool(number, 1)
+            self.emit(canon.StartChange(self.line))
+            self.emit(canon.StopSpindleTurning(self.line, 0))
+            s.spindle = 5
+            self.emit(canon.ChangeTool(self.line, pocket))
+            s.tool_in_spindle = number
+            self.toolchange_pending = True
+            self.record_loaded_tool(number)
+        self.params.numbered[TOOL_NUMBER] = float(s.tool_in_spindle)
+
+    def record_loaded_tool(self, number: int) -> None:
+        """#5401-#5410: the loaded tool's table data, in machine units."""
+        tool = self.tool_table.get(number)
+        scale = 25.4 if self.machine_units == "inch" else 1.0
+        p = self.params.numbered
+        for i, a in enumerate(AXES):
+            value = tool.offset(a) if tool else 0.0
+            p[TOOL_OFFSET + i] = value / scale if i < LINEAR else value
+        p[TOOL_DIAMETER] = (tool.diameter if tool else 0.0) / scale
+
+    def set_spindle(self, code: int) -> None:
+        self.state.spindle = code
+        if code == 3:
+            self.emit(canon.StartSpindleClockwise(self.line, 0))
+        elif code == 4:
+            self.emit(canon.StartSpindleCounterclockwise(self.line, 0))
+        else:
+            self.emit(canon.StopSpindleTurning(self.line, 0))
+
+    def set_coolant(self, code: int) -> None:
+        s = self.state
+        if code == 7:
+            s.mist = True
+            self.emit(canon.MistOn(self.line))
+        elif code == 8:
+            s.flood = True
+            self.emit(canon.FloodOn(self.line))
+        else:  # M9 turns both off, and says so, whatever was on
+            self.emit(canon.MistOff(self.line))
+            self.emit(canon.FloodOff(self.line))
+            s.mist = s.flood = False
+
+    def set_override(self, code: int, block: Block) -> None:
+        s = self.state
+        line = self.line
+        if code in (48, 49):
+            s.feed_override = s.speed_override = code == 48
+            self.emit(canon.OverrideSwitch(line, "feed", code == 48))
+            self.emit(canon.OverrideSwitch(line, "speed", code == 48, 0))
+            return
+        on = block.words.get("p", 1.0) != 0.0
+        if code == 50:
+            s.feed_override = on
+            self.emit(canon.OverrideSwitch(line, "feed", on))
+        elif code == 51:
+            s.speed_override = on
+            self.emit(canon.OverrideSwitch(line, "speed", on, 0))
+        elif code == 52:
+            self.emit(
+                canon.Setting(line, "ENABLE_ADAPTIVE_FEED" if on else "DISABLE_ADAPTIVE_FEED")
+            )
+        else:
+            self.emit(canon.Setting(line, "ENABLE_FEED_HOLD" if on else "DISABLE_FEED_HOLD"))
+
+    def set_output(self, code: int, block: Block) -> None:
+        """M62-M68: digital and analog outputs (no motion; kept for the record)."""
+        w = block.words
+        line = self.line
+        if code in (62, 63, 64, 65):
+            if "p" not in w or w["p"] < 0:
+                raise self.error(f"No valid P word with M{code}")
+            name = {62: "SET_MOTION_OUTPUT_BIT", 63: "CLEAR_MOTION_OUTPUT_BIT",
+                    64: "SET_AUX_OUTPUT_BIT", 65: "CLEAR_AUX_OUTPUT_BIT"}[code]  # fmt: skip
+            self.emit(canon.Setting(line, name, (round(w["p"]),)))
+        elif code == 66:
+            if "p" not in w and "e" not in w:
+                raise self.error("Need to have either a valid P or a valid E word with M66")
+        else:
+            if "e" not in w or w["e"] < 0:
+                raise self.error(f"Need valid E word with M{code}")
+            if "q" not in w:
+                raise self.error(f"Need Q word with M{code}")
+            name = "SET_MOTION_OUTPUT_VALUE" if code == 67 else "SET_AUX_OUTPUT_VALUE"
+            self.emit(canon.Setting(line, name, (f"{round(w['e'])},{w['q']:.6f}",)))
+
+    def dwell(self, block: Block) -> None:
+        p = block.words.get("p", -1.0)
+        if p == -1.0:  # LinuxCNC uses -1 as "no P"
+            raise self.error("Dwell time missing with g4")
+        self.emit(canon.Dwell(self.line, p))
+
+    # --- plane, units, modes ----------------------------------------------------------
+
+    def select_plane(self, code: int) -> None:
+        self.state.plane = code
+        self.emit(canon.SelectPlane(self.line, PLANE_NAMES[code]))
+
+    def set_units(self, code: int) -> None:
+        s = self.state
+        new = "inch" if code == 200 else "mm"
+        self.emit(canon.UseLengthUnits(self.line, new))
+        if new == s.units:
+            return
+        factor = 1 / INCH_MM if new == "inch" else INCH_MM
+        for values in (s.position, s.g5x_offset, s.g92_offset):
+            for i in range(LINEAR):
+                values[i] *= factor
+        if not self.rs274_quirks:
+            # LinuxCNC re-reads the tool offset from its canonical layer unconverted
+            for i in range(LINEAR):
+                s.tool_offset[i] *= factor
+        s.units = new
+
+    def set_control_mode(self, code: int, block: Block) -> None:
+        s = self.state
+        s.control_mode = code
+        if code == 640:
+            p = block.words.get("p", -1.0)
+            q = block.words.get("q", -1.0)
+            tolerance = p if p >= 0 else 0.0
+            naive = q if q >= 0 else tolerance
+            s.tolerance, s.naive_tolerance = tolerance, naive
+            self.emit(canon.SetMotionControlMode(self.line, "CONTINUOUS", tolerance))
+            self.emit(canon.SetNaivecamTolerance(self.line, naive))
+        else:
+            self.emit(canon.SetMotionControlMode(self.line, CONTROL_MODE_NAMES[code]))
+
+    def set_distance_mode(self, code: int) -> None:
+        s = self.state
+        incremental = code == 910
+        if incremental != s.incremental:
+            mode = "incremental" if incremental else "absolute"
+            self.emit(canon.Comment(self.line, f"interpreter: distance mode changed to {mode}"))
+        s.incremental = incremental
+
+    def set_arc_distance_mode(self, code: int) -> None:
+        s = self.state
+        incremental = code == 911
+        if incremental != s.arc_incremental:
+            mode = "incremental" if incremental else "absolute"
+            self.emit(canon.Comment(self.line, f"interpreter: IJK distance mode changed to {mode}"))
+        s.arc_incremental = incremental
+
+    def set_retract_mode(self, code: int) -> None:
+        old_z = code == 980
+        mode = "old_z" if old_z else "r_plane"
+        self.emit(canon.Comment(self.line, f"interpreter: retract mode set to {mode}"))
+        self.state.retract_old_z = old_z
+
+    # --- motion ------------------------------------------------------------------------
+
+    def motion_to_be(self, block: Block, codes: ModalCodes) -> int | None:
+        s = self.state
+        has_axes = any(a in block.words for a in AXES)
+        non_modal = codes.g.get(0)
+        covets_axes = non_modal in (100, 280, 300, 520, 920)
+        if 1 in codes.g:
+            code = codes.g[1]
+            if code == 800:
+                if has_axes and not covets_axes:
+                    raise self.error("Cannot use axis values with g80", codes.g_cols[1])
+                s.motion_mode = 800
+                s.cycle_motion = s.cycle_initial_level = None
+                self.emit(canon.Comment(self.line, "interpreter: motion mode set to none"))
+                return None
+            if covets_axes:
+                raise self.error(
+                    "Cannot use two g codes that both use axis values", codes.g_cols[1]
+                )
+            return code
+        if covets_axes or not has_axes:
+            if non_modal in (281, 301) and has_axes:
+                raise self.error("Cannot use axis values without a g code that uses them")
+            return None
+        if s.motion_mode == 800:
+            raise self.error("Cannot use axis values without a g code that uses them")
+        return s.motion_mode
+
+    def axis_target(self, block: Block) -> list[float]:
+        """End point in the program frame from the axis words and the distance mode."""
+        s = self.state
+        target = list(s.position)
+        words = block.words
+        for i, a in enumerate(AXES):
+            if a in words:
+                target[i] = target[i] + words[a] if s.incremental else words[a]
+        return target
+
+    def execute_motion(self, motion: int, block: Block, codes: ModalCodes) -> None:
+        s = self.state
+        is_cycle = 800 < motion <= 890 or motion == 730
+        if not is_cycle:
+            s.cycle_motion = s.cycle_initial_level = None
+        if codes.g.get(0) == 530:
+            if motion not in (0, 10):
+                raise self.error("Must use G0 or G1 with G53")
+            if s.incremental:
+                raise self.error("Cannot use g53 incremental")
+            machine = s.to_machine(s.position)
+            for i, a in enumerate(AXES):
+                if a in block.words:
+                    machine[i] = block.words[a]
+            target = s.to_program(machine)
+        elif is_cycle:
+            s.motion_mode = motion
+            cycles.execute_cycle(self, motion, block)
+            return
+        else:
+            target = self.axis_target(block)
+        s.motion_mode = motion
+        if motion == 0:
+            self.emit(canon.StraightTraverse(self.line, *target))
+        elif motion == 10:
+            self.feed_move(block, target)
+        else:
+            arcs.execute_arc(self, motion, block, target)
+        s.position = target
+
+    def feed_move(self, block: Block, target: list[float]) -> None:
+        s = self.state
+        if s.feed_mode == 930:
+            if "f" not in block.words:
+                raise self.error("F word missing with inverse time g1 move")
+            rate = max(linear_length(s.position, target) * block.words["f"], 0.1)
+            self.emit(canon.SetFeedRate(self.line, rate))
+        elif s.feed_mode == 950:
+            if s.speed == 0.0:
+                raise self.error("Cannot feed with zero spindle speed in feed per rev mode")
+        elif s.feed_rate == 0.0:
+            raise self.error("Cannot do g1 with zero feed rate")
+        self.emit(canon.StraightFeed(self.line, *target))
+
+    # --- program stops -----------------------------------------------------------------
+
+    def stop(self, code: int) -> None:
+        if code == 0:
+            self.emit(canon.ProgramStop(self.line))
+        elif code == 1:
+            self.emit(canon.OptionalProgramStop(self.line))
+        elif code == 60:
+            self.emit(canon.Setting(self.line, "PALLET_SHUTTLE"))
+            self.emit(canon.ProgramStop(self.line))
+        else:
+            self.end_program(code)
+            raise ProgramEnded
+
+    def end_program(self, code: int) -> None:
+        """M2/M30: LinuxCNC's resets, in its order."""
+        s = self.state
+        line = self.line
+        offset, rotation = self.work_offset(1)
+        s.origin_index = 1
+        self.params.numbered[WORK_SYSTEM] = 1.0
+        self.apply_offsets(g5x=offset, rotation=rotation)
+        self.emit(canon.SetWorkOffset(line, 1, *offset))
+        self.emit(canon.SetXYRotation(line, rotation))
+        if s.plane != 170:
+            s.plane = 170
+            self.emit(canon.SelectPlane(line, "XY"))
+        s.incremental = False
+        s.feed_mode = 940
+        self.emit(canon.SetFeedMode(line, 0, 0))
+        s.feed_rate = 0.0
+        self.emit(canon.SetFeedRate(line, 0.0))
+        if not s.feed_override:
+            s.feed_override = True
+            self.emit(canon.OverrideSwitch(line, "feed", True))
+        s.spindle = 5
+        self.emit(canon.StopSpindleTurning(line, 0))
+        self.emit(canon.SetSpindleMode(line, 0, 0.0))
+        s.motion_mode = 10
+        if s.mist:
+            self.emit(canon.MistOff(line))
+        if s.flood:
+            self.emit(canon.FloodOff(line))
+        s.mist = s.flood = False
+        if code == 30:
+            self.emit(canon.Setting(line, "PALLET_SHUTTLE"))
+        self.emit(canon.ProgramEnd(line))
+        if self.percent_wrapped and not self.closing_percent_follows():
+            self.emit(canon.Comment(line, "interpreter: percent sign missing from end of file"))
+
+    def closing_percent_follows(self) -> bool:
+        source = self.current_source
+        while (text := source.next_line()) is not None:
+            if text.strip() == "%":
+                return True
+        return False
+
+
+def linear_length(a: list[float], b: list[float]) -> float:
+    d = sum((b[i] - a[i]) ** 2 for i in range(LINEAR))
+    if d == 0.0:
+        d = sum((b[i] - a[i]) ** 2 for i in range(LINEAR, 6))
+    return d**0.5
+
+
+def interpret(
+    program: str | Path | ProgramSource,
+    tool_table: ToolTable | None = None,
+    machine_units: str = "mm",
+    rs274_quirks: bool = True,
+) -> Iterator[canon.CanonOp]:
+    """Interpret a program file (path) or a :class:`ProgramSource`; yields canonical ops."""
+    source = program if isinstance(program, ProgramSource) else ProgramSource.from_path(program)
+    try:
+        yield from Interpreter(tool_table, machine_units, rs274_quirks).run(source)
+    finally:
+        source.close()
+
+
+def interpret_text(
+    text: str,
+    tool_table: ToolTable | None = None,
+    machine_units: str = "mm",
+    name: str = "<program>",
+    directory: Path | None = None,
+) -> Iterator[canon.CanonOp]:
+    """Interpret program text held in memory."""
+    source = ProgramSource.from_text(text, name, directory)
+    yield from interpret(source, tool_table, machine_units)

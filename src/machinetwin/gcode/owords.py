@@ -1,0 +1,291 @@
+"""O-word flow control: subroutines, loops and conditionals.
+
+Jumps are done by seeking in the :class:`.source.ProgramSource`; only the positions
+of open loops and known subroutines are remembered, never the program text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import GCodeError
+from .parameters import Parameters
+from .reader import Block, OWord, read_line
+from .source import Position, ProgramSource
+
+MAX_CALL_DEPTH = 64
+OWORD_LINE = re.compile(r"^(?:/)?(?:n\d+(?:\.\d*)?)?o(<[^>]*>|\d+)([a-z]+)")
+
+
+@dataclass(slots=True)
+class ControlBlock:
+    """An open while/do/repeat/if in the current call frame."""
+
+    name: str
+    keyword: str
+    position: Position  # start of the line that opened it
+    remaining: int = 0  # repeat count left
+    done: bool = False  # an if/elseif branch has run
+
+
+@dataclass(slots=True)
+class CallFrame:
+    name: str
+    source: ProgramSource
+    return_to: Position | None
+    blocks: list[ControlBlock] = field(default_factory=list)
+
+
+def oword_of(text: str) -> tuple[str, str] | None:
+    """(name, keyword) when the line is an O-word statement, read cheaply (no evaluation)."""
+    m = OWORD_LINE.match(text.replace(" ", "").replace("\t", "").lower())
+    return (m.group(1), m.group(2)) if m else None
+
+
+def is_sub_definition(text: str, name: str) -> bool:
+    found = oword_of(text)
+    return found is not None and found[0] == name and found[1].startswith("sub")
+
+
+class OWordFlow:
+    """Mixed into the Interpreter: executes O-word statements."""
+
+    frames: list[CallFrame]
+    subroutines: dict[str, tuple[ProgramSource, Position]]
+    line: int
+
+    if TYPE_CHECKING:
+        params: Parameters
+
+        @property
+        def current_source(self) -> ProgramSource: ...
+
+        def error(self, message: str, col: int = 1) -> GCodeError: ...
+
+    # --- O-words -------------------------------------------------------------------
+
+    def execute_oword(self, word: OWord, block: Block) -> None:
+        frame = self.frames[-1]
+        kw = word.keyword
+        if kw == "sub":
+            self.define_subroutine(word)
+        elif kw == "call":
+            self.call_subroutine(word)
+        elif kw in ("endsub", "return"):
+            self.return_from_subroutine(word, frame)
+        elif kw == "do":
+            frame.blocks.append(ControlBlock(word.name, "do", self.line_start()))
+        elif kw == "while":
+            self.execute_while(word, frame)
+        elif kw == "endwhile":
+            self.execute_endwhile(word, frame)
+        elif kw == "repeat":
+            self.execute_repeat(word, frame)
+        elif kw == "endrepeat":
+            self.execute_endrepeat(word, frame)
+        elif kw == "if":
+            self.execute_if(word, frame)
+        elif kw in ("elseif", "else"):
+            self.execute_else(word, frame)
+        elif kw == "endif":
+            self.close_block(word, frame, ("if",))
+        elif kw == "break":
+            self.execute_break(word, frame)
+        elif kw == "continue":
+            self.execute_continue(word, frame)
+
+    def line_start(self) -> Position:
+        """Position of the line just read (to come back to it)."""
+        return self.current_source.last_line_start
+
+    def find_open(self, word: OWord, frame: CallFrame, keywords: tuple[str, ...]) -> int:
+        for i in range(len(frame.blocks) - 1, -1, -1):
+            if frame.blocks[i].name == word.name and frame.blocks[i].keyword in keywords:
+                return i
+        raise self.error(f"o{word.name} {word.keyword} without a matching {'/'.join(keywords)}")
+
+    def close_block(self, word: OWord, frame: CallFrame, keywords: tuple[str, ...]) -> ControlBlock:
+        i = self.find_open(word, frame, keywords)
+        block = frame.blocks[i]
+        del frame.blocks[i:]
+        return block
+
+    def skip_to(self, name: str, keywords: tuple[str, ...], start_line: int) -> OWord:
+        """Read forward, without executing, to the o-word ``name`` with one of ``keywords``."""
+        source = self.current_source
+        while True:
+            text = source.next_line()
+            if text is None:
+                raise GCodeError(
+                    f"o{name} has no matching {'/'.join(keywords)} before the end of the file",
+                    start_line,
+                )
+            self.line = source.line_no
+            found = oword_of(text)
+            if found is None or found[0] != name:
+                continue
+            kw = found[1]
+            for keyword in keywords:
+                if kw.startswith(keyword):
+                    if keyword in ("elseif", "while"):
+                        block = read_line(text, self.line, self.params)
+                        assert block.oword is not None
+                        return block.oword
+                    return OWord(name, keyword)
+
+    def define_subroutine(self, word: OWord) -> None:
+        if len(self.frames) > 1 and self.frames[-1].name == word.name:
+            raise self.error(f"Subroutine o{word.name} defined inside itself")
+        self.subroutines[word.name] = (self.current_source, self.current_source.tell())
+        self.skip_to(word.name, ("endsub",), self.line)
+
+    def call_subroutine(self, word: OWord) -> None:
+        if len(self.frames) > MAX_CALL_DEPTH:
+            raise self.error(f"Subroutine calls nested deeper than {MAX_CALL_DEPTH}")
+        target = self.subroutines.get(word.name) or self.locate_subroutine(word.name)
+        source, start = target
+        return_to = self.current_source.tell()
+        self.params.enter_call(word.args)
+        self.frames.append(CallFrame(word.name, source, return_to))
+        source.seek(start)
+
+    def locate_subroutine(self, name: str) -> tuple[ProgramSource, Position]:
+        """Find ``o<name> sub`` later in this file or in ``name.ngc`` beside it."""
+        source = self.current_source
+        here = source.tell()
+        line = self.line
+        try:
+            while True:
+                text = source.next_line()
+                if text is None:
+                    break
+                if is_sub_definition(text, name):
+                    found = (source, source.tell())
+                    self.subroutines[name] = found
+                    return found
+        finally:
+            source.seek(here)
+            self.line = line
+        if name.startswith("<"):
+            path = source.directory / f"{name[1:-1]}.ngc"
+            if path.is_file():
+                ext = ProgramSource.from_path(path)
+                while (text := ext.next_line()) is not None:
+                    if is_sub_definition(text, name):
+                        found = (ext, ext.tell())
+                        self.subroutines[name] = found
+                        return found
+                ext.close()
+        raise self.error(f"Unable to find subroutine o{name}")
+
+    def return_from_subroutine(self, word: OWord, frame: CallFrame) -> None:
+        if len(self.frames) == 1:
+            if word.keyword == "endsub":
+                raise self.error(f"o{word.name} endsub without a matching sub")
+            raise self.error(f"o{word.name} return outside a subroutine")
+        if word.keyword == "endsub" and frame.name != word.name:
+            raise self.error(f"o{word.name} endsub inside subroutine o{frame.name}")
+        self.params.leave_call()
+        # LinuxCNC sets #<_value> to 0 when nothing is returned
+        self.params.globals["_value"] = word.value if word.value is not None else 0.0
+        self.params.globals["_value_returned"] = 1.0 if word.value is not None else 0.0
+        self.frames.pop()
+        assert frame.return_to is not None
+        self.current_source.seek(frame.return_to)
+
+    def execute_while(self, word: OWord, frame: CallFrame) -> None:
+        start = self.line_start()
+        for i in range(len(frame.blocks) - 1, -1, -1):
+            b = frame.blocks[i]
+            if b.name == word.name and b.keyword == "do":  # the end of a do … while
+                if word.value:
+                    self.current_source.seek(b.position)
+                    self.current_source.next_line()  # re-enter after the `do` line
+                else:
+                    del frame.blocks[i:]
+                return
+        if word.value:
+            if not (frame.blocks and frame.blocks[-1].name == word.name):
+                frame.blocks.append(ControlBlock(word.name, "while", start))
+            else:
+                frame.blocks[-1].position = start
+        else:
+            if frame.blocks and frame.blocks[-1].name == word.name:
+                frame.blocks.pop()
+            self.skip_to(word.name, ("endwhile",), self.line)
+
+    def execute_endwhile(self, word: OWord, frame: CallFrame) -> None:
+        i = self.find_open(word, frame, ("while",))
+        self.current_source.seek(frame.blocks[i].position)
+        del frame.blocks[i + 1 :]
+
+    def execute_repeat(self, word: OWord, frame: CallFrame) -> None:
+        count = round(word.value or 0.0)
+        if count > 0:
+            frame.blocks.append(
+                ControlBlock(word.name, "repeat", self.current_source.tell(), count)
+            )
+        else:
+            self.skip_to(word.name, ("endrepeat",), self.line)
+
+    def execute_endrepeat(self, word: OWord, frame: CallFrame) -> None:
+        i = self.find_open(word, frame, ("repeat",))
+        block = frame.blocks[i]
+        block.remaining -= 1
+        del frame.blocks[i + 1 :]
+        if block.remaining > 0:
+            self.current_source.seek(block.position)
+        else:
+            del frame.blocks[i:]
+
+    def execute_if(self, word: OWord, frame: CallFrame) -> None:
+        block = ControlBlock(word.name, "if", self.line_start())
+        frame.blocks.append(block)
+        if word.value:
+            block.done = True
+            return
+        self.skip_to_branch(word, block)
+
+    def skip_to_branch(self, word: OWord, block: ControlBlock) -> None:
+        """Skip a false branch: run the next true elseif, the else, or leave at endif."""
+        frame = self.frames[-1]
+        while True:
+            found = self.skip_to(word.name, ("elseif", "else", "endif"), block.position.line)
+            if found.keyword == "endif":
+                frame.blocks.remove(block)
+                return
+            if found.keyword == "else" or found.value:
+                block.done = True
+                return
+
+    def execute_else(self, word: OWord, frame: CallFrame) -> None:
+        """Reaching else/elseif after a branch ran: skip to endif."""
+        i = self.find_open(word, frame, ("if",))
+        del frame.blocks[i:]
+        self.skip_to(word.name, ("endif",), self.line)
+
+    def execute_break(self, word: OWord, frame: CallFrame) -> None:
+        i = self.find_open(word, frame, ("while", "do", "repeat"))
+        keyword = frame.blocks[i].keyword
+        del frame.blocks[i:]
+        end = {"while": ("endwhile",), "repeat": ("endrepeat",), "do": ("while",)}[keyword]
+        self.skip_to(word.name, end, self.line)
+
+    def execute_continue(self, word: OWord, frame: CallFrame) -> None:
+        i = self.find_open(word, frame, ("while", "do", "repeat"))
+        block = frame.blocks[i]
+        del frame.blocks[i + 1 :]
+        if block.keyword == "while":
+            self.current_source.seek(block.position)
+        elif block.keyword == "repeat":
+            block.remaining -= 1
+            if block.remaining > 0:
+                self.current_source.seek(block.position)
+            else:
+                del frame.blocks[i:]
+                self.skip_to(word.name, ("endrepeat",), self.line)
+        else:  # do … while: go evaluate the condition at the closing while
+            found = self.skip_to(word.name, ("while",), self.line)
+            self.execute_while(found, frame)

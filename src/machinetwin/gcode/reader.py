@@ -1,0 +1,478 @@
+"""Reading one line of RS274/NGC into a :class:`Block`.
+
+Like LinuxCNC's ``interp_read.cc``: spaces and case are dropped outside comments,
+then words, parameter settings, comments and O-words are read left to right.
+Expressions are evaluated while reading, against the parameter values as they were
+before the line (parameter settings on a line take effect together, after it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import GCodeError
+
+WORD_LETTERS = frozenset("abcdefghijklmpqrstxyz")
+
+O_KEYWORDS = (
+    "endsub", "sub", "call", "endwhile", "while", "do", "elseif", "else", "endif", "if",
+    "break", "continue", "return", "endrepeat", "repeat",
+)  # fmt: skip
+
+UNARY_FUNCTIONS = (
+    "abs", "acos", "asin", "atan", "cos", "exists", "exp", "fix", "fup", "ln", "round",
+    "sin", "sqrt", "tan",
+)  # fmt: skip
+
+# Binary operators by spelling, longest first so that "**" wins over "*".
+BINARY_OPERATORS = (
+    "**", "*", "/", "mod", "+", "-", "eq", "ne", "gt", "ge", "lt", "le", "and", "or", "xor",
+)  # fmt: skip
+PRECEDENCE = {
+    "**": 6, "*": 5, "/": 5, "mod": 5, "+": 4, "-": 4,
+    "eq": 3, "ne": 3, "gt": 3, "ge": 3, "lt": 3, "le": 3,
+    "and": 2, "or": 2, "xor": 2,
+}  # fmt: skip
+TOLERANCE_EQUAL = 1e-6  # LinuxCNC compares EQ/NE with this tolerance
+
+
+@dataclass(slots=True)
+class OWord:
+    """An O-word control statement: ``o<name> KEYWORD [expr] [args...]``."""
+
+    name: str
+    keyword: str
+    value: float | None = None  # condition, repeat count or return value
+    args: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Block:
+    """One line of a program, read and with all expressions evaluated."""
+
+    line: int
+    words: dict[str, float] = field(default_factory=dict)
+    g_codes: list[tuple[int, int]] = field(default_factory=list)  # (code*10, column)
+    m_codes: list[tuple[int, int]] = field(default_factory=list)
+    columns: dict[str, int] = field(default_factory=dict)  # letter -> column
+    param_settings: list[tuple[int | str, float]] = field(default_factory=list)
+    comment: str | None = None
+    oword: OWord | None = None
+    n_number: int | None = None
+    percent: bool = False
+    empty: bool = True
+
+
+class ParameterReader:
+    """What the reader needs to evaluate ``#`` references (implemented by Parameters)."""
+
+    def get_numbered(self, index: int) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_named(self, name: str) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def named_exists(self, name: str) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def clean_line(raw: str, line_no: int) -> tuple[str, list[int]]:
+    """Drop spaces and tabs and lowercase outside comments; map each char to its column.
+
+    Checks comment nesting like LinuxCNC (``Nested comment found``,
+    ``Unclosed comment found``). A ``;`` starts a comment to the end of the line.
+    """
+    chars: list[str] = []
+    cols: list[int] = []
+    in_comment = False
+    for i, ch in enumerate(raw):
+        if in_comment:
+            if ch == "(":
+                raise GCodeError("Nested comment found", line_no, i + 1)
+            chars.append(ch)
+            cols.append(i + 1)
+            if ch == ")":
+                in_comment = False
+        elif ch in " \t\r\n":
+            continue
+        elif ch == "(":
+            in_comment = True
+            chars.append(ch)
+            cols.append(i + 1)
+        elif ch == ";":
+            chars.append(ch)
+            cols.append(i + 1)
+            chars.extend(raw[i + 1 :].rstrip("\r\n"))
+            cols.extend(range(i + 2, i + 2 + len(raw[i + 1 :].rstrip("\r\n"))))
+            break
+        else:
+            chars.append(ch.lower())
+            cols.append(i + 1)
+    if in_comment:
+        raise GCodeError("Unclosed comment found", line_no, len(raw.rstrip("\r\n")) + 1)
+    return "".join(chars), cols
+
+
+class LineParser:
+    """Reads one cleaned line; a new instance per line keeps the cursor state simple."""
+
+    def __init__(self, text: str, cols: list[int], line_no: int, params: ParameterReader):
+        self.text = text
+        self.cols = cols
+        self.line_no = line_no
+        self.params = params
+        self.pos = 0
+
+    # --- errors and cursor -------------------------------------------------------
+
+    def error(self, message: str, pos: int | None = None) -> GCodeError:
+        p = self.pos if pos is None else pos
+        col = self.cols[p] if p < len(self.cols) else (self.cols[-1] + 1 if self.cols else 1)
+        return GCodeError(message, self.line_no, col)
+
+    def peek(self, n: int = 1) -> str:
+        return self.text[self.pos : self.pos + n]
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def expect(self, ch: str, message: str) -> None:
+        if self.text[self.pos : self.pos + 1] != ch:
+            raise self.error(message)
+        self.pos += 1
+
+    # --- the line ----------------------------------------------------------------
+
+    def read_block(self) -> Block:
+        block = Block(self.line_no)
+        text = self.text
+        if text == "%" or (text.startswith("%") and text[1:].startswith(("(", ";"))):
+            block.percent = True
+            return block
+        if text.startswith("/"):
+            self.pos = 1  # block delete is off, as in rs274: the line runs
+        if text.startswith("n", self.pos):
+            self.read_n_number(block)
+        if text.startswith("o", self.pos):
+            block.oword = self.read_oword()
+            block.empty = False
+            self.read_trailing_comments(block)
+            return block
+        while not self.at_end():
+            ch = text[self.pos]
+            if ch == "(":
+                block.comment = self.read_comment()
+            elif ch == ";":
+                break
+            elif ch == "#":
+                self.read_parameter_setting(block)
+                block.empty = False
+            elif ch in WORD_LETTERS:
+                self.read_word(block)
+                block.empty = False
+            else:
+                raise self.error(f"Bad character '{ch}' used")
+        if block.comment is not None:
+            block.empty = False
+        return block
+
+    def read_n_number(self, block: Block) -> None:
+        start = self.pos
+        self.pos += 1
+        digits_start = self.pos
+        while self.peek().isdigit():
+            self.pos += 1
+        if self.pos == digits_start:
+            raise self.error("Bad format line number", start)
+        block.n_number = int(self.text[digits_start : self.pos])
+        if self.peek() == ".":  # LinuxCNC tolerates a decimal part on N words
+            self.pos += 1
+            while self.peek().isdigit():
+                self.pos += 1
+
+    def read_oword(self) -> OWord:
+        self.pos += 1  # the 'o'
+        if self.peek() == "<":
+            name = "<" + self.read_parameter_name().lower() + ">"
+        else:
+            name = str(round(self.read_real_value()))
+        for keyword in O_KEYWORDS:
+            if self.text.startswith(keyword, self.pos):
+                self.pos += len(keyword)
+                break
+        else:
+            raise self.error("Unknown keyword after O-word")
+        word = OWord(name, keyword)
+        if keyword in ("while", "if", "elseif", "repeat"):
+            if self.peek() != "[":
+                raise self.error(f"Left bracket missing after O-word '{keyword}'")
+            word.value = self.read_expression()
+        elif keyword in ("return", "endsub") and self.peek() == "[":
+            word.value = self.read_expression()
+        elif keyword == "call":
+            while self.peek() == "[":
+                word.args.append(self.read_expression())
+        return word
+
+    def read_comment(self) -> str:
+        end = self.text.index(")", self.pos)
+        body = self.text[self.pos + 1 : end]
+        self.pos = end + 1
+        return body
+
+    def read_trailing_comments(self, block: Block) -> None:
+        while not self.at_end():
+            if self.peek() == "(":
+                block.comment = self.read_comment()
+            elif self.peek() == ";":
+                return
+            else:
+                raise self.error("Unexpected text after O-word statement")
+
+    def read_word(self, block: Block) -> None:
+        letter = self.text[self.pos]
+        start = self.pos
+        self.pos += 1
+        if self.at_end():
+            raise self.error(f"Missing value after '{letter}' word", start)
+        value = self.read_real_value()
+        if letter == "g":
+            code = round(value * 10)
+            if abs(value * 10 - code) > 1e-6:
+                raise self.error("G code out of range", start)
+            block.g_codes.append((code, self.cols[start]))
+            return
+        if letter == "m":
+            code = round(value)
+            if abs(value - code) > 1e-6:
+                raise self.error("M code out of range", start)
+            block.m_codes.append((code, self.cols[start]))
+            return
+        if letter in block.words:
+            raise self.error(f"Multiple {letter} words on one line", start)
+        block.words[letter] = value
+        block.columns[letter] = self.cols[start]
+
+    def read_parameter_setting(self, block: Block) -> None:
+        start = self.pos
+        self.pos += 1
+        if self.peek() == "<":
+            target: int | str = self.read_parameter_name()
+        else:
+            index = self.read_real_value()
+            target = self.parameter_index(index, start)
+        self.expect("=", "Equal sign missing in parameter setting")
+        block.param_settings.append((target, self.read_real_value()))
+
+    # --- values ------------------------------------------------------------------
+
+    def read_real_value(self) -> float:
+        ch = self.peek()
+        if ch == "[":
+            return self.read_expression()
+        if ch == "#":
+            return self.read_parameter()
+        if ch == "+" or ch == "-":
+            self.pos += 1
+            value = self.read_real_value()
+            return -value if ch == "-" else value
+        if ch.isalpha():
+            return self.read_unary()
+        return self.read_number()
+
+    def read_number(self) -> float:
+        start = self.pos
+        text = self.text
+        n = len(text)
+        while self.pos < n and text[self.pos].isdigit():
+            self.pos += 1
+        if self.pos < n and text[self.pos] == ".":
+            self.pos += 1
+            while self.pos < n and text[self.pos].isdigit():
+                self.pos += 1
+        token = text[start : self.pos]
+        if token in ("", "."):
+            raise self.error("Bad number format", start)
+        return float(token)
+
+    def parameter_index(self, value: float, pos: int) -> int:
+        index = round(value)
+        if abs(value - index) > 1e-6:
+            raise self.error("Parameter number must be an integer", pos)
+        if index < 1 or index > 5601:
+            raise self.error("Parameter number out of range", pos)
+        return index
+
+    def read_parameter_name(self) -> str:
+        end = self.text.find(">", self.pos)
+        if end < 0:
+            raise self.error("Named parameter not terminated")
+        name = self.text[self.pos + 1 : end]
+        if not name:
+            raise self.error("Named parameter has no name")
+        self.pos = end + 1
+        return name
+
+    def read_parameter(self) -> float:
+        start = self.pos
+        self.pos += 1
+        if self.peek() == "<":
+            name = self.read_parameter_name()
+            try:
+                return self.params.get_named(name)
+            except KeyError:
+                raise self.error(f"Named parameter #<{name}> not defined", start) from None
+        index = self.parameter_index(self.read_real_value(), start)
+        return self.params.get_numbered(index)
+
+    def read_unary(self) -> float:
+        start = self.pos
+        for name in UNARY_FUNCTIONS:
+            if self.text.startswith(name, self.pos):
+                self.pos += len(name)
+                break
+        else:
+            raise self.error(f"Unknown word or function starting with '{self.peek()}'")
+        if name == "exists":
+            self.expect("[", "Left bracket missing after 'exists'")
+            self.expect("#", "EXISTS argument must be a named parameter")
+            if self.peek() != "<":
+                raise self.error("EXISTS argument must be a named parameter")
+            param = self.read_parameter_name()
+            self.expect("]", "Right bracket missing after EXISTS argument")
+            return 1.0 if self.params.named_exists(param) else 0.0
+        if self.peek() != "[":
+            raise self.error(f"Left bracket missing after unary operation name '{name}'")
+        arg = self.read_expression()
+        if name == "atan":
+            self.expect("/", "Slash missing after first ATAN argument")
+            if self.peek() != "[":
+                raise self.error("Left bracket missing after slash with ATAN")
+            return math.degrees(math.atan2(arg, self.read_expression()))
+        return apply_unary(name, arg, lambda msg: self.error(msg, start))
+
+    def read_expression(self) -> float:
+        """``[ value (op value)* ]`` with LinuxCNC's operator precedence."""
+        self.expect("[", "Left bracket missing")
+        values = [self.read_real_value()]
+        ops: list[str] = []
+        while True:
+            if self.peek() == "]":
+                self.pos += 1
+                break
+            if self.at_end():
+                raise self.error("Unclosed expression")
+            op = self.read_operator()
+            while ops and PRECEDENCE[ops[-1]] >= PRECEDENCE[op]:
+                self.reduce(values, ops)
+            ops.append(op)
+            values.append(self.read_real_value())
+        while ops:
+            self.reduce(values, ops)
+        return values[0]
+
+    def read_operator(self) -> str:
+        for op in BINARY_OPERATORS:
+            if self.text.startswith(op, self.pos):
+                self.pos += len(op)
+                return op
+        raise self.error("Unknown operation")
+
+    def reduce(self, values: list[float], ops: list[str]) -> None:
+        op = ops.pop()
+        right = values.pop()
+        left = values.pop()
+        values.append(apply_binary(op, left, right, self.error))
+
+
+def apply_binary(op: str, a: float, b: float, error: Callable[[str], GCodeError]) -> float:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        if b == 0.0:
+            raise error("Attempt to divide by zero")
+        return a / b
+    if op == "mod":
+        if b == 0.0:
+            raise error("Attempt to divide by zero")
+        r = math.fmod(a, b)
+        return r + abs(b) if r < 0 else r
+    if op == "**":
+        if a < 0.0 and b != int(b):
+            raise error("Attempt to raise negative to non-integer power")
+        try:
+            return a**b
+        except (OverflowError, ZeroDivisionError):
+            raise error("Result of power out of range") from None
+    if op == "eq":
+        return 1.0 if abs(a - b) < TOLERANCE_EQUAL else 0.0
+    if op == "ne":
+        return 0.0 if abs(a - b) < TOLERANCE_EQUAL else 1.0
+    if op == "gt":
+        return 1.0 if a > b else 0.0
+    if op == "ge":
+        return 1.0 if a >= b else 0.0
+    if op == "lt":
+        return 1.0 if a < b else 0.0
+    if op == "le":
+        return 1.0 if a <= b else 0.0
+    if op == "and":
+        return 1.0 if (a != 0.0 and b != 0.0) else 0.0
+    if op == "or":
+        return 1.0 if (a != 0.0 or b != 0.0) else 0.0
+    if op == "xor":
+        return 1.0 if ((a != 0.0) != (b != 0.0)) else 0.0
+    raise error(f"Unknown operation {op}")  # pragma: no cover - guarded by read_operator
+
+
+def apply_unary(name: str, x: float, error: Callable[[str], GCodeError]) -> float:
+    try:
+        if name == "abs":
+            return abs(x)
+        if name == "acos":
+            if x < -1.0 or x > 1.0:
+                raise error("Argument to acos out of range")
+            return math.degrees(math.acos(x))
+        if name == "asin":
+            if x < -1.0 or x > 1.0:
+                raise error("Argument to asin out of range")
+            return math.degrees(math.asin(x))
+        if name == "cos":
+            return math.cos(math.radians(x))
+        if name == "exp":
+            return math.exp(x)
+        if name == "fix":
+            return float(math.floor(x))
+        if name == "fup":
+            return float(math.ceil(x))
+        if name == "ln":
+            if x <= 0.0:
+                raise error("Zero or negative argument to ln")
+            return math.log(x)
+        if name == "round":
+            return float(math.floor(x + 0.5)) if x >= 0 else -float(math.floor(-x + 0.5))
+        if name == "sin":
+            return math.sin(math.radians(x))
+        if name == "sqrt":
+            if x < 0.0:
+                raise error("Negative argument to sqrt")
+            return math.sqrt(x)
+        if name == "tan":
+            return math.tan(math.radians(x))
+    except (OverflowError, ValueError):
+        raise error(f"Result of {name} out of range") from None
+    raise error(f"Unknown unary operation {name}")  # pragma: no cover
+
+
+def read_line(raw: str, line_no: int, params: ParameterReader) -> Block:
+    """Read one raw program line into a Block, raising GCodeError with its column."""
+    text, cols = clean_line(raw, line_no)
+    if not text:
+        return Block(line_no)
+    return LineParser(text, cols, line_no, params).read_block()
