@@ -40,8 +40,8 @@ test: install system-deps
 # Placeholder demo until the virtual machine exists: interpret the example pocket program.
 demo: install
 	@mkdir -p $(ARTIFACTS)
-	$(BIN)/machinetwin gcode stats examples/pocket.ngc
-	$(BIN)/machinetwin gcode canon examples/pocket.ngc > $(ARTIFACTS)/pocket.canon
+	$(BIN)/machinetwin gcode stats -t examples/tools.tbl examples/pocket.ngc
+	$(BIN)/machinetwin gcode canon -t examples/tools.tbl --machine-units mm examples/pocket.ngc > $(ARTIFACTS)/pocket.canon
 	@head -n 40 $(ARTIFACTS)/pocket.canon
 	@echo
 	@echo "Demo: interpreted examples/pocket.ngc (a pocket and four drilled holes in the"

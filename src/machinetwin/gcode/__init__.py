@@ -9,20 +9,27 @@ The public surface::
 
 from ..errors import GCodeError
 from . import canon
-from .interpreter import Interpreter, interpret, interpret_text
+from .frames import MachineFrame, to_machine_frame
+from .interpreter import Interpreter, check_program, interpret, interpret_text
 from .rs274_format import format_op, format_rs274
 from .source import ProgramSource
+from .stats import ProgramStats, program_stats
 from .tooltable import Tool, ToolTable
 
 __all__ = [
     "GCodeError",
     "Interpreter",
+    "MachineFrame",
+    "ProgramStats",
     "ProgramSource",
     "Tool",
     "ToolTable",
     "canon",
+    "check_program",
     "format_op",
     "format_rs274",
     "interpret",
     "interpret_text",
+    "program_stats",
+    "to_machine_frame",
 ]

@@ -39,6 +39,7 @@ PLANE_NAMES = {170: "XY", 180: "XZ", 190: "YZ"}
 CONTROL_MODE_NAMES = {610: "EXACT_PATH", 611: "EXACT_STOP", 640: "CONTINUOUS"}
 WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 593: 9}
 WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
+MAX_REPORTED_ERRORS = 200
 
 
 class ProgramEnded(Exception):
@@ -118,8 +119,15 @@ class Interpreter(OWordFlow, OffsetHandling):
 
     # --- running -----------------------------------------------------------------
 
-    def run(self, source: ProgramSource) -> Iterator[canon.CanonOp]:
-        """Yield the program's canonical operations as it is interpreted."""
+    def run(
+        self, source: ProgramSource, errors: list[GCodeError] | None = None
+    ) -> Iterator[canon.CanonOp]:
+        """Yield the program's canonical operations as it is interpreted.
+
+        With ``errors`` given, a line that fails is recorded there and skipped, and
+        interpretation goes on (for checking a whole program); otherwise the first
+        error is raised.
+        """
         self.frames = [CallFrame("", source, None)]
         first = True
         try:
@@ -136,7 +144,14 @@ class Interpreter(OWordFlow, OffsetHandling):
                     if text.strip() == "%":
                         self.percent_wrapped = True
                         continue
-                self.execute_line(text)
+                try:
+                    self.execute_line(text)
+                except GCodeError as exc:
+                    if errors is None or len(errors) >= MAX_REPORTED_ERRORS:
+                        raise
+                    self.out.clear()
+                    errors.append(self.locate(exc))
+                    continue
                 if self.out:
                     yield from self.out
                     self.out.clear()
@@ -144,13 +159,20 @@ class Interpreter(OWordFlow, OffsetHandling):
             yield from self.out
             self.out.clear()
         except GCodeError as exc:
-            if exc.file == "<program>":
-                exc.file = self.current_source.name
-            raise
+            exc = self.locate(exc)
+            if errors is None:
+                raise
+            errors.append(exc)
         finally:
             for frame in self.frames:
                 if frame.source is not source:
                     frame.source.close()
+
+    def locate(self, exc: GCodeError) -> GCodeError:
+        """Name the file the error is in (subroutines may live in other files)."""
+        if exc.file == "<program>":
+            exc.file = self.current_source.name
+        return exc
 
     @property
     def current_source(self) -> ProgramSource:
@@ -761,3 +783,17 @@ def interpret_text(
     """Interpret program text held in memory."""
     source = ProgramSource.from_text(text, name, directory)
     yield from interpret(source, tool_table, machine_units)
+
+
+def check_program(
+    path: str | Path, tool_table: ToolTable | None = None, machine_units: str = "mm"
+) -> list[GCodeError]:
+    """Every error in a program (each failing line is skipped and checking goes on)."""
+    errors: list[GCodeError] = []
+    source = ProgramSource.from_path(path)
+    try:
+        for _ in Interpreter(tool_table, machine_units).run(source, errors):
+            pass
+    finally:
+        source.close()
+    return errors

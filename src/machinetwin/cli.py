@@ -1,0 +1,155 @@
+"""The ``machinetwin`` command line.
+
+Each part of the product adds a sub-command group here; ``gcode`` is the first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import GCodeError
+from .gcode import (
+    ToolTable,
+    check_program,
+    format_rs274,
+    interpret,
+    program_stats,
+    to_machine_frame,
+)
+
+app = typer.Typer(help="machinetwin: remote monitoring, twins and safe remote control of CNC machines.",
+                  no_args_is_help=True)  # fmt: skip
+gcode_app = typer.Typer(help="Check, interpret and measure RS274/NGC (G-code) programs.",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(gcode_app, name="gcode")
+
+err = Console(stderr=True)
+
+
+class Units(StrEnum):
+    mm = "mm"
+    inch = "inch"
+
+
+class CanonFormat(StrEnum):
+    rs274 = "rs274"
+    jsonl = "jsonl"
+
+
+class Frame(StrEnum):
+    program = "program"
+    machine = "machine"
+
+
+PROGRAM = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="G-code program")
+TOOL_TABLE = typer.Option(None, "--tool-table", "-t", exists=True, dir_okay=False,
+                          help="LinuxCNC tool table file")  # fmt: skip
+MACHINE_UNITS = typer.Option(
+    None, "--machine-units",
+    help="Units of the tool table and stored parameters. Default: inch for --format rs274 "
+         "(as standalone LinuxCNC rs274 reads them), otherwise mm.",
+)  # fmt: skip
+
+
+def load_tool_table(path: Path | None, units: str) -> ToolTable | None:
+    if path is None:
+        return None
+    try:
+        return ToolTable.load(path, units)
+    except GCodeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@gcode_app.command("check")
+def gcode_check(
+    program: Path = PROGRAM,
+    tool_table: Path | None = TOOL_TABLE,
+    machine_units: Units = typer.Option(Units.mm, "--machine-units", help="Tool table units"),
+) -> None:
+    """Report every error as PROG.ngc:LINE:COL: message; exit 1 if there is any."""
+    table = load_tool_table(tool_table, machine_units.value)
+    errors = check_program(program, table, machine_units.value)
+    for exc in errors:
+        typer.echo(str(exc))
+    if errors:
+        err.print(f"[red]{len(errors)} error(s)[/red] in {program}")
+        raise typer.Exit(1)
+    err.print(f"[green]{program}: no errors[/green]")
+
+
+@gcode_app.command("canon")
+def gcode_canon(
+    program: Path = PROGRAM,
+    fmt: CanonFormat = typer.Option(CanonFormat.rs274, "--format", "-f", help="Output format"),
+    tool_table: Path | None = TOOL_TABLE,
+    machine_units: Units | None = MACHINE_UNITS,
+    frame: Frame = typer.Option(
+        Frame.program, "--frame", help="Coordinates of jsonl output: program units or machine mm"
+    ),  # fmt: skip
+) -> None:
+    """Print the canonical machining operations the program produces."""
+    units = (machine_units or (Units.inch if fmt is CanonFormat.rs274 else Units.mm)).value
+    table = load_tool_table(tool_table, units)
+    ops = interpret(program, table, machine_units=units)
+    out = sys.stdout
+    try:
+        if fmt is CanonFormat.rs274:
+            if frame is Frame.machine:
+                raise typer.BadParameter("--format rs274 prints the program frame, as rs274 does")
+            for text in format_rs274(ops):
+                out.write(text + "\n")
+        else:
+            stream = to_machine_frame(ops) if frame is Frame.machine else ops
+            for op in stream:
+                out.write(json.dumps(op.to_dict()) + "\n")
+    except GCodeError as exc:
+        out.flush()
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@gcode_app.command("stats")
+def gcode_stats(
+    program: Path = PROGRAM,
+    tool_table: Path | None = TOOL_TABLE,
+    machine_units: Units = typer.Option(Units.mm, "--machine-units", help="Tool table units"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
+) -> None:
+    """Bounding box, rapid and feed path lengths, tools and a cycle-time estimate."""
+    table = load_tool_table(tool_table, machine_units.value)
+    try:
+        st = program_stats(interpret(program, table, machine_units=machine_units.value))
+    except GCodeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(st.to_dict()))
+        return
+    t = Table(title=f"{program.name}", show_header=False)
+    if st.has_motion:
+        lo, hi = st.bbox_min, st.bbox_max
+        for i, axis in enumerate("XYZ"):
+            t.add_row(f"{axis} range (machine, mm)", f"{lo[i]:.3f} … {hi[i]:.3f}")
+    t.add_row("rapid path", f"{st.rapid_mm:.1f} mm in {st.rapid_moves} moves")
+    t.add_row("feed path", f"{st.feed_mm:.1f} mm in {st.feed_moves} lines and {st.arcs} arcs")
+    t.add_row("tools", ", ".join(f"T{n}" for n in st.tools) or "none changed")
+    t.add_row("dwell", f"{st.dwell_s:.1f} s")
+    minutes, seconds = divmod(st.cycle_time_s, 60)
+    t.add_row("cycle time (estimate)", f"{int(minutes)} min {seconds:.0f} s")
+    Console().print(t)
