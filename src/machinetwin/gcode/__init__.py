@@ -10,7 +10,13 @@ The public surface::
 from ..errors import GCodeError
 from . import canon
 from .frames import MachineFrame, to_machine_frame
-from .interpreter import Interpreter, check_program, interpret, interpret_text
+from .interpreter import (
+    Interpreter,
+    check_program,
+    interpret,
+    interpret_batches,
+    interpret_text,
+)
 from .rs274_format import format_op, format_rs274
 from .source import ProgramSource
 from .stats import ProgramStats, program_stats
@@ -29,6 +35,7 @@ __all__ = [
     "format_op",
     "format_rs274",
     "interpret",
+    "interpret_batches",
     "interpret_text",
     "program_stats",
     "to_machine_frame",

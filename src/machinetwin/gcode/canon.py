@@ -9,6 +9,7 @@ stream of them into machine coordinates in millimetres.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -305,3 +306,66 @@ class Setting(CanonOp):
 
 
 MOTION_OPS = (StraightTraverse, StraightFeed, ArcFeed)
+
+
+@dataclass(slots=True, frozen=True, eq=False)
+class MotionBatch(CanonOp):
+    """Consecutive plain moves held column-wise (from the interpreter's fast path).
+
+    Row ``i`` stands for the ops of source line ``lines[i]``: a ``SET_FEED_RATE(feed)``
+    when ``feed_set``, then a traverse (kind 0), feed (1) or arc (2); kind -1 rows
+    only set the feed. Ends are program-frame points (x y z a b c); arc centres are
+    in the plane's (first, second) axes, with ``rotation`` +1 (G3) or -1 (G2).
+    :meth:`ops` gives the same operations one by one.
+    """
+
+    lines: Any  # np.ndarray[int64]
+    kind: Any  # np.ndarray[int8]
+    feed_set: Any  # np.ndarray[bool]
+    feed: Any  # np.ndarray[float64]
+    end: Any  # np.ndarray[float64] (n, 6)
+    centre: Any  # np.ndarray[float64] (n, 2)
+    rotation: Any  # np.ndarray[int8]
+    plane: str = "XY"
+    rs274_name: ClassVar[str] = "MOTION_BATCH"
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def ops(self) -> Iterator[CanonOp]:
+        first, second, normal = _PLANE_AXES[self.plane]
+        lines = self.lines.tolist()
+        kinds = self.kind.tolist()
+        feed_set = self.feed_set.tolist()
+        feeds = self.feed.tolist()
+        ends = self.end.tolist()
+        centres = self.centre.tolist()
+        rotations = self.rotation.tolist()
+        for i, line in enumerate(lines):
+            if feed_set[i]:
+                yield SetFeedRate(line, feeds[i])
+            kind = kinds[i]
+            e = ends[i]
+            if kind == 0:
+                yield StraightTraverse(line, *e)
+            elif kind == 1:
+                yield StraightFeed(line, *e)
+            elif kind == 2:
+                c = centres[i]
+                yield ArcFeed(line, e[first], e[second], c[0], c[1], rotations[i], e[normal],
+                              e[3], e[4], e[5], self.plane)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.rs274_name, "line": self.line, "rows": len(self)}
+
+
+_PLANE_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
+
+
+def expand(ops: Iterable[CanonOp]) -> Iterator[CanonOp]:
+    """Operations one by one, with motion batches expanded."""
+    for op in ops:
+        if type(op) is MotionBatch:
+            yield from op.ops()
+        else:
+            yield op

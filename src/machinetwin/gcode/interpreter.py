@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import GCodeError
-from . import arcs, canon, cycles
+from . import arcs, canon, cycles, fastpath
 from .modal import ModalCodes
 from .offsets import OffsetHandling
 from .owords import CallFrame, OWordFlow
@@ -40,6 +40,9 @@ CONTROL_MODE_NAMES = {610: "EXACT_PATH", 611: "EXACT_STOP", 640: "CONTINUOUS"}
 WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 593: 9}
 WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
 MAX_REPORTED_ERRORS = 200
+FAST_CHUNK_MIN = 16 * 1024  # bytes the fast path reads at a time, doubling while it pays
+FAST_CHUNK_MAX = 1024 * 1024
+FAST_COOLDOWN_LINES = 32
 
 
 class ProgramEnded(Exception):
@@ -100,6 +103,7 @@ class Interpreter(OWordFlow, OffsetHandling):
         tool_table: ToolTable | None = None,
         machine_units: str = "mm",
         rs274_quirks: bool = True,
+        fast_path: bool = True,
     ) -> None:
         if machine_units not in ("mm", "inch"):
             raise ValueError(f"machine_units must be 'mm' or 'inch', not {machine_units!r}")
@@ -116,6 +120,9 @@ class Interpreter(OWordFlow, OffsetHandling):
         self.toolchange_pending = False
         self.echo = CanonPositionEcho()
         self.messages: list[str] = []  # (PRINT,…) output
+        self.fast_path = fast_path
+        self.fast_chunk = FAST_CHUNK_MIN
+        self.fast_cooldown = 0  # lines to wait after the fast path found nothing to take
 
     # --- running -----------------------------------------------------------------
 
@@ -146,6 +153,8 @@ class Interpreter(OWordFlow, OffsetHandling):
                         continue
                 try:
                     self.execute_line(text)
+                    if self.fast_path and not first:
+                        self.run_fast_path()
                 except GCodeError as exc:
                     if errors is None or len(errors) >= MAX_REPORTED_ERRORS:
                         raise
@@ -191,6 +200,42 @@ class Interpreter(OWordFlow, OffsetHandling):
         """Factor from machine units (tool table, parameters) to program units."""
         machine = INCH_MM if self.machine_units == "inch" else 1.0
         return machine / self.state.mm_per_unit
+
+    def run_fast_path(self) -> None:
+        """Take the plain-motion lines that follow, column-wise (see :mod:`.fastpath`)."""
+        if self.fast_cooldown:
+            self.fast_cooldown -= 1
+            return
+        s = self.state
+        if s.feed_mode != 940 or self.toolchange_pending:
+            return
+        source = self.current_source
+        start = source.tell()
+        chunk = source.read_chunk(self.fast_chunk)
+        result = fastpath.interpret_chunk(
+            chunk, start.line, s.position, s.motion_mode, s.feed_rate, s.incremental,
+            s.arc_incremental, s.plane, s.units,
+        )  # fmt: skip
+        if result is None:
+            source.seek(start)
+            self.fast_cooldown = FAST_COOLDOWN_LINES
+            self.fast_chunk = FAST_CHUNK_MIN
+            return
+        source.seek(Position(start.offset + result.consumed, start.line + result.lines))
+        self.line = start.line + result.lines - 1
+        if result.consumed == len(chunk):
+            self.fast_chunk = min(self.fast_chunk * 2, FAST_CHUNK_MAX)
+        if result.batch is None:
+            return
+        self.out.append(result.batch)
+        if (result.batch.kind >= 0).any():
+            s.position = result.position
+            s.cycle_motion = s.cycle_initial_level = None
+            self.echo.position = list(result.position)
+        s.motion_mode = result.motion_mode
+        s.feed_rate = result.feed_rate
+        p = self.params.numbered
+        p[CURRENT_POSITION : CURRENT_POSITION + 6] = s.position
 
     def execute_line(self, text: str) -> None:
         block = read_line(text, self.line, self.params)
@@ -459,6 +504,7 @@ class Interpreter(OWordFlow, OffsetHandling):
             number = round(q)
             pocket = self.find_tool(number, block.columns.get("q", 1))
             s.tool_in_spindle = number
+            self.loaded_pocket = pocket
             self.emit(canon.ChangeToolNumber(self.line, pocket))
         else:
             number = max(s.selected_tool, 0)
@@ -468,6 +514,7 @@ class Interpreter(OWordFlow, OffsetHandling):
             s.spindle = 5
             self.emit(canon.ChangeTool(self.line, pocket))
             s.tool_in_spindle = number
+            self.load_into_spindle(pocket, number)
             self.toolchange_pending = True
             self.record_loaded_tool(number)
         self.params.numbered[TOOL_NUMBER] = float(s.tool_in_spindle)
@@ -481,6 +528,8 @@ class Interpreter(OWordFlow, OffsetHandling):
             value = tool.offset(a) if tool else 0.0
             p[TOOL_OFFSET + i] = value / scale if i < LINEAR else value
         p[TOOL_DIAMETER] = (tool.diameter if tool else 0.0) / scale
+        shape = (self.tool_shapes or {}).get(number, (0.0, 0.0, 0))
+        p[TOOL_DIAMETER + 1], p[TOOL_DIAMETER + 2], p[TOOL_DIAMETER + 3] = shape
 
     def set_spindle(self, code: int) -> None:
         self.state.spindle = code
@@ -759,6 +808,20 @@ def linear_length(a: list[float], b: list[float]) -> float:
     return d**0.5
 
 
+def interpret_batches(
+    program: str | Path | ProgramSource,
+    tool_table: ToolTable | None = None,
+    machine_units: str = "mm",
+    rs274_quirks: bool = True,
+) -> Iterator[canon.CanonOp]:
+    """Canonical ops, with runs of plain moves as :class:`.canon.MotionBatch` columns."""
+    source = program if isinstance(program, ProgramSource) else ProgramSource.from_path(program)
+    try:
+        yield from Interpreter(tool_table, machine_units, rs274_quirks).run(source)
+    finally:
+        source.close()
+
+
 def interpret(
     program: str | Path | ProgramSource,
     tool_table: ToolTable | None = None,
@@ -766,11 +829,7 @@ def interpret(
     rs274_quirks: bool = True,
 ) -> Iterator[canon.CanonOp]:
     """Interpret a program file (path) or a :class:`ProgramSource`; yields canonical ops."""
-    source = program if isinstance(program, ProgramSource) else ProgramSource.from_path(program)
-    try:
-        yield from Interpreter(tool_table, machine_units, rs274_quirks).run(source)
-    finally:
-        source.close()
+    yield from canon.expand(interpret_batches(program, tool_table, machine_units, rs274_quirks))
 
 
 def interpret_text(

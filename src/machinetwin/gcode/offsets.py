@@ -7,6 +7,7 @@ numbered parameters in machine units; the active offsets are kept in program uni
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 from ..errors import GCodeError
@@ -16,23 +17,41 @@ from .parameters import (
     G30_HOME,
     G92_ENABLED,
     G92_OFFSET,
+    TOOL_DIAMETER,
+    TOOL_OFFSET,
     WORK_SYSTEM,
     Parameters,
     work_offset_index,
 )
 from .reader import Block
-from .state import AXES, LINEAR, ModalState, rotate
-from .tooltable import ToolTable
+from .state import AXES, INCH_MM, LINEAR, ModalState, rotate
+from .tooltable import Tool, ToolTable
+
+TABLE_AXES = "xyzabcuvw"  # the nine offsets of a LinuxCNC tool table entry
+TABLE_LINEAR = frozenset("xyzuvw")
+NO_VALUE = -1.0  # LinuxCNC's "word absent" value for P and Q, also when written explicitly
 
 
 class OffsetHandling:
     """Mixed into the Interpreter: the offset and homing codes."""
 
+    # LinuxCNC keeps the loaded tool's entry twice: in its pocket and copied to pocket 0
+    # (the spindle), and G43 without H reads the copy. Standalone rs274 starts with pocket 1
+    # "loaded" and an empty pocket 0; M6 copies, M61 only changes the loaded pocket.
+    loaded_pocket: int = 1
+    spindle_entry: Tool | None = None
+    # Front angle, back angle and orientation by tool number, only once G10 sets them.
+    tool_shapes: dict[int, tuple[float, float, int]] | None = None
+    owns_tool_table: bool = False
+
     if TYPE_CHECKING:
         state: ModalState
         params: Parameters
         tool_table: ToolTable
+        machine_units: str
         line: int
+
+        def find_tool(self, number: int, col: int) -> int: ...
 
         @property
         def user_to_program(self) -> float: ...
@@ -96,12 +115,18 @@ class OffsetHandling:
     # --- tool length offsets -------------------------------------------------------------
 
     def tool_offset_for(self, number: int) -> list[float]:
-        """A tool's length offsets in program units (the table is held in mm)."""
-        tool = self.tool_table.get(number)
+        """A tool's length offsets in program units (the table is held in mm); 0 is the spindle."""
+        tool = self.spindle_entry if number == 0 else self.tool_table.get(number)
         if tool is None:
             return [0.0] * 6
         scale = 1 / self.state.mm_per_unit
         return [tool.offset(a) * (scale if i < LINEAR else 1.0) for i, a in enumerate(AXES)]
+
+    def load_into_spindle(self, pocket: int, number: int) -> None:
+        """M6: the tool's entry is copied to pocket 0."""
+        self.loaded_pocket = pocket
+        tool = self.tool_table.get(number) if number else None
+        self.spindle_entry = copy.deepcopy(tool)
 
     def set_tool_length_offset(self, code: int, block: Block) -> None:
         s = self.state
@@ -116,7 +141,7 @@ class OffsetHandling:
         elif code == 432:
             raise self.error("G43.2: No axes specified and H word missing")
         else:
-            number = s.tool_in_spindle
+            number = 0
         if code == 430:
             offset = self.tool_offset_for(number)
         elif code == 432:
@@ -212,9 +237,115 @@ class OffsetHandling:
         return [p[i] - s.g92_offset[i] for i in range(6)]
 
     def set_tool_data(self, l_word: int, block: Block) -> None:
-        raise self.error(
-            f"G10 L{l_word} (tool table edit) is not supported", block.columns.get("l", 1)
+        """G10 L1 (values), L10 / L11 (values that make the current point read the words)."""
+        s = self.state
+        w = block.words
+        p = w.get("p", NO_VALUE)
+        number = round(p)
+        if abs(p - number) > 0.0001:
+            raise self.error("P value not an integer with G10", block.columns["p"])
+        if number <= 0:
+            raise self.error(f"P value out of range with G10 L{l_word}")
+        if not any(k in w for k in "xyzabcrqij"):
+            raise self.error("G10 L1 without offsets has no effect")
+        q = w.get("q", NO_VALUE)
+        if q != NO_VALUE:
+            if q < 0 or abs(q - round(q)) > 0.0001:
+                raise self.error("Q number in G10 is not an integer", block.columns["q"])
+            if q > 9:
+                raise self.error("Invalid tool orientation", block.columns["q"])
+        pocket = self.find_tool(number, block.columns["p"])
+        tool = self.editable_tool_table().get(number)
+        assert tool is not None  # find_tool raised otherwise
+        per_unit = s.mm_per_unit
+        # the entry in program units, changed in place below
+        values = [tool.offset(a) / (per_unit if a in TABLE_LINEAR else 1.0) for a in TABLE_AXES]
+        if l_word == 1:
+            for i, a in enumerate(AXES):
+                if a in w:
+                    values[i] = w[a]
+        else:
+            system = s.origin_index if l_word == 10 else 9
+            here, rotation = self.position_for_touch_off(system, with_g92=l_word == 10)
+            if "x" in w or "y" in w:
+                # the words name directions of that system, which may be rotated
+                x, y = rotate(values[0], values[1], -rotation)
+                if "x" in w:
+                    x = here[0] - w["x"]
+                if "y" in w:
+                    y = here[1] - w["y"]
+                values[0], values[1] = rotate(x, y, rotation)
+            for i in range(2, 6):
+                if AXES[i] in w:
+                    values[i] = here[i] - w[AXES[i]]
+        for a, v in zip(TABLE_AXES, values, strict=True):
+            if v or a in tool.offsets:
+                tool.offsets[a] = v * (per_unit if a in TABLE_LINEAR else 1.0)
+        if "r" in w and w["r"] >= 0:
+            tool.diameter = 2 * w["r"] * per_unit
+        shapes = self.tool_shapes if self.tool_shapes is not None else {}
+        self.tool_shapes = shapes
+        front, back, orientation = shapes.get(number, (0.0, 0.0, 0))
+        shape = (
+            w.get("i", front),
+            w.get("j", back),
+            round(q) if q != NO_VALUE else orientation,
         )
+        shapes[number] = shape
+        self.emit(self.tool_table_entry(pocket, tool, shape))
+        if pocket == self.loaded_pocket:
+            self.spindle_entry = copy.deepcopy(tool)
+            self.emit(self.tool_table_entry(0, tool, shape))
+            self.record_tool_parameters(tool, shape)
+
+    def editable_tool_table(self) -> ToolTable:
+        """The caller's table stays as loaded; edits go to the interpreter's own copy."""
+        if not self.owns_tool_table:
+            self.tool_table = copy.deepcopy(self.tool_table)
+            self.owns_tool_table = True
+        return self.tool_table
+
+    @property
+    def user_length(self) -> float:
+        """Millimetres per machine ("user") length unit."""
+        return INCH_MM if self.machine_units == "inch" else 1.0
+
+    def tool_table_entry(self, pocket: int, tool: Tool, shape) -> canon.Setting:
+        unit = self.user_length
+        offsets = " ".join(
+            f"{tool.offset(a) / (unit if a in TABLE_LINEAR else 1.0):.4f}" for a in TABLE_AXES
+        )
+        front, back, orientation = shape
+        return canon.Setting(
+            self.line,
+            "SET_TOOL_TABLE_ENTRY",
+            (pocket, tool.number, offsets, f"{front:.4f}", f"{back:.4f}", orientation),
+        )
+
+    def record_tool_parameters(self, tool: Tool, shape) -> None:
+        """#5401-#5413: the loaded tool's entry, in machine units."""
+        unit = self.user_length
+        p = self.params.numbered
+        for i, a in enumerate(TABLE_AXES):
+            p[TOOL_OFFSET + i] = tool.offset(a) / (unit if a in TABLE_LINEAR else 1.0)
+        p[TOOL_DIAMETER] = tool.diameter / unit
+        p[TOOL_DIAMETER + 1], p[TOOL_DIAMETER + 2], p[TOOL_DIAMETER + 3] = shape
+
+    def position_for_touch_off(self, system: int, with_g92: bool) -> tuple[list[float], float]:
+        """The current point in work system ``system`` with the tool length offset kept.
+
+        G10 L10 measures in the active system including G92; G10 L11 in G59.3 without it.
+        Also returns that system's XY rotation.
+        """
+        s = self.state
+        origin, rotation = self.work_offset(system)
+        machine = s.to_machine(s.position)
+        here = [machine[i] - origin[i] for i in range(6)]
+        if rotation:
+            here[0], here[1] = rotate(here[0], here[1], -rotation)
+        if with_g92:
+            here = [here[i] - s.g92_offset[i] for i in range(6)]
+        return here, rotation
 
     def go_home(self, code: int, block: Block) -> None:
         s = self.state

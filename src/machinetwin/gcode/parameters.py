@@ -29,6 +29,9 @@ CURRENT_POSITION = 5420
 # Axis slots within a 9-wide offset record: X Y Z A B C U V W.
 AXIS_SLOTS = {"x": 0, "y": 1, "z": 2, "a": 3, "b": 4, "c": 5}
 
+# Read-only globals that rs274 defines before any subroutine or remap sets them.
+PREDEFINED = {"_value": 0.0, "_value_returned": 0.0, "_task": 0.0, "_remap_level": 0.0}
+
 
 def work_offset_index(system: int) -> int:
     """First parameter of work system 1…9 (G54…G59.3)."""
@@ -60,8 +63,19 @@ class Parameters:
                 value = self.system_lookup(name)
                 if value is not None:
                     return value
+            if name in PREDEFINED:
+                return PREDEFINED[name]
             raise KeyError(name)
         return self.frames[-1][name]
+
+    def is_read_only(self, name: str) -> bool:
+        """True for the interpreter's own ``#<_…>`` values, which programs may not set."""
+        name = name.lower()
+        if not name.startswith("_"):
+            return False
+        if name in PREDEFINED:
+            return True
+        return self.system_lookup is not None and self.system_lookup(name) is not None
 
     def named_exists(self, name: str) -> bool:
         try:
@@ -81,6 +95,14 @@ class Parameters:
             self.globals[name] = value
         else:
             self.frames[-1][name] = value
+
+    def declare(self, name: str) -> None:
+        """Create a named parameter (as 0) the moment a setting of it is read.
+
+        LinuxCNC does this, so ``#<new>=1 G0 X#<new>`` reads 0 instead of failing.
+        """
+        if not self.named_exists(name):
+            self.set(name, 0.0)
 
     def set_many(self, settings: list[tuple[int | str, float]]) -> None:
         """Apply a line's settings together: values were read before any is set."""

@@ -9,12 +9,15 @@ before the line (parameter settings on a line take effect together, after it).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import GCodeError
 
 WORD_LETTERS = frozenset("abcdefghijklmpqrstxyz")
+INTEGER_WORDS = frozenset("dhlmt")  # read with read_integer_value, as LinuxCNC does
+NEGATIVE_WORD_ERRORS = {"m": "Negative m code used", "l": "Negative l word used"}
 
 O_KEYWORDS = (
     "endsub", "sub", "call", "endwhile", "while", "do", "elseif", "else", "endif", "if",
@@ -36,6 +39,15 @@ PRECEDENCE = {
     "and": 2, "or": 2, "xor": 2,
 }  # fmt: skip
 TOLERANCE_EQUAL = 1e-6  # LinuxCNC compares EQ/NE with this tolerance
+TOLERANCE_INTEGER = 1e-4  # how far from a whole number an integer-valued word may be
+TOLERANCE_G_CODE = 1e-3  # on ten times the G number, as read_g does
+MAX_LINE_LENGTH = 252  # longer lines overflow rs274's line buffer ("Command too long")
+UNARY_BY_LETTER = {
+    "a": ("abs", "acos", "asin", "atan"), "c": ("cos",), "e": ("exists", "exp"),
+    "f": ("fix", "fup"), "l": ("ln",), "r": ("round",), "s": ("sin", "sqrt"), "t": ("tan",),
+}  # fmt: skip
+OPERATOR_LETTERS = frozenset("aeglmnox")
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 
 
 @dataclass(slots=True)
@@ -76,6 +88,12 @@ class ParameterReader:
 
     def named_exists(self, name: str) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def is_read_only(self, name: str) -> bool:  # pragma: no cover - interface
+        return False
+
+    def declare(self, name: str) -> None:  # pragma: no cover - interface
+        """A setting of ``name`` has been read (LinuxCNC creates it right away)."""
 
 
 def clean_line(raw: str, line_no: int) -> tuple[str, list[int]]:
@@ -185,7 +203,7 @@ class LineParser:
         while self.peek().isdigit():
             self.pos += 1
         if self.pos == digits_start:
-            raise self.error("Bad format line number", start)
+            raise self.error("Bad format unsigned integer", start)
         block.n_number = int(self.text[digits_start : self.pos])
         if self.peek() == ".":  # LinuxCNC tolerates a decimal part on N words
             self.pos += 1
@@ -197,7 +215,7 @@ class LineParser:
         if self.peek() == "<":
             name = "<" + self.read_parameter_name().lower() + ">"
         else:
-            name = str(round(self.read_real_value()))
+            name = str(self.read_integer_value())
         for keyword in O_KEYWORDS:
             if self.text.startswith(keyword, self.pos):
                 self.pos += len(keyword)
@@ -235,83 +253,108 @@ class LineParser:
         letter = self.text[self.pos]
         start = self.pos
         self.pos += 1
-        if self.at_end():
-            raise self.error(f"Missing value after '{letter}' word", start)
-        value = self.read_real_value()
         if letter == "g":
-            code = round(value * 10)
-            if abs(value * 10 - code) > 1e-6:
-                raise self.error("G code out of range", start)
-            block.g_codes.append((code, self.cols[start]))
+            self.read_g(block, start)
             return
-        if letter == "m":
-            code = round(value)
-            if abs(value - code) > 1e-6:
-                raise self.error("M code out of range", start)
-            block.m_codes.append((code, self.cols[start]))
-            return
+        if letter in INTEGER_WORDS:
+            value = float(self.read_integer_value())
+            if value < 0 and letter in NEGATIVE_WORD_ERRORS:
+                raise self.error(NEGATIVE_WORD_ERRORS[letter], start)
+            if letter == "m":
+                if value > 199:
+                    raise self.error(f"M-code greater than 199: M{int(value)}", start)
+                block.m_codes.append((int(value), self.cols[start]))
+                return
+        else:
+            value = self.read_real_value()
         if letter in block.words:
             raise self.error(f"Multiple {letter} words on one line", start)
         block.words[letter] = value
         block.columns[letter] = self.cols[start]
+
+    def read_g(self, block: Block, start: int) -> None:
+        value = self.read_real_value()
+        if value < 0:
+            raise self.error("Negative g code used", start)
+        tenfold = value * 10
+        code = round(tenfold)
+        if abs(tenfold - code) > TOLERANCE_G_CODE or code > 9999:
+            raise self.error("G-code out of range", start)
+        block.g_codes.append((code, self.cols[start]))
 
     def read_parameter_setting(self, block: Block) -> None:
         start = self.pos
         self.pos += 1
         if self.peek() == "<":
             target: int | str = self.read_parameter_name()
+            if self.params.is_read_only(target):
+                raise self.error(f"Cannot assign to read-only parameter #<{target}>", start)
+            self.params.declare(target)
         else:
-            index = self.read_real_value()
-            target = self.parameter_index(index, start)
+            target = self.parameter_index(self.read_integer_value(), start)
         self.expect("=", "Equal sign missing in parameter setting")
         block.param_settings.append((target, self.read_real_value()))
 
     # --- values ------------------------------------------------------------------
 
     def read_real_value(self) -> float:
-        ch = self.peek()
+        if self.at_end():
+            raise self.error("No characters found in reading real value")
+        ch = self.text[self.pos]
         if ch == "[":
             return self.read_expression()
         if ch == "#":
             return self.read_parameter()
         if ch == "+" or ch == "-":
-            self.pos += 1
-            value = self.read_real_value()
-            return -value if ch == "-" else value
+            after = self.text[self.pos + 1 : self.pos + 2]
+            # a sign before a number belongs to it (so -2**2 = 4); before anything
+            # else it is a unary operator
+            if after and not (after.isdigit() or after == "."):
+                self.pos += 1
+                value = self.read_real_value()
+                return -value if ch == "-" else value
+            return self.read_number()
         if ch.isalpha():
             return self.read_unary()
         return self.read_number()
+
+    def read_integer_value(self) -> int:
+        start = self.pos
+        value = self.read_real_value()
+        whole = math.floor(value)
+        if value - whole > 1.0 - TOLERANCE_INTEGER:
+            whole += 1
+        elif value - whole > TOLERANCE_INTEGER:
+            raise self.error("Non integer value for integer", start)
+        return whole
 
     def read_number(self) -> float:
         start = self.pos
         text = self.text
         n = len(text)
-        while self.pos < n and text[self.pos].isdigit():
-            self.pos += 1
-        if self.pos < n and text[self.pos] == ".":
-            self.pos += 1
-            while self.pos < n and text[self.pos].isdigit():
-                self.pos += 1
-        token = text[start : self.pos]
-        if token in ("", "."):
-            raise self.error("Bad number format", start)
+        end = start + 1 if start < n and text[start] in "+-" else start
+        while end < n and (text[end].isdigit() or text[end] == "."):
+            end += 1
+        token = text[start:end]
+        match = NUMBER.match(token)
+        if match is None:
+            raise self.error(f"bad number format (conversion failed) parsing '{token}'", start)
+        if match.end() != len(token):
+            raise self.error(f"bad number format (trailing characters) parsing '{token}'", start)
+        self.pos = end
         return float(token)
 
-    def parameter_index(self, value: float, pos: int) -> int:
-        index = round(value)
-        if abs(value - index) > 1e-6:
-            raise self.error("Parameter number must be an integer", pos)
+    def parameter_index(self, index: int, pos: int) -> int:
         if index < 1 or index > 5601:
             raise self.error("Parameter number out of range", pos)
         return index
 
     def read_parameter_name(self) -> str:
+        """The name between ``<`` and ``>`` (the cursor is on ``<``); may be empty."""
         end = self.text.find(">", self.pos)
         if end < 0:
             raise self.error("Named parameter not terminated")
         name = self.text[self.pos + 1 : end]
-        if not name:
-            raise self.error("Named parameter has no name")
         self.pos = end + 1
         return name
 
@@ -321,37 +364,56 @@ class LineParser:
         if self.peek() == "<":
             name = self.read_parameter_name()
             try:
-                return self.params.get_named(name)
+                return check_finite(self.params.get_named(name), self.error, start)
             except KeyError:
                 raise self.error(f"Named parameter #<{name}> not defined", start) from None
-        index = self.parameter_index(self.read_real_value(), start)
+        index = self.parameter_index(self.read_integer_value(), start)
         return self.params.get_numbered(index)
 
     def read_unary(self) -> float:
         start = self.pos
-        for name in UNARY_FUNCTIONS:
+        letter = self.text[self.pos]
+        names = UNARY_BY_LETTER.get(letter)
+        if names is None:
+            raise self.error("Unknown word where unary operation could be")
+        for name in names:
             if self.text.startswith(name, self.pos):
                 self.pos += len(name)
                 break
         else:
-            raise self.error(f"Unknown word or function starting with '{self.peek()}'")
-        if name == "exists":
-            self.expect("[", "Left bracket missing after 'exists'")
-            self.expect("#", "EXISTS argument must be a named parameter")
-            if self.peek() != "<":
-                raise self.error("EXISTS argument must be a named parameter")
-            param = self.read_parameter_name()
-            self.expect("]", "Right bracket missing after EXISTS argument")
-            return 1.0 if self.params.named_exists(param) else 0.0
+            raise self.error(f"Unknown word starting with {letter}")
         if self.peek() != "[":
-            raise self.error(f"Left bracket missing after unary operation name '{name}'")
+            raise self.error("Left bracket missing after unary operation name")
+        if name == "exists":
+            return self.read_exists()
         arg = self.read_expression()
         if name == "atan":
-            self.expect("/", "Slash missing after first ATAN argument")
+            if self.peek() != "/":
+                raise self.error("Slash missing after first atan argument")
+            self.pos += 1
             if self.peek() != "[":
-                raise self.error("Left bracket missing after slash with ATAN")
+                raise self.error("Left bracket missing after slash with atan")
             return math.degrees(math.atan2(arg, self.read_expression()))
-        return apply_unary(name, arg, lambda msg: self.error(msg, start))
+
+        def error(message: str, _pos: int | None = None) -> GCodeError:
+            return self.error(message, start)
+
+        return check_finite(apply_unary(name, arg, error), error)
+
+    def read_exists(self) -> float:
+        self.pos += 1  # the '['
+        if self.peek() != "#":
+            raise self.error("Expected # reading parameter")
+        self.pos += 1
+        if self.peek() == "<":
+            found = self.params.named_exists(self.read_parameter_name())
+        else:
+            self.read_integer_value()  # numbered parameters always exist
+            found = True
+        if self.peek() != "]":
+            raise self.error("Expected ] reading bracketed parameter")
+        self.pos += 1
+        return 1.0 if found else 0.0
 
     def read_expression(self) -> float:
         """``[ value (op value)* ]`` with LinuxCNC's operator precedence."""
@@ -378,13 +440,16 @@ class LineParser:
             if self.text.startswith(op, self.pos):
                 self.pos += len(op)
                 return op
+        letter = self.peek()
+        if letter in OPERATOR_LETTERS:
+            raise self.error(f"Unknown operation name starting with {letter}")
         raise self.error("Unknown operation")
 
     def reduce(self, values: list[float], ops: list[str]) -> None:
         op = ops.pop()
         right = values.pop()
         left = values.pop()
-        values.append(apply_binary(op, left, right, self.error))
+        values.append(check_finite(apply_binary(op, left, right, self.error), self.error))
 
 
 def apply_binary(op: str, a: float, b: float, error: Callable[[str], GCodeError]) -> float:
@@ -400,16 +465,16 @@ def apply_binary(op: str, a: float, b: float, error: Callable[[str], GCodeError]
         return a / b
     if op == "mod":
         if b == 0.0:
-            raise error("Attempt to divide by zero")
+            return math.nan  # fmod(a, 0) in C; reported as "not a number"
         r = math.fmod(a, b)
         return r + abs(b) if r < 0 else r
     if op == "**":
-        if a < 0.0 and b != int(b):
-            raise error("Attempt to raise negative to non-integer power")
+        if a < 0.0 and b != math.floor(b):
+            raise error("Attempt to raise negative to non integer power")
         try:
-            return a**b
-        except (OverflowError, ZeroDivisionError):
-            raise error("Result of power out of range") from None
+            return math.pow(a, b)
+        except (OverflowError, ValueError):
+            return math.inf  # pow() overflows or divides by zero in C
     if op == "eq":
         return 1.0 if abs(a - b) < TOLERANCE_EQUAL else 0.0
     if op == "ne":
@@ -465,13 +530,24 @@ def apply_unary(name: str, x: float, error: Callable[[str], GCodeError]) -> floa
             return math.sqrt(x)
         if name == "tan":
             return math.tan(math.radians(x))
-    except (OverflowError, ValueError):
-        raise error(f"Result of {name} out of range") from None
+    except OverflowError:
+        return math.inf
     raise error(f"Unknown unary operation {name}")  # pragma: no cover
+
+
+def check_finite(value: float, error: Callable[..., GCodeError], pos: int | None = None) -> float:
+    """LinuxCNC rejects every infinite or NaN result as soon as it is computed."""
+    if math.isnan(value):
+        raise error("Calculation resulted in 'not a number'", pos)
+    if math.isinf(value):
+        raise error("Calculation resulted in 'infinity'", pos)
+    return value
 
 
 def read_line(raw: str, line_no: int, params: ParameterReader) -> Block:
     """Read one raw program line into a Block, raising GCodeError with its column."""
+    if len(raw) > MAX_LINE_LENGTH:
+        raise GCodeError("Command too long", line_no, MAX_LINE_LENGTH + 1)
     text, cols = clean_line(raw, line_no)
     if not text:
         return Block(line_no)

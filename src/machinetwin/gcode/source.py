@@ -49,6 +49,15 @@ class ProgramSource:
         self.line_no += 1
         return raw.decode("utf-8", "replace").rstrip("\r\n")
 
+    def read_chunk(self, size: int) -> bytes:
+        """About ``size`` bytes of whole lines from here (the last ends with a newline)."""
+        data = self.stream.read(size)
+        if data and not data.endswith(b"\n"):
+            data += self.stream.readline()
+            if not data.endswith(b"\n"):
+                data += b"\n"  # a last line without its newline
+        return data
+
     def tell(self) -> Position:
         return Position(self.stream.tell(), self.line_no + 1)
 
