@@ -1,0 +1,118 @@
+"""Machine configuration: one typed object loaded from TOML, validated with clear errors."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AxisConfig(Strict):
+    min: float
+    max: float
+    max_velocity: float = Field(gt=0)  # mm/s
+    max_acceleration: float = Field(gt=0)  # mm/s^2
+    max_jerk: float = Field(gt=0)  # mm/s^3
+    servo_bandwidth_hz: float = Field(30.0, gt=0)
+    following_error_limit: float = Field(1.0, gt=0)  # mm
+
+    @model_validator(mode="after")
+    def _travel(self) -> AxisConfig:
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        return self
+
+
+class BearingConfig(Strict):
+    designation: str = "6205"
+    balls: int = Field(9, gt=2)
+    ball_diameter: float = Field(7.94, gt=0)  # mm
+    pitch_diameter: float = Field(39.04, gt=0)  # mm
+    contact_angle: float = 0.0  # degrees
+
+
+class SpindleConfig(Strict):
+    max_rpm: float = Field(12000.0, gt=0)
+    rated_power: float = Field(15000.0, gt=0)  # W
+    acceleration: float = Field(2000.0, gt=0)  # rpm/s
+    thermal_time_constant: float = Field(900.0, gt=0)  # s
+    ambient_temp: float = 22.0
+    temp_rise_at_rated_power: float = Field(35.0, gt=0)
+    bearing: BearingConfig = BearingConfig()
+
+
+class ToolConfig(Strict):
+    number: int = Field(gt=0)
+    pocket: int = Field(gt=0)
+    kind: Literal["flat", "ball", "drill"]
+    diameter: float = Field(gt=0)
+    flutes: int = Field(gt=0)
+    length: float = Field(gt=0)
+    flute_length: float = Field(gt=0)
+    holder_diameter: float = Field(gt=0)
+    material: str = "carbide"
+    description: str = ""
+
+
+class StockConfig(Strict):
+    material: str = "Al6061"
+    size: tuple[float, float, float] = (100.0, 80.0, 40.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, -40.0)  # work coordinates of min corner
+    grid: float = Field(0.25, gt=0)
+
+
+class MachineConfig(Strict):
+    name: str = "VMC-1"
+    model: str = ""
+    servo_rate_hz: float = Field(1000.0, gt=0)
+    axes: dict[Literal["x", "y", "z"], AxisConfig]
+    work_offsets: dict[str, tuple[float, float, float]] = {}
+    spindle: SpindleConfig = SpindleConfig()
+    tools: list[ToolConfig] = []
+    stock: StockConfig = StockConfig()
+
+    @model_validator(mode="after")
+    def _complete(self) -> MachineConfig:
+        missing = {"x", "y", "z"} - set(self.axes)
+        if missing:
+            raise ValueError(f"axes {sorted(missing)} are not configured")
+        numbers = [t.number for t in self.tools]
+        if len(numbers) != len(set(numbers)):
+            raise ValueError("a tool number is listed twice in [[tools]]")
+        return self
+
+    def tool(self, number: int) -> ToolConfig | None:
+        return next((t for t in self.tools if t.number == number), None)
+
+
+def load_machine_config(path: str | Path | None = None) -> MachineConfig:
+    """Load and validate a machine file; ``None`` gives the default machine."""
+    if path is None:
+        text = resources.files(__package__).joinpath("default_vmc.toml").read_text()
+        name = "default_vmc.toml"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        name = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    try:
+        return MachineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{name}: {problems}") from None

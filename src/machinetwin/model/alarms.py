@@ -1,0 +1,43 @@
+"""Alarm records: what went wrong, how bad, where, and when it was raised and cleared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+
+class Severity(IntEnum):
+    INFO = 0
+    WARNING = 1
+    FAULT = 2  # stops the program
+    CRITICAL = 3  # stops the machine (e-stop class)
+
+
+class AlarmCode(StrEnum):
+    """Codes of the alarms a machine raises; each has a guide in the maintenance module."""
+
+    SOFT_LIMIT = "MT-100"
+    FOLLOWING_ERROR = "MT-110"
+    SPINDLE_OVERLOAD = "MT-200"
+    OVER_TEMPERATURE = "MT-210"
+    TOOL_BREAKAGE = "MT-300"
+    TOOL_MISSING = "MT-310"
+    COLLISION = "MT-320"
+    DRIVE_FAULT = "MT-400"
+    COOLANT_FAILURE = "MT-500"
+    ESTOP = "MT-900"
+    PROGRAM_ERROR = "MT-600"
+
+
+@dataclass(slots=True)
+class Alarm:
+    code: AlarmCode
+    severity: Severity
+    message: str
+    source: str  # e.g. "x", "spindle", "program"
+    raised_at: float  # machine clock, s
+    cleared_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.cleared_at is None
