@@ -31,3 +31,7 @@ class GCodeError(MachinetwinError):
 
 class ToolTableError(GCodeError):
     """A tool table file is invalid."""
+
+
+class CommandRejected(MachinetwinError):
+    """A command was refused; the message says why. Nothing was changed."""

@@ -14,7 +14,7 @@ for our machines; standalone LinuxCNC ``rs274`` uses inches, which
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import GCodeError
@@ -29,6 +29,7 @@ from .parameters import (
     TOOL_OFFSET,
     WORK_SYSTEM,
     Parameters,
+    work_offset_index,
 )
 from .reader import Block, read_line
 from .source import Position, ProgramSource
@@ -104,6 +105,7 @@ class Interpreter(OWordFlow, OffsetHandling):
         machine_units: str = "mm",
         rs274_quirks: bool = True,
         fast_path: bool = True,
+        work_offsets: dict[int, Sequence[float]] | None = None,
     ) -> None:
         if machine_units not in ("mm", "inch"):
             raise ValueError(f"machine_units must be 'mm' or 'inch', not {machine_units!r}")
@@ -123,6 +125,11 @@ class Interpreter(OWordFlow, OffsetHandling):
         self.fast_path = fast_path
         self.fast_chunk = FAST_CHUNK_MIN
         self.fast_cooldown = 0  # lines to wait after the fast path found nothing to take
+        self.preset_offsets = dict(work_offsets or {})
+        for index, values in self.preset_offsets.items():
+            # a machine's stored work offsets (#5221…), in machine units like the parameters
+            base = work_offset_index(index)
+            self.params.numbered[base : base + len(values)] = [float(v) for v in values]
 
     # --- running -----------------------------------------------------------------
 
@@ -137,6 +144,12 @@ class Interpreter(OWordFlow, OffsetHandling):
         """
         self.frames = [CallFrame("", source, None)]
         first = True
+        if 1 in self.preset_offsets:
+            offset, rotation = self.work_offset(1)
+            self.apply_offsets(g5x=offset, rotation=rotation)
+            self.emit(canon.SetWorkOffset(0, 1, *offset))
+            yield from self.out
+            self.out.clear()
         try:
             while True:
                 text = self.current_source.next_line()
@@ -813,11 +826,17 @@ def interpret_batches(
     tool_table: ToolTable | None = None,
     machine_units: str = "mm",
     rs274_quirks: bool = True,
+    work_offsets: dict[int, Sequence[float]] | None = None,
 ) -> Iterator[canon.CanonOp]:
-    """Canonical ops, with runs of plain moves as :class:`.canon.MotionBatch` columns."""
+    """Canonical ops, with runs of plain moves as :class:`.canon.MotionBatch` columns.
+
+    ``work_offsets`` presets stored work coordinate systems ({1: (x, y, z)} is G54),
+    in machine units, as a machine's parameter file would.
+    """
     source = program if isinstance(program, ProgramSource) else ProgramSource.from_path(program)
     try:
-        yield from Interpreter(tool_table, machine_units, rs274_quirks).run(source)
+        interp = Interpreter(tool_table, machine_units, rs274_quirks, work_offsets=work_offsets)
+        yield from interp.run(source)
     finally:
         source.close()
 
@@ -827,9 +846,11 @@ def interpret(
     tool_table: ToolTable | None = None,
     machine_units: str = "mm",
     rs274_quirks: bool = True,
+    work_offsets: dict[int, Sequence[float]] | None = None,
 ) -> Iterator[canon.CanonOp]:
     """Interpret a program file (path) or a :class:`ProgramSource`; yields canonical ops."""
-    yield from canon.expand(interpret_batches(program, tool_table, machine_units, rs274_quirks))
+    ops = interpret_batches(program, tool_table, machine_units, rs274_quirks, work_offsets)
+    yield from canon.expand(ops)
 
 
 def interpret_text(
