@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 PLANE_AXES = {170: (0, 1, 2), 180: (2, 0, 1), 190: (1, 2, 0)}
 PLANE_TEXT = {170: ("z", "xy"), 180: ("y", "xz"), 190: ("x", "yz")}
 PECK_CLEARANCE = {"inch": 0.010, "mm": 0.254}  # rapid re-approach above the last peck
+BACK_BORE_WORDS = {170: ("i", "j", "k"), 180: ("k", "i", "j"), 190: ("j", "k", "i")}
 DWELL_CYCLES = {820: "g82", 860: "g86", 880: "g88", 890: "g89"}
 PECK_CYCLES = {730: "g73", 830: "g83"}
 
@@ -46,6 +47,15 @@ class CycleRun:
 
     def feed(self, cc: float) -> None:
         self.move(canon.StraightFeed, self.at_a, self.at_b, cc)
+
+    def tap_feed(self, cc: float) -> None:
+        """G84's feed moves: LinuxCNC 2.9 lays them out with the XZ and YZ planes swapped."""
+        plane = self.interp.state.plane
+        swapped = PLANE_AXES[{170: 170, 180: 190, 190: 180}[plane]]
+        p = list(self.point)
+        p[swapped[0]], p[swapped[1]], p[swapped[2]] = self.at_a, self.at_b, cc
+        self.interp.emit(canon.StraightFeed(self.interp.line, *p))
+        self.point[self.aa], self.point[self.bb], self.point[self.cc] = self.at_a, self.at_b, cc
 
     def emit(self, op: canon.CanonOp) -> None:
         self.interp.emit(op)
@@ -220,11 +230,11 @@ def tap(run: CycleRun, r: float, cc: float, clear: float) -> None:  # G84
         raise run.interp.error("Spindle turning counterclockwise in G84")
     run.emit(canon.OverrideSwitch(line, "feed", False))
     run.emit(canon.OverrideSwitch(line, "speed", False, 0))
-    run.feed(cc)
+    run.tap_feed(cc)
     run.emit(canon.StopSpindleTurning(line, 0))
     run.emit(canon.StartSpindleCounterclockwise(line, 0))
     run.emit(canon.Dwell(line, s.cycle.p))
-    run.feed(clear)
+    run.tap_feed(clear)
     run.emit(canon.StopSpindleTurning(line, 0))
     run.emit(canon.StartSpindleClockwise(line, 0))
     run.emit(canon.OverrideSwitch(line, "feed", True))
@@ -252,8 +262,10 @@ def back_bore(run: CycleRun, r: float, cc: float, clear: float) -> None:  # G87
     s = run.interp.state
     line = run.interp.line
     aa, bb = run.at_a, run.at_b
-    oa, ob = aa + s.cycle.i, bb + s.cycle.j
-    k = cc + s.cycle.k if s.incremental else s.cycle.k
+    # the offset and depth words follow the plane's axes: I/J/K belong to X/Y/Z
+    offset_a, offset_b, depth = (getattr(s.cycle, w) for w in BACK_BORE_WORDS[s.plane])
+    oa, ob = aa + offset_a, bb + offset_b
+    k = cc + depth if s.incremental else depth
     direction = 3 if s.spindle == 4 else 2
     orient = canon.Setting(line, "ORIENT_SPINDLE", (0, "0.0000", direction))
     run.move(canon.StraightTraverse, oa, ob, r)

@@ -42,7 +42,7 @@ WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 
 WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
 MAX_REPORTED_ERRORS = 200
 FAST_CHUNK_MIN = 16 * 1024  # bytes the fast path reads at a time, doubling while it pays
-FAST_CHUNK_MAX = 1024 * 1024
+FAST_CHUNK_MAX = 256 * 1024
 FAST_COOLDOWN_LINES = 32
 
 
@@ -401,7 +401,7 @@ class Interpreter(OWordFlow, OffsetHandling):
 
         if "p" in w and not (
             non_modal in (40, 100)
-            or motion in (20, 30, 820, 860, 880, 890)
+            or motion in (20, 30, 820, 840, 860, 880, 890)
             or g.get(13) == 640
             or m.get(9) in (50, 51, 52, 53)
             or m.get(5) in (62, 63, 64, 65, 66)
@@ -694,6 +694,8 @@ class Interpreter(OWordFlow, OffsetHandling):
                     "Cannot use two g codes that both use axis values", codes.g_cols[1]
                 )
             return code
+        if codes.g.get(8) == 431:
+            return None  # G43.1 takes the axis words; only an explicit motion code moves too
         if covets_axes or not has_axes:
             if non_modal in (281, 301) and has_axes:
                 raise self.error("Cannot use axis values without a g code that uses them")

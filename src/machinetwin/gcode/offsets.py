@@ -123,14 +123,17 @@ class OffsetHandling:
         return [tool.offset(a) * (scale if i < LINEAR else 1.0) for i, a in enumerate(AXES)]
 
     def load_into_spindle(self, pocket: int, number: int) -> None:
-        """M6: the tool's entry is copied to pocket 0."""
+        """M6: the tool's entry is copied to pocket 0 (T0 M6 copies pocket 0 onto itself)."""
         self.loaded_pocket = pocket
-        tool = self.tool_table.get(number) if number else None
-        self.spindle_entry = copy.deepcopy(tool)
+        if pocket != 0:
+            self.spindle_entry = copy.deepcopy(self.tool_table.get(number))
 
     def set_tool_length_offset(self, code: int, block: Block) -> None:
         s = self.state
         w = block.words
+        has_axes = any(a in w for a in AXES)
+        if code == 432 and "h" in w and has_axes:
+            raise self.error("G43.2: Can not have both H and axis words")
         if code in (430, 432) and "h" in w:
             h = w["h"]
             number = round(h)
@@ -139,9 +142,14 @@ class OffsetHandling:
                     f"Requested tool {number} not found in the tool table", block.columns["h"]
                 )
         elif code == 432:
+            if has_axes:  # rs274 2.9 looks the missing H up as tool -1
+                raise self.error("Requested tool -1 not found in the tool table")
             raise self.error("G43.2: No axes specified and H word missing")
+        elif any(m in (6, 61) for m, _ in block.m_codes):
+            # a tool change earlier in this block: LinuxCNC reads the new tool's own entry
+            number = s.tool_in_spindle
         else:
-            number = 0
+            number = 0  # the spindle's copy of the entry
         if code == 430:
             offset = self.tool_offset_for(number)
         elif code == 432:
@@ -167,12 +175,8 @@ class OffsetHandling:
         elif code in (281, 301):
             s = self.state
             base = G28_HOME if code == 281 else G30_HOME
-            # LinuxCNC stores the machine position without applying the XY rotation
-            stored = [
-                s.position[i] + s.tool_offset[i] + s.g5x_offset[i] + s.g92_offset[i]
-                for i in range(6)
-            ]
-            self.program_to_params(base, stored)
+            # rs274 2.9 rotates into the machine frame (newer LinuxCNC sources do not)
+            self.program_to_params(base, s.to_machine(s.position))
         else:
             self.set_axis_offsets(code, block)
 

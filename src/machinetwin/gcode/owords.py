@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GCodeError
 from .parameters import Parameters
-from .reader import Block, OWord, read_line
+from .reader import O_KEYWORDS, Block, OWord, read_line
 from .source import Position, ProgramSource
 
 MAX_CALL_DEPTH = 64
@@ -55,6 +55,9 @@ class OWordFlow:
     frames: list[CallFrame]
     subroutines: dict[str, tuple[ProgramSource, Position]]
     line: int
+    # LinuxCNC's break sets a flag that only the closing `while` of a do-loop clears; a
+    # break out of a while-loop leaves it set, so the next do-loop runs its body once.
+    stale_break: bool = False
 
     if TYPE_CHECKING:
         params: Parameters
@@ -124,7 +127,14 @@ class OWordFlow:
                 )
             self.line = source.line_no
             found = oword_of(text)
-            if found is None or found[0] != name:
+            if found is None:
+                continue
+            # skipped lines are not executed, but their O-words are still read
+            if found[1] not in O_KEYWORDS:
+                raise self.error("Unknown control command in o word")
+            if found[1] == "sub" and keywords == ("endsub",):
+                raise self.error("Nested subroutine definition")
+            if found[0] != name:
                 continue
             kw = found[1]
             for keyword in keywords:
@@ -138,7 +148,15 @@ class OWordFlow:
     def define_subroutine(self, word: OWord) -> None:
         if len(self.frames) > 1 and self.frames[-1].name == word.name:
             raise self.error(f"Subroutine o{word.name} defined inside itself")
-        self.subroutines[word.name] = (self.current_source, self.current_source.tell())
+        here = (self.current_source, self.current_source.tell())
+        known = self.subroutines.get(word.name)
+        if known is not None:
+            # met again (in a loop), or after a call found it further down: LinuxCNC
+            # only accepts a definition met in normal flow before any use
+            if known[0] is here[0] and known[1] == here[1]:
+                raise self.error(f"sub o{word.name} found in illegal location")
+            raise self.error(f"redefining sub o{word.name}: already defined")
+        self.subroutines[word.name] = here
         self.skip_to(word.name, ("endsub",), self.line)
 
     def call_subroutine(self, word: OWord) -> None:
@@ -200,7 +218,10 @@ class OWordFlow:
         for i in range(len(frame.blocks) - 1, -1, -1):
             b = frame.blocks[i]
             if b.name == word.name and b.keyword == "do":  # the end of a do … while
-                if word.value:
+                if self.stale_break:
+                    self.stale_break = False
+                    del frame.blocks[i:]
+                elif word.value:
                     self.current_source.seek(b.position)
                     self.current_source.next_line()  # re-enter after the `do` line
                 else:
@@ -266,26 +287,31 @@ class OWordFlow:
         del frame.blocks[i:]
         self.skip_to(word.name, ("endif",), self.line)
 
-    def execute_break(self, word: OWord, frame: CallFrame) -> None:
+    def find_loop(self, word: OWord, frame: CallFrame) -> int:
+        """The while/do loop a break or continue names; LinuxCNC refuses repeat loops here."""
         i = self.find_open(word, frame, ("while", "do", "repeat"))
+        block = frame.blocks[i]
+        if block.keyword == "repeat":
+            raise self.error(
+                f"no matching while/do label: 'o{word.name} {word.keyword}' "
+                f"(found 'repeat' in line {block.position.line - 1})"
+            )
+        return i
+
+    def execute_break(self, word: OWord, frame: CallFrame) -> None:
+        i = self.find_loop(word, frame)
         keyword = frame.blocks[i].keyword
         del frame.blocks[i:]
-        end = {"while": ("endwhile",), "repeat": ("endrepeat",), "do": ("while",)}[keyword]
+        self.stale_break = keyword == "while"
+        end = {"while": ("endwhile",), "do": ("while",)}[keyword]
         self.skip_to(word.name, end, self.line)
 
     def execute_continue(self, word: OWord, frame: CallFrame) -> None:
-        i = self.find_open(word, frame, ("while", "do", "repeat"))
+        i = self.find_loop(word, frame)
         block = frame.blocks[i]
         del frame.blocks[i + 1 :]
         if block.keyword == "while":
             self.current_source.seek(block.position)
-        elif block.keyword == "repeat":
-            block.remaining -= 1
-            if block.remaining > 0:
-                self.current_source.seek(block.position)
-            else:
-                del frame.blocks[i:]
-                self.skip_to(word.name, ("endrepeat",), self.line)
         else:  # do … while: go evaluate the condition at the closing while
             found = self.skip_to(word.name, ("while",), self.line)
             self.execute_while(found, frame)

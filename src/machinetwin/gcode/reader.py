@@ -419,17 +419,18 @@ class LineParser:
         """``[ value (op value)* ]`` with LinuxCNC's operator precedence."""
         self.expect("[", "Left bracket missing")
         values = [self.read_real_value()]
-        ops: list[str] = []
+        ops: list[tuple[str, int]] = []  # with where each was read, for error columns
         while True:
             if self.peek() == "]":
                 self.pos += 1
                 break
             if self.at_end():
                 raise self.error("Unclosed expression")
+            at = self.pos
             op = self.read_operator()
-            while ops and PRECEDENCE[ops[-1]] >= PRECEDENCE[op]:
+            while ops and PRECEDENCE[ops[-1][0]] >= PRECEDENCE[op]:
                 self.reduce(values, ops)
-            ops.append(op)
+            ops.append((op, at))
             values.append(self.read_real_value())
         while ops:
             self.reduce(values, ops)
@@ -445,11 +446,15 @@ class LineParser:
             raise self.error(f"Unknown operation name starting with {letter}")
         raise self.error("Unknown operation")
 
-    def reduce(self, values: list[float], ops: list[str]) -> None:
-        op = ops.pop()
+    def reduce(self, values: list[float], ops: list[tuple[str, int]]) -> None:
+        op, at = ops.pop()
         right = values.pop()
         left = values.pop()
-        values.append(check_finite(apply_binary(op, left, right, self.error), self.error))
+
+        def error(message: str, _pos: int | None = None) -> GCodeError:
+            return self.error(message, at)
+
+        values.append(check_finite(apply_binary(op, left, right, error), error))
 
 
 def apply_binary(op: str, a: float, b: float, error: Callable[[str], GCodeError]) -> float:

@@ -96,13 +96,15 @@ def program_stats(
             st.feed_mm += length
             st.arcs += 1
             st.cycle_time_s += move_time(length, feed, per_rev, speed)
-            radius = math.hypot(op.first_end - op.first_axis, op.second_end - op.second_axis)
             end = list(pos)
             end[first], end[second], end[normal] = op.first_end, op.second_end, op.axis_end
-            # the arc stays within its circle's box: a safe, cheap bound
-            for axis, centre in ((first, op.first_axis), (second, op.second_axis)):
-                lo[axis] = min(lo[axis], centre - radius, pos[axis])
-                hi[axis] = max(hi[axis], centre + radius, pos[axis])
+            box = arc_box(
+                (pos[first], pos[second]), (op.first_axis, op.second_axis),
+                (op.first_end, op.second_end), op.rotation,
+            )  # fmt: skip
+            for k, axis in enumerate((first, second)):
+                lo[axis] = min(lo[axis], box[0][k])
+                hi[axis] = max(hi[axis], box[1][k])
             lo[normal] = min(lo[normal], end[normal], pos[normal])
             hi[normal] = max(hi[normal], end[normal], pos[normal])
             pos = end
@@ -124,6 +126,33 @@ def program_stats(
         st.bbox_min = [float(v) for v in lo]
         st.bbox_max = [float(v) for v in hi]
     return st
+
+
+def arc_box(
+    start: tuple[float, float],
+    centre: tuple[float, float],
+    end: tuple[float, float],
+    rotation: int,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The in-plane bounding box of an arc: its ends plus the circle's extremes it passes."""
+    cx, cy = centre
+    r = math.hypot(start[0] - cx, start[1] - cy)
+    a0 = math.atan2(start[1] - cy, start[0] - cx)
+    a1 = math.atan2(end[1] - cy, end[0] - cx)
+    ccw = rotation > 0
+    sweep = (a1 - a0) % (2 * math.pi) if ccw else (a0 - a1) % (2 * math.pi)
+    if sweep < 1e-12:
+        sweep = 2 * math.pi  # same start and end: a full circle, as the interpreter reads it
+    sweep += 2 * math.pi * (abs(rotation) - 1)
+    xs = [start[0], end[0]]
+    ys = [start[1], end[1]]
+    for k, (dx, dy) in enumerate(((1, 0), (0, 1), (-1, 0), (0, -1))):
+        angle = k * math.pi / 2
+        to_extreme = (angle - a0) % (2 * math.pi) if ccw else (a0 - angle) % (2 * math.pi)
+        if to_extreme <= sweep:
+            xs.append(cx + dx * r)
+            ys.append(cy + dy * r)
+    return (min(xs), min(ys)), (max(xs), max(ys))
 
 
 def move_time(length_mm: float, feed: float, per_rev: bool, speed: float) -> float:

@@ -7,6 +7,8 @@ Lengths are in the table's units (LinuxCNC uses the machine's units; standalone
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,10 +56,9 @@ class ToolTable:
         table = cls(source=name)
         for line_no, raw in enumerate(text.splitlines(), start=1):
             body, _, comment = raw.partition(";")
-            words = body.split()
-            if not words:
+            if not body.strip():
                 continue
-            tool = _parse_tool(words, line_no, name, scale)
+            tool = _parse_tool(body, line_no, name, scale)
             tool.comment = comment.strip()
             if tool.number in table.tools:
                 raise ToolTableError(f"tool T{tool.number} listed twice", line_no, 1, name)
@@ -65,27 +66,35 @@ class ToolTable:
         return table
 
 
-def _parse_tool(words: list[str], line_no: int, name: str, scale: float) -> Tool:
+def _parse_tool(body: str, line_no: int, name: str, scale: float) -> Tool:
     values: dict[str, float] = {}
-    col = 1
-    for word in words:
+    first_col = 1
+    for match in re.finditer(r"\S+", body):
+        word, col = match.group(), match.start() + 1
+        first_col = first_col if values else col
         letter = word[0].upper()
         if letter not in "TPXYZABCUVWDIJQ" or len(word) < 2:
             raise ToolTableError(f"unexpected field {word!r}", line_no, col, name)
+        if letter in values:
+            raise ToolTableError(f"field {letter} given twice", line_no, col, name)
         try:
-            values[letter] = float(word[1:])
+            number = float(word[1:])
         except ValueError:
-            raise ToolTableError(f"bad number in field {word!r}", line_no, col, name) from None
-        col += len(word) + 1
+            number = math.nan
+        if not math.isfinite(number):
+            raise ToolTableError(f"bad number in field {word!r}", line_no, col, name)
+        values[letter] = number
     if "T" not in values:
-        raise ToolTableError("tool line has no T (tool number) field", line_no, 1, name)
+        raise ToolTableError("tool line has no T (tool number) field", line_no, first_col, name)
     number = int(values["T"])
     if number < 0 or number != values["T"]:
         raise ToolTableError(
-            f"tool number must be a whole number >= 0: {values['T']}", line_no, 1, name
+            f"tool number must be a whole number >= 0: {values['T']}", line_no, first_col, name
         )
-    pocket = int(values.get("P", number))
+    pocket = values.get("P", float(number))
+    if pocket < 0 or pocket != int(pocket):
+        raise ToolTableError(f"pocket must be a whole number >= 0: {pocket}", line_no, 1, name)
     offsets = {
         a.lower(): values[a] * (scale if a in "XYZUVW" else 1.0) for a in "XYZABCUVW" if a in values
     }
-    return Tool(number, pocket, offsets, values.get("D", 0.0) * scale)
+    return Tool(number, int(pocket), offsets, values.get("D", 0.0) * scale)
