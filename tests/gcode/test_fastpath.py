@@ -78,7 +78,20 @@ def test_prefix_stops_at_first_line_it_cannot_take() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["X--1", "X1.2.3", "X", "XY1", "1 X2", "X1 X2", "G1 N5 X1", "X1e3", "M3", "#1=2", "X[1]", "S100"],
+    [
+        "X--1",
+        "X1.2.3",
+        "X",
+        "XY1",
+        "1 X2",
+        "X1 X2",
+        "G1 N5 X1",
+        "X1e3",
+        "M3",
+        "#1=2",
+        "X[1]",
+        "S100",
+    ],
 )
 def test_lines_it_must_not_take(line: str) -> None:
     assert len(parse_chunk((line + "\n").encode()).words) == 0

@@ -333,14 +333,19 @@ class MotionBatch(CanonOp):
         return len(self.lines)
 
     def ops(self) -> Iterator[CanonOp]:
+        for start in range(0, len(self.lines), _EXPAND_ROWS):
+            yield from self._ops(slice(start, start + _EXPAND_ROWS))
+
+    def _ops(self, rows: slice) -> Iterator[CanonOp]:
+        # a slice at a time: Python lists of a whole batch would cost more than the batch
         first, second, normal = _PLANE_AXES[self.plane]
-        lines = self.lines.tolist()
-        kinds = self.kind.tolist()
-        feed_set = self.feed_set.tolist()
-        feeds = self.feed.tolist()
-        ends = self.end.tolist()
-        centres = self.centre.tolist()
-        rotations = self.rotation.tolist()
+        lines = self.lines[rows].tolist()
+        kinds = self.kind[rows].tolist()
+        feed_set = self.feed_set[rows].tolist()
+        feeds = self.feed[rows].tolist()
+        ends = self.end[rows].tolist()
+        centres = self.centre[rows].tolist()
+        rotations = self.rotation[rows].tolist()
         for i, line in enumerate(lines):
             if feed_set[i]:
                 yield SetFeedRate(line, feeds[i])
@@ -360,6 +365,7 @@ class MotionBatch(CanonOp):
 
 
 _PLANE_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
+_EXPAND_ROWS = 4096
 
 
 def expand(ops: Iterable[CanonOp]) -> Iterator[CanonOp]:

@@ -42,7 +42,7 @@ WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 
 WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
 MAX_REPORTED_ERRORS = 200
 FAST_CHUNK_MIN = 16 * 1024  # bytes the fast path reads at a time, doubling while it pays
-FAST_CHUNK_MAX = 256 * 1024
+FAST_CHUNK_MAX = 128 * 1024  # keeps the fast path's arrays to a few MB
 FAST_COOLDOWN_LINES = 32
 
 

@@ -69,7 +69,7 @@ class ModalCodes:
             if group is None:
                 if code in G_NOT_SUPPORTED:
                     raise GCodeError(f"{G_NOT_SUPPORTED[code]} is not supported", block.line, col)
-                raise GCodeError(f"Unknown g code used: G{code / 10:g}", block.line, col)
+                raise GCodeError("Unknown g code used", block.line, col)
             if group in self.g:
                 raise GCodeError("Two g codes used from same modal group", block.line, col)
             self.g[group] = code
@@ -81,7 +81,7 @@ class ModalCodes:
             if group is None:
                 if code in M_NOT_SUPPORTED:
                     raise GCodeError(f"{M_NOT_SUPPORTED[code]} is not supported", block.line, col)
-                raise GCodeError(f"Unknown m code used: M{code}", block.line, col)
+                raise GCodeError("Unknown m code used", block.line, col)
             if group in self.m:
                 raise GCodeError("Two m codes used from same modal group", block.line, col)
             self.m[group] = code

@@ -16,6 +16,7 @@ from .reader import O_KEYWORDS, Block, OWord, read_line
 from .source import Position, ProgramSource
 
 MAX_CALL_DEPTH = 64
+MAX_LOOP_ITERATIONS = 10_000_000
 OWORD_LINE = re.compile(r"^(?:/)?(?:n\d+(?:\.\d*)?)?o(<[^>]*>|\d+)([a-z]+)")
 
 
@@ -28,6 +29,18 @@ class ControlBlock:
     position: Position  # start of the line that opened it
     remaining: int = 0  # repeat count left
     done: bool = False  # an if/elseif branch has run
+    iterations: int = 0
+    line: int = 0  # where the loop statement is, for errors (0: the line at `position`)
+
+    def count_iteration(self) -> None:
+        """Fail closed on a loop that never ends: a checker or pre-flight must return."""
+        self.iterations += 1
+        if self.iterations > MAX_LOOP_ITERATIONS:
+            raise GCodeError(
+                f"o{self.name} {self.keyword} loop ran {MAX_LOOP_ITERATIONS:,} times; "
+                "stopped as an endless loop",
+                self.line or self.position.line,
+            )
 
 
 @dataclass(slots=True)
@@ -222,6 +235,7 @@ class OWordFlow:
                     self.stale_break = False
                     del frame.blocks[i:]
                 elif word.value:
+                    b.count_iteration()
                     self.current_source.seek(b.position)
                     self.current_source.next_line()  # re-enter after the `do` line
                 else:
@@ -232,6 +246,7 @@ class OWordFlow:
                 frame.blocks.append(ControlBlock(word.name, "while", start))
             else:
                 frame.blocks[-1].position = start
+                frame.blocks[-1].count_iteration()
         else:
             if frame.blocks and frame.blocks[-1].name == word.name:
                 frame.blocks.pop()
@@ -246,7 +261,7 @@ class OWordFlow:
         count = round(word.value or 0.0)
         if count > 0:
             frame.blocks.append(
-                ControlBlock(word.name, "repeat", self.current_source.tell(), count)
+                ControlBlock(word.name, "repeat", self.current_source.tell(), count, line=self.line)
             )
         else:
             self.skip_to(word.name, ("endrepeat",), self.line)
@@ -257,6 +272,7 @@ class OWordFlow:
         block.remaining -= 1
         del frame.blocks[i + 1 :]
         if block.remaining > 0:
+            block.count_iteration()
             self.current_source.seek(block.position)
         else:
             del frame.blocks[i:]

@@ -50,7 +50,7 @@ class ModalState:
     flood: bool = False
     mist: bool = False
     tool_in_spindle: int = 0
-    selected_tool: int = -1
+    selected_tool: int = 0
     tool_offset: list[float] = field(default_factory=zeros)
     position: list[float] = field(default_factory=zeros)  # program frame
     g5x_offset: list[float] = field(default_factory=zeros)

@@ -1,0 +1,110 @@
+"""Program frame -> machine frame in mm, checked against hand calculations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from machinetwin.errors import GCodeError
+from machinetwin.gcode import ToolTable, canon, interpret_text, to_machine_frame
+
+TOOLS = ToolTable.parse("T1 P1 Z50 D10\nT2 P2 Z2 D6\n")  # mm
+
+
+def machine_moves(text: str, tools: ToolTable = TOOLS) -> list[canon.CanonOp]:
+    ops = to_machine_frame(interpret_text(text, tools))
+    return [op for op in ops if isinstance(op, canon.MOTION_OPS)]
+
+
+def xyz(op) -> tuple[float, float, float]:
+    return (op.x, op.y, op.z)
+
+
+def test_work_offset_g92_tool_length_and_units():
+    moves = machine_moves(
+        "G21 G90\n"
+        "G10 L2 P1 X100 Y50 Z-20\n"
+        "G54\n"
+        "G0 X10 Y20 Z5\n"  # 10+100, 20+50, 5-20
+        "G92 X0 Y0\n"  # G92 offset becomes (10, 20, 0)
+        "G0 X5 Y5\n"  # 5+10+100, 5+20+50
+        "T1 M6\n"
+        "G43 H1\n"
+        "G0 Z5\n"  # 5 - 20 + 50 (tool)
+        "G20\n"
+        "G0 X1\n"  # 1 in = 25.4 mm, + 10 + 100
+        "G91 G0 Y-0.5\n"  # 75 - 12.7
+        "M2\n"
+    )
+    expected = [
+        (110.0, 70.0, -15.0),
+        (115.0, 75.0, -15.0),
+        (115.0, 75.0, 35.0),
+        (135.4, 75.0, 35.0),
+        (135.4, 62.3, 35.0),
+    ]
+    assert len(moves) == len(expected)
+    for op, want in zip(moves, expected, strict=True):
+        assert xyz(op) == pytest.approx(want, abs=1e-9)
+
+
+def test_rotated_work_system():
+    moves = machine_moves("G10 L2 P2 X10 Y20 R30\nG55\nG0 X10 Y5\nG1 X0 Y0 F100\nM2\n")
+    t = math.radians(30)
+    x, y = 10 * math.cos(t) - 5 * math.sin(t), 10 * math.sin(t) + 5 * math.cos(t)
+    assert xyz(moves[0]) == pytest.approx((x + 10, y + 20, 0.0))
+    assert xyz(moves[1]) == pytest.approx((10.0, 20.0, 0.0))
+
+
+def test_g92_under_rotation_is_rotated_with_the_program_point():
+    moves = machine_moves("G10 L2 P1 R90\nG0 X1 Y0\nG92 X0 Y0\nG0 X1 Y0\nM2\n")
+    # G92 offset (1, 0) and the point (1, 0) are both rotated: (0, 2)
+    assert xyz(moves[-1]) == pytest.approx((0.0, 2.0, 0.0), abs=1e-9)
+
+
+def test_xy_arc_end_and_centre_move_with_the_frame():
+    (arc,) = [
+        op
+        for op in machine_moves(
+            "G10 L2 P1 X100 Y200 Z-10 R90\nG0 X10 Y0\nG3 X0 Y10 I-10 J0 F100\nM2\n"
+        )
+        if isinstance(op, canon.ArcFeed)
+    ]
+    # rotated 90 degrees: program (0, 10) -> (-10, 0); centre (0, 0) stays
+    assert (arc.first_end, arc.second_end) == pytest.approx((90.0, 200.0))
+    assert (arc.first_axis, arc.second_axis) == pytest.approx((100.0, 200.0))
+    # G10 on the active system moved the program frame, not the machine: Z stays 0
+    assert arc.axis_end == pytest.approx(0.0, abs=1e-9)
+    assert arc.rotation == 1
+
+
+def test_xz_arc_in_inches():
+    (arc,) = [
+        op
+        for op in machine_moves("G20 G18\nG10 L2 P1 X1 Y2 Z3\nG0 X1 Z0\nG2 X0 Z1 R1 F5\nM2\n")
+        if isinstance(op, canon.ArcFeed)
+    ]
+    assert arc.plane == "XZ"
+    # first axis Z, second X: end (Z1, X0) -> (4, 1) in, centre on the plane
+    assert (arc.first_end, arc.second_end) == pytest.approx((4 * 25.4, 1 * 25.4))
+    assert arc.axis_end == pytest.approx(0.0, abs=1e-9)  # Y never moved
+
+
+def test_xz_arc_under_rotation_is_refused_with_its_line():
+    with pytest.raises(GCodeError) as info:
+        machine_moves("G10 L2 P1 R10\nG18\nG0 X1 Z0\nG2 X0 Z1 R1 F5\nM2\n")
+    assert info.value.line == 4
+
+
+def test_feed_rates_become_mm_per_minute():
+    ops = list(to_machine_frame(interpret_text("G20\nF10\nG1 X1\nF5 G21\nG1 X1\nM2\n")))
+    rates = [op.rate for op in ops if isinstance(op, canon.SetFeedRate)]
+    # F is set before G20/G21 on the same line takes effect, as in LinuxCNC's canon
+    assert rates[:2] == [pytest.approx(254.0), pytest.approx(127.0)]
+
+
+def test_tool_length_in_an_inch_program_stays_in_mm():
+    moves = machine_moves("G20\nT2 M6\nG43 H2\nG0 Z1\nM2\n")
+    # 1 in + 2 mm tool length
+    assert moves[-1].z == pytest.approx(25.4 + 2.0)
