@@ -1,0 +1,1127 @@
+"""Trajectory planner: canonical moves (machine frame, mm) to servo-rate setpoints.
+
+Technique: FIR interpolation (after Tajima & Sencer), with bounds that make the limits
+provable rather than hoped for.
+
+1. Along the programmed path (lines, and arcs/helices interpolated exactly, never split
+   into chords) a path-speed profile is planned: trapezoids between speed caps, built by
+   vectorised forward/backward passes over the caps, with a bounded path acceleration.
+2. The profile is sampled at the servo rate into points *on the programmed path* (the
+   filter input ``u``; its velocity jumps at corners, its acceleration steps).
+3. Each axis goes through two cascaded moving averages of T1 and T2 seconds. The output
+   is a weighted average of input points, so it lags the input by about (T1+T2)/2 and
+   rounds corners; its derivatives are differences of the input over T1 and T2, which
+   bounds them:
+
+   - velocity: an average of the input velocity, so ``|v_i| <= V_i`` when the input is;
+   - acceleration: ``|u_i(t) - u_i(t-T1)| / T1``;
+   - jerk: the difference of two T2-increments of ``u_i``, T1 apart, over ``T1*T2``.
+
+   The input's smooth acceleration (tangential plus centripetal) is kept below
+   ``rho*A_i`` and ``T1 = 2*rho*A_i / (phi*J_i)``, so speed changes use a share ``phi`` of
+   the jerk limit and ``rho`` of the acceleration limit. The rest, the *jump budget*
+   ``B = min(J*T1*T2*(1-phi), (1-rho)*A*T1)`` (20 mm/s on the default machine), is for
+   the velocity jumps at corners: within any filter window the corner speed times the
+   summed direction change ``C = sum 2*sin(theta/2)`` must stay below ``B``.
+   Path deviation: the output is a kernel-weighted average of path points, and the
+   gap between that average and the path point at the average position is a sum over
+   the window's corners of ``2*sin(theta/2)`` times a convexity gap that is at most
+   ``v*M`` (``M``: half the kernel's mean absolute delay, 10 ms here; ``v``: the speed
+   within half a window of the corner), plus for arcs ``kappa*Var/2 <=
+   (v*sigma)**2*kappa/2`` (``sigma``: the kernel's standard deviation; this is the
+   exact shrinkage of a filtered circle). Corner speeds keep
+   ``v*M*C (+ arc term) <= tol`` for every window.
+   Zones: a corner's speed cap holds over ``v*(T1+T2)/2`` of path on each side (a
+   window's deviation at a corner only sees the half window next to it; two corners
+   whose zones do not overlap cannot share a window, so each corner counts the turning
+   of the corners within 1.5*v*(T1+T2)). Next to an arc the cap covers the whole window
+   on each side (``v*(T1+T2)``) because the arc term needs the window's top speed.
+
+Exact stop (G61, G61.1, and before dwells, tool changes, M0/M1 and the program end):
+the input stops at the point and stays there for T1+T2, so the output reaches it
+exactly and no window mixes the moves before and after it.
+
+G64 P<tol> blends within ``tol``; G64 without P (or P0) uses ``default_tolerance``
+(0.05 mm). Under G61/G61.1 arcs are still smoothed by the filter, within
+``exact_path_tolerance`` (0.005 mm).
+
+Feed hold, override changes and program stops replan from the current input state:
+speed is lowered at the path acceleration along the path (soft caps), never beyond
+the hard caps (axis limits, corner zones), so a feed hold stops on the path within
+``v**2/(2*a) + v*(T1+T2)/2`` and resumes from there.
+
+Memory stays bounded: ops are read lazily into a lookahead window (by path length and
+segment count); the window's end is treated as a stop until more of the program is
+read, and the plan is redone when half the window has been used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import MachinetwinError
+from ..gcode import canon
+from .config import MachineConfig
+
+# ArcFeed's (first, second, normal) axes per plane, as in gcode.frames
+_ARC_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
+_EYE = np.eye(3)
+
+# Row layout of a segment's numbers (one float row per segment, in a table)
+_P0, _P1, _CEN, _E1, _E2, _E3 = 0, 3, 6, 9, 12, 15
+_R0, _R1, _TH0, _SWEEP, _DZ, _LEN, _KIND, _HARD, _ACC, _KAPPA, _FEED, _RAPID, _TOL = range(18, 31)
+_T0, _T1, _LINE = 31, 34, 37
+_ROW = 38
+
+Floats = np.ndarray
+
+
+class PlannerError(MachinetwinError):
+    """A move cannot be planned (zero feed, degenerate arc); says which line."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSettings:
+    """Tuning of the planner; the defaults suit the default machine."""
+
+    default_tolerance: float = 0.05  # mm, G64 without P (or P0)
+    exact_path_tolerance: float = 0.005  # mm, arc smoothing under G61/G61.1
+    accel_share: float = 0.5  # rho: share of each axis' acceleration for speed changes
+    jerk_share: float = 0.75  # phi: share of each axis' jerk for speed changes
+    corner_filter_time: float = 0.02  # s, T2: the short filter that smooths corner jumps
+    lookahead_segments: int = 1000
+    lookahead_length: float = 0.0  # mm, 0: twice the braking distance plus two zones
+    optional_stop: bool = True  # M1 pauses like M0
+
+
+class Event(NamedTuple):
+    tick: int  # index into the block's arrays
+    op: canon.CanonOp
+
+
+@dataclass(slots=True)
+class SetpointBlock:
+    """Setpoints of one block of servo ticks, plus the non-motion ops reached in it."""
+
+    t: Floats  # s since load
+    pos: Floats  # (n, 3) mm, machine frame (a view of an axis-major (3, n) array)
+    vel: Floats  # (n, 3) mm/s, backward difference of pos (same layout)
+    acc: Floats  # (n, 3) mm/s^2, backward difference of vel (same layout)
+    feed: Floats  # path speed, mm/min
+    line: np.ndarray  # program line per tick
+    events: list[Event] = field(default_factory=list)
+
+
+class Limits:
+    """Filter lengths and budgets derived from the machine's axis limits."""
+
+    def __init__(self, config: MachineConfig, settings: PlannerSettings) -> None:
+        axes = [config.axes[k] for k in ("x", "y", "z")]
+        self.dt = 1.0 / config.servo_rate_hz
+        self.vmax = np.array([a.max_velocity for a in axes])
+        self.amax = np.array([a.max_acceleration for a in axes])
+        self.jmax = np.array([a.max_jerk for a in axes])
+        self.vmax_f, self.amax_f = self.vmax.tolist(), self.amax.tolist()
+        rho, phi = settings.accel_share, settings.jerk_share
+        self.rho = rho
+        t1 = float(np.max(2 * rho * self.amax / (phi * self.jmax)))
+        self.n1 = max(1, math.ceil(t1 / self.dt - 1e-9))
+        self.n2 = max(1, round(settings.corner_filter_time / self.dt))
+        self.t1, self.t2 = self.n1 * self.dt, self.n2 * self.dt
+        self.window = self.t1 + self.t2
+        # jerk left for corner jumps after speed changes took 2*rho*A*T2
+        jerk_room = self.jmax * self.t1 * self.t2 - 2 * rho * self.amax * self.t2
+        self.jump_budget = float(np.min(np.minimum(jerk_room, (1 - rho) * self.amax * self.t1)))
+        if self.jump_budget <= 0:
+            raise PlannerError("planner settings leave no jerk for corners (raise jerk_share)")
+        # variance of the sum of two discrete uniform delays, in s^2
+        var = ((self.n1**2 - 1) + (self.n2**2 - 1)) / 12 * self.dt**2
+        self.sigma = math.sqrt(var)
+        # half the mean absolute delay about the kernel's centre: a corner passed at
+        # speed v is cut by at most v * moment * 2 sin(theta/2)
+        kernel = np.convolve(np.full(self.n1, 1 / self.n1), np.full(self.n2, 1 / self.n2))
+        offset = np.arange(len(kernel)) - (len(kernel) - 1) / 2
+        self.moment = float(np.sum(kernel * np.abs(offset))) / 2 * self.dt
+        self.settle = self.n1 + self.n2 - 1  # input ticks at rest for an exact stop
+        self.delay = (self.n1 + self.n2 - 2) // 2  # group delay of the filter, ticks
+        self.a_min = rho * float(np.min(self.amax)) / math.sqrt(2)  # lowest path accel
+        v_top = float(np.linalg.norm(self.vmax))
+        auto = 2 * (v_top**2 / (2 * self.a_min) + 2 * v_top * self.window)
+        self.lookahead = settings.lookahead_length or auto
+
+    def braking_distance(self, v: float) -> float:
+        """Upper bound of the output's travel after a feed hold at path speed ``v``."""
+        return v * v / (2 * self.a_min) + v * self.window / 2
+
+
+# --- segments -------------------------------------------------------------------------
+
+
+class _Segment:
+    __slots__ = ("gid", "length", "stop", "corner_speed")
+
+    def __init__(self, gid: int, length: float) -> None:
+        self.gid = gid
+        self.length = length
+        self.stop = False  # the junction after it is an exact stop
+        self.corner_speed = 0.0  # frozen zone speed of the junction after it
+
+
+class _Rows:
+    """The window's segment numbers as one growing table; a row never changes."""
+
+    def __init__(self) -> None:
+        self.a = np.empty((64, _ROW))
+        self.n = 0
+
+    def append(self, row: list[float]) -> None:
+        if self.n == len(self.a):
+            self.a = np.concatenate((self.a, np.empty_like(self.a)))
+        self.a[self.n] = row
+        self.n += 1
+
+    def drop(self, k: int) -> None:
+        self.a[: self.n - k] = self.a[k : self.n]
+        self.n -= k
+
+
+def _line_row(
+    p0: tuple[float, ...], p1: tuple[float, ...], lim: Limits, feed: float, rapid: bool
+) -> list[float] | None:
+    # plain floats: a program can have millions of these and numpy per call is slow
+    d = [b - a for a, b in zip(p0, p1, strict=True)]
+    length = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    if length < 1e-9:
+        return None
+    u = [c / length for c in d]
+    hard = min(v / abs(c) for v, c in zip(lim.vmax_f, u, strict=True) if c)
+    acc = lim.rho * min(a / abs(c) for a, c in zip(lim.amax_f, u, strict=True) if c)
+    row = [0.0] * _ROW
+    row[_P0:_P0 + 3], row[_P1:_P1 + 3] = p0, p1  # fmt: skip
+    row[_LEN], row[_HARD], row[_ACC], row[_FEED], row[_RAPID] = length, hard, acc, feed, rapid
+    row[_T0:_T0 + 3] = row[_T1:_T1 + 3] = u  # fmt: skip
+    return row
+
+
+def _arc_row(
+    op: canon.ArcFeed, start: tuple[float, ...], lim: Limits, feed: float, tol: float
+) -> list[float]:
+    p0 = np.array(start)
+    first, second, normal = _ARC_AXES[op.plane]
+    e1, e2, e3 = _EYE[first], _EYE[second], _EYE[normal]
+    p1 = np.empty(3)
+    p1[first], p1[second], p1[normal] = op.first_end, op.second_end, op.axis_end
+    cx, cy = op.first_axis, op.second_axis
+    r0 = math.hypot(p0[first] - cx, p0[second] - cy)
+    r1 = math.hypot(p1[first] - cx, p1[second] - cy)
+    if min(r0, r1) < 1e-9:
+        raise PlannerError(f"line {op.line}: arc with zero radius")
+    th0 = math.atan2(p0[second] - cy, p0[first] - cx)
+    th1 = math.atan2(p1[second] - cy, p1[first] - cx)
+    sweep = _sweep(th0, th1, op.rotation)
+    dz = float(p1[normal] - p0[normal])
+    # the largest |dp/df| so that the path speed never exceeds the planned one on spirals
+    length = math.sqrt((max(r0, r1) * sweep) ** 2 + (r1 - r0) ** 2 + dz**2)
+    kappa = max(r0, r1) / (min(r0, r1) ** 2 + (dz / sweep) ** 2)
+    a_arc = lim.rho * float(np.min(lim.amax)) / math.sqrt(2)  # tangential and normal halves
+    hard = min(
+        float(np.min(lim.vmax)),
+        math.sqrt(a_arc / kappa),  # centripetal acceleration
+        math.sqrt(2 * tol / (lim.sigma**2 * kappa)),  # the filter shrinks the circle
+    )
+    centre = p0.copy()
+    centre[first], centre[second] = cx, cy
+    row = [0.0] * _ROW
+    row[_P0:_P0 + 3], row[_P1:_P1 + 3], row[_CEN:_CEN + 3] = p0.tolist(), p1.tolist(), centre.tolist()  # fmt: skip
+    row[_E1:_E1 + 3], row[_E2:_E2 + 3], row[_E3:_E3 + 3] = e1.tolist(), e2.tolist(), e3.tolist()  # fmt: skip
+    row[_R0], row[_R1], row[_TH0], row[_SWEEP], row[_DZ] = r0, r1, th0, sweep, dz
+    row[_LEN], row[_KIND], row[_HARD], row[_ACC], row[_KAPPA] = length, 1.0, hard, a_arc, kappa
+    row[_FEED] = feed
+    for col, th, r in ((_T0, th0, r0), (_T1, th0 + sweep, r1)):
+        c, s = math.cos(th), math.sin(th)
+        t = r * sweep * (c * e2 - s * e1) + (r1 - r0) * (c * e1 + s * e2) + dz * e3
+        row[col:col + 3] = (t / np.linalg.norm(t)).tolist()  # fmt: skip
+    return row
+
+
+def _sweep(th0: float, th1: float, rotation: int) -> float:
+    """Signed angle from th0 to th1 for ``rotation`` (+n CCW turns, -n CW)."""
+    turns = abs(rotation) - 1 if rotation else 0
+    d = (th1 - th0) % (2 * math.pi) if rotation > 0 else (th0 - th1) % (2 * math.pi)
+    if d < 1e-12 or d > 2 * math.pi - 1e-12:  # same start and end: a full circle
+        d = 2 * math.pi
+    d += 2 * math.pi * turns
+    return d if rotation > 0 else -d
+
+
+# --- speed profile ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Phases:
+    """Constant-acceleration pieces of the path-speed profile, in time order."""
+
+    s: Floats
+    v: Floats
+    a: Floats
+    dur: Floats
+
+
+def _phases_concat(parts: list[_Phases]) -> _Phases:
+    return _Phases(
+        np.concatenate([p.s for p in parts]),
+        np.concatenate([p.v for p in parts]),
+        np.concatenate([p.a for p in parts]),
+        np.concatenate([p.dur for p in parts]),
+    )
+
+
+def speed_profile(bp: Floats, cap: Floats, acc: Floats, v_start: float) -> _Phases:
+    """Fastest profile over intervals ``bp`` with speed ``cap`` and acceleration ``acc``.
+
+    Starts at ``v_start`` (which must be reachable) and ends at rest at ``bp[-1]``. The
+    forward and backward passes are cumulative minima: v^2 at a boundary is bounded by
+    every other boundary's limit plus 2*a*distance, which vectorises exactly.
+    """
+    length = np.diff(bp)
+    lim = np.empty(len(bp))
+    lim[0], lim[-1] = v_start * v_start, 0.0
+    lim[1:-1] = np.minimum(cap[:-1], cap[1:]) ** 2
+    d = np.concatenate(([0.0], np.cumsum(2 * acc * length)))
+    fwd = np.minimum.accumulate(lim - d) + d
+    bwd = np.minimum.accumulate((lim + d)[::-1])[::-1] - d
+    vb = np.sqrt(np.maximum(np.minimum(fwd, bwd), 0.0))
+    va, ve = vb[:-1], vb[1:]
+    vp2 = np.minimum(cap**2, (2 * acc * length + va**2 + ve**2) / 2)
+    vp2 = np.maximum(vp2, np.maximum(va, ve) ** 2)
+    vp = np.sqrt(vp2)
+    d_acc = (vp2 - va**2) / (2 * acc)
+    d_dec = (vp2 - ve**2) / (2 * acc)
+    d_cru = np.maximum(length - d_acc - d_dec, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_cru = np.where(vp > 0, d_cru / vp, 0.0)
+    s = np.stack((bp[:-1], bp[:-1] + d_acc, bp[:-1] + d_acc + d_cru), axis=1)
+    return _Phases(
+        s.ravel(),
+        np.stack((va, vp, vp), axis=1).ravel(),
+        np.stack((acc, 0 * acc, -acc), axis=1).ravel(),
+        np.stack(((vp - va) / acc, t_cru, (vp - ve) / acc), axis=1).ravel(),
+    )
+
+
+def _braking_phases(
+    s0: float, v0: float, v_to: float, seg_s: Floats, acc: Floats
+) -> tuple[_Phases, float]:
+    """Slow from v0 to v_to at each segment's own acceleration (the hardest allowed)."""
+    s, v, out = s0, v0, []
+    k = int(np.searchsorted(seg_s, s0, "right")) - 1
+    while v > v_to and k < len(acc):
+        a = float(acc[k])
+        room = max(float(seg_s[k + 1]) - s, 0.0)
+        v_next = math.sqrt(max(v * v - 2 * a * room, v_to * v_to))
+        out.append((s, v, -a, (v - v_next) / a))
+        s = min(s + (v * v - v_next * v_next) / (2 * a), float(seg_s[k + 1]))
+        v, k = v_next, k + 1
+    cols = list(zip(*out, strict=True)) if out else [(), (), (), ()]
+    return _Phases(*(np.array(c, dtype=float) for c in cols)), s
+
+
+def zone_speeds(
+    sj: Floats,
+    turn: Floats,
+    seg_s: Floats,
+    kappa: Floats,
+    tol: Floats,
+    v_top: Floats,
+    room: Floats,
+    full: np.ndarray,
+    lim: Limits,
+) -> Floats:
+    """Largest corner speed per junction whose zone keeps every filter window in limits.
+
+    ``sj`` junction positions, ``turn`` their direction changes (2 sin(theta/2)),
+    ``room`` how far each zone may look (unknown or already travelled path beyond),
+    ``full`` junctions next to an arc (their zone is twice as wide, see
+    :func:`zone_radius`). The condition is monotone in v (a bigger zone holds more
+    turning), so a vectorised bisection on log(v) finds the largest safe speed.
+    """
+    cum = np.concatenate(([0.0], np.cumsum(turn)))
+    kap = np.append(kappa, 0.0)
+    m = len(kappa)
+    reach = np.where(full, 2.0, 1.5) * lim.window  # corners that can share a window
+
+    def safe(v: Floats) -> np.ndarray:
+        r = v * reach
+        lo, hi = sj - r, sj + r
+        c = cum[np.searchsorted(sj, hi, "right")] - cum[np.searchsorted(sj, lo, "left")]
+        a = np.clip(np.searchsorted(seg_s, lo, "right") - 1, 0, m - 1)
+        b = np.clip(np.searchsorted(seg_s, hi, "left"), a + 1, m)
+        kmax = np.maximum.reduceat(kap, np.stack((a, b), axis=1).ravel())[::2]
+        vs = v * lim.sigma
+        dev = v * lim.moment * c + np.where(full, vs * vs * kmax / 2, 0.0)
+        return (dev <= tol) & (v * c <= lim.jump_budget) & (r <= room)
+
+    # first guess: each corner and its own arcs alone, which is exact for lone corners
+    kap_own = np.maximum(kappa[:-1], kappa[1:])
+    mc = lim.moment * turn
+    with np.errstate(divide="ignore"):
+        guess = np.minimum.reduce(
+            [
+                v_top,
+                2 * tol / (mc + np.sqrt(mc * mc + 2 * lim.sigma**2 * kap_own * tol)),
+                lim.jump_budget / turn,
+                np.maximum(room, 0.0) / reach,
+            ]
+        )
+    ok = safe(guess)
+    if ok.all():
+        return guess
+    # neighbours share some windows: bisect on log(v) where the guess was too fast
+    bad = np.flatnonzero(~ok)
+    v = guess.copy()
+    hi, lo = guess[bad], np.full(len(bad), 1e-3)
+    sub = _Subset(bad)
+    lo_ok = sub.safe(safe, lo, len(v))
+    for _ in range(14):
+        mid = np.sqrt(lo * hi)
+        good = sub.safe(safe, mid, len(v))
+        lo = np.where(good, mid, lo)
+        hi = np.where(good, hi, mid)
+    v[bad] = np.where(lo_ok, lo, 0.0)
+    return v
+
+
+class _Subset:
+    """Evaluates a per-junction condition for some junctions only (others at speed 0)."""
+
+    def __init__(self, idx: np.ndarray) -> None:
+        self.idx = idx
+
+    def safe(self, cond, v_sub: Floats, m: int) -> np.ndarray:  # noqa: ANN001
+        v = np.zeros(m)
+        v[self.idx] = v_sub
+        return cond(v)[self.idx]
+
+
+def zone_radius(v: Floats, full: np.ndarray, lim: Limits) -> Floats:
+    """Path length on each side of a corner over which its speed cap holds.
+
+    A window (T1+T2 long) touches a corner's deviation only through the half of the
+    window on each side of it, so between lines the cap is needed for v*(T1+T2)/2 only
+    (crossed in at least half a window). Next to an arc the whole window must be
+    capped, because the circle's shrinkage bound uses the window's top speed.
+    """
+    return v * lim.window * np.where(full, 1.0, 0.5)
+
+
+# --- the plan of one run (from the current state to the next stop) ---------------------
+
+
+class _Plan:
+    """The speed profile of one run, from the current state to its next stop.
+
+    Arrays are axis-major (3, m) so that per-tick gathers and arithmetic stream.
+    """
+
+    def __init__(
+        self, ph: _Phases, s_end: float, end: str, tick0: int, dt: float,
+        rows: Floats, seg_s: Floats, first: int, last: int, open_end: bool,
+    ) -> None:  # fmt: skip
+        t = np.concatenate(([0.0], np.cumsum(ph.dur)))
+        self.t0, self.t_end = t[:-1], float(t[-1])
+        self.ph_s, self.ph_v, self.ph_half_a = ph.s, ph.v, 0.5 * ph.a
+        self.s_end = s_end
+        self.end = end  # "stop": at rest at a point to settle on; "halt": held mid-path
+        self.open_end = open_end  # the stop is only the end of what has been read
+        self.tick0 = tick0  # input tick at which the plan's time is zero
+        self.k_end = tick0 + max(1, math.ceil(self.t_end / dt - 1e-9))
+        self.seg_s = seg_s
+        self.first, self.last = first, last
+        self.p0 = np.ascontiguousarray(rows[:, _P0 : _P0 + 3].T)
+        self.p1 = np.ascontiguousarray(rows[:, _P1 : _P1 + 3].T)
+        self.step = self.p1 - self.p0
+        self.inv_len = 1.0 / rows[:, _LEN]
+        self.line = rows[:, _LINE].astype(np.int64)
+        arc = rows[:, _KIND] == 1.0
+        self.arc_rows = rows.copy() if arc.any() else None  # rows is a view of the window
+        self.is_arc = arc
+
+    def s_at(self, tau: Floats) -> tuple[Floats, float]:
+        """Path positions at plan times ``tau`` (sorted), and the speed at the last one."""
+        if len(self.t0) == 0:
+            return np.full_like(tau, self.s_end), 0.0
+        np.minimum(tau, self.t_end, out=tau)
+        k = _run_index(self.t0, tau)
+        dt = tau - self.t0.take(k)
+        s = self.ph_half_a.take(k) * dt
+        s += self.ph_v.take(k)
+        s *= dt
+        s += self.ph_s.take(k)
+        np.minimum(s, self.s_end, out=s)
+        last = int(k[-1])
+        v = 0.0 if tau[-1] >= self.t_end else self.ph_v[last] + 2 * self.ph_half_a[last] * dt[-1]
+        return s, max(v, 0.0)
+
+    def segment_of(self, s: Floats) -> np.ndarray:
+        g = _run_index(self.seg_s, s)
+        np.maximum(g, self.first, out=g)
+        return np.minimum(g, self.last, out=g)
+
+    def points(self, s: Floats, g: np.ndarray, out: Floats) -> None:
+        """Points of the programmed path at positions ``s`` in segments ``g``, into out (3, n)."""
+        f = s - self.seg_s.take(g)
+        f *= self.inv_len.take(g)
+        np.maximum(f, 0.0, out=f)
+        np.minimum(f, 1.0, out=f)
+        self.step.take(g, axis=1, out=out)
+        out *= f
+        out += self.p0.take(g, axis=1)
+        if self.arc_rows is not None:
+            arc = np.flatnonzero(self.is_arc.take(g))
+            if len(arc):
+                out[:, arc] = _arc_points(self.arc_rows[g[arc]], f[arc, None]).T
+
+
+def _run_index(edges: Floats, x: Floats) -> np.ndarray:
+    """searchsorted(edges, x, "right") - 1 for sorted x, from the few edges inside x."""
+    lo = max(int(np.searchsorted(edges, x[0], "right")) - 1, 0)
+    hi = int(np.searchsorted(edges, x[-1], "right"))
+    if hi - lo <= 1:
+        return np.full(len(x), lo, dtype=np.intp)
+    cuts = np.searchsorted(x, edges[lo + 1 : hi], "left")
+    counts = np.diff(np.concatenate(([0], cuts, [len(x)])))
+    return np.repeat(np.arange(lo, hi, dtype=np.intp), counts)
+
+
+def _arc_points(rows: Floats, f: Floats) -> Floats:
+    th = rows[:, _TH0 : _TH0 + 1] + rows[:, _SWEEP : _SWEEP + 1] * f
+    r = rows[:, _R0 : _R0 + 1] + (rows[:, _R1 : _R1 + 1] - rows[:, _R0 : _R0 + 1]) * f
+    p = (
+        rows[:, _CEN : _CEN + 3]
+        + r * np.cos(th) * rows[:, _E1 : _E1 + 3]
+        + r * np.sin(th) * rows[:, _E2 : _E2 + 3]
+        + rows[:, _DZ : _DZ + 1] * f * rows[:, _E3 : _E3 + 3]
+    )
+    return np.where(f >= 1.0, rows[:, _P1 : _P1 + 3], p)
+
+
+# --- the filter ----------------------------------------------------------------------
+
+
+class _MovingAverage:
+    """n-tap moving average along axis 1 of (3, m) blocks, continuing across blocks.
+
+    Work buffers are kept between calls: fresh multi-100 kB arrays per block cost more
+    (page faults) than the arithmetic.
+    """
+
+    def __init__(self, n: int, start: Floats) -> None:
+        self.n = n
+        self.hist = np.tile(start[:, None], (1, n - 1))
+        self.ext = np.empty((3, 0))
+        self.csum = np.empty((3, 0))
+
+    def __call__(self, x: Floats, out: Floats) -> None:
+        n, h, m = self.n, self.n - 1, x.shape[1]
+        if self.ext.shape[1] != h + m:
+            self.ext = np.empty((3, h + m))
+            self.csum = np.empty((3, h + m + 1))
+            self.csum[:, 0] = 0.0
+        ext, c = self.ext, self.csum
+        ext[:, :h] = self.hist
+        ext[:, h:] = x
+        self.hist = ext[:, m:].copy()
+        ref = x[:, -1:].copy()  # relative to the newest sample: a window at rest is exact
+        ext -= ref
+        np.cumsum(ext, axis=1, out=c[:, 1:])
+        np.subtract(c[:, n:], c[:, :m], out=out)
+        out *= 1.0 / n
+        out += ref
+
+
+class _Filter:
+    """Two cascaded moving averages per axis; state carries over between blocks."""
+
+    def __init__(self, n1: int, n2: int, start: Floats) -> None:
+        self.stage1 = _MovingAverage(n1, start)
+        self.stage2 = _MovingAverage(n2, start)
+        self.mid = np.empty((3, 0))
+
+    def reset(self, point: Floats) -> None:
+        """At rest on ``point`` for longer than the filter: every history holds it."""
+        self.stage1.hist[:] = point[:, None]
+        self.stage2.hist[:] = point[:, None]
+
+    def __call__(self, x: Floats, at_rest: bool = False) -> Floats:
+        """Filtered x; ``at_rest``: x and the whole history are one point (a standstill)."""
+        if at_rest:
+            return np.repeat(x[:, :1], x.shape[1], axis=1)
+        if self.mid.shape != x.shape:
+            self.mid = np.empty_like(x)
+        self.stage1(x, self.mid)
+        out = np.empty_like(x)
+        self.stage2(self.mid, out)
+        return out
+
+
+# --- the streaming planner ---------------------------------------------------------------
+
+_MOTION = (canon.StraightTraverse, canon.StraightFeed, canon.ArcFeed)
+_BARRIERS = (
+    canon.Dwell,
+    canon.ProgramStop,
+    canon.OptionalProgramStop,
+    canon.ProgramEnd,
+    canon.ChangeTool,
+)
+
+
+class Planner:
+    """Streams a program's moves as servo-rate setpoints, block by block.
+
+    ``load(ops)`` takes canonical ops in the machine frame (mm, mm/min);
+    ``advance(n)`` returns the next ``n`` ticks. ``feed_hold``, ``resume``,
+    ``set_feed_override`` and ``set_rapid_override`` act from the next block on.
+    """
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        settings: PlannerSettings | None = None,
+        start: Iterable[float] = (0.0, 0.0, 0.0),
+    ) -> None:
+        self.config = config
+        self.settings = settings or PlannerSettings()
+        self.limits = Limits(config, self.settings)
+        lim = self.limits
+        here = np.array(list(start), dtype=float)
+        self._filter = _Filter(lim.n1, lim.n2, here)
+        self._rest_point = here.copy()
+        self._rest_ticks = lim.settle  # a machine starts settled
+        self._prev_pos = here.copy()
+        self._prev_vel = np.zeros(3)
+        self._line_hist = np.zeros(lim.delay, dtype=np.int64)
+        self._tick = -1  # last input tick generated
+        self._here = here  # input position at that tick
+        self._feed_override = 1.0
+        self._rapid_override = 1.0
+        self._held = False
+        self._end_tick: int | None = None
+        self._pending: list[tuple[int, canon.CanonOp]] = []
+        self._load(iter(()))
+
+    # --- public surface -------------------------------------------------------------
+
+    def load(self, ops: Iterable[canon.CanonOp]) -> None:
+        """Start a program from the current position (ops in machine mm, mm/min)."""
+        self._load(canon.expand(ops))
+
+    @property
+    def done(self) -> bool:
+        """The program ended and every event has been delivered."""
+        return self._mode == "done" and not self._pending
+
+    @property
+    def paused(self) -> bool:
+        """Waiting at M0/M1 for :meth:`resume`."""
+        return self._mode == "paused"
+
+    @property
+    def position(self) -> Floats:
+        """The last setpoint, machine mm."""
+        return self._prev_pos.copy()
+
+    @property
+    def end_time(self) -> float | None:
+        """When the output settled at the program's end (s since load), once known."""
+        return (
+            None if self._end_tick is None else (self._end_tick - self._t_origin) * self.limits.dt
+        )
+
+    def feed_hold(self) -> None:
+        self._held = True
+        self._dirty = True
+
+    def resume(self) -> None:
+        """Leave a feed hold or a program stop (M0/M1)."""
+        self._held = False
+        self._dirty = True
+        if self._mode == "paused":
+            self._mode = "stop"
+
+    def set_feed_override(self, factor: float) -> None:
+        self._feed_override = min(max(float(factor), 0.0), 2.0)
+        self._dirty = True
+
+    def set_rapid_override(self, factor: float) -> None:
+        self._rapid_override = min(max(float(factor), 0.0), 2.0)
+        self._dirty = True
+
+    def advance(self, n: int) -> SetpointBlock:
+        """The next ``n`` servo ticks."""
+        first = self._tick + 1
+        pos_in = np.empty((3, n))
+        line_in = np.empty(n, dtype=np.int64)
+        j = 0
+        while j < n:
+            j = self._step(pos_in, line_in, j, n)
+        return self._output(first, pos_in, line_in)
+
+    # --- reading the program ----------------------------------------------------------
+
+    def _load(self, ops: Iterator[canon.CanonOp]) -> None:
+        self._ops = ops
+        self._segs: list[_Segment] = []
+        self._rows = _Rows()
+        self._actions: deque[tuple[int, canon.CanonOp]] = deque()
+        self._gid = 0  # segments read so far
+        self._at_gid = -1  # the segment whose end the input stands at (-1: program start)
+        self._exhausted = False
+        self._feed = 0.0  # mm/s
+        self._exact = False
+        self._tol = self.settings.default_tolerance
+        self._last_point = tuple(self._here.tolist())
+        self._i = 0  # window index of the current segment
+        self._s = 0.0  # input position along the window, from the start of segment 0
+        self._v = 0.0
+        self._plan: _Plan | None = None
+        self._mode = "stop"
+        self._hold_left = 0
+        self._line = 0
+        self._dirty = False
+        self._fresh = True  # at rest and settled at the start of a run
+        self._total = 0.0  # path length of the window
+        self._end_tick = None
+        self._t_origin = self._tick + 1
+
+    def _ahead(self) -> tuple[int, float]:
+        return len(self._segs) - self._i, self._total - self._s
+
+    def _seg_start(self, i: int) -> float:
+        return float(sum(s.length for s in self._segs[:i]))
+
+    def _refill(self) -> bool:
+        """Read more ops when the lookahead ran low; True if segments were added."""
+        if self._exhausted:
+            return False
+        count, length = self._ahead()
+        cap = self.settings.lookahead_segments
+        if count >= cap // 2 or length >= self.limits.lookahead / 2:
+            return False
+        added = False
+        while count < cap and length < self.limits.lookahead:
+            seg = self._read_one()
+            if seg is None:
+                break
+            added = True
+            count, length = count + 1, length + seg.length
+        return added
+
+    def _read_one(self) -> _Segment | None:
+        """Read ops up to and including the next move; None at the end of the program."""
+        for op in self._ops:
+            t = type(op)
+            if t in _MOTION:
+                seg = self._segment(op)
+                if seg is not None:
+                    return seg
+                continue
+            if t is canon.SetFeedRate:
+                self._feed = op.rate / 60.0  # type: ignore[attr-defined]
+            elif t is canon.SetMotionControlMode:
+                self._exact = op.mode != "CONTINUOUS"  # type: ignore[attr-defined]
+                tol = op.tolerance  # type: ignore[attr-defined]
+                self._tol = tol if tol and tol > 0 else self.settings.default_tolerance
+            self._actions.append((self._gid, op))
+            if t in _BARRIERS and self._segs and self._segs[-1].gid == self._gid - 1:
+                self._segs[-1].stop = True
+        self._exhausted = True
+        if self._segs and self._segs[-1].gid == self._gid - 1:
+            self._segs[-1].stop = True
+        return None
+
+    def _segment(self, op: canon.CanonOp) -> _Segment | None:
+        p0 = self._last_point
+        tol = self.settings.exact_path_tolerance if self._exact else self._tol
+        rapid = type(op) is canon.StraightTraverse
+        if not rapid and self._feed <= 0:
+            raise PlannerError(f"line {op.line}: feed move with zero feed rate")
+        if type(op) is canon.ArcFeed:
+            row = _arc_row(op, p0, self.limits, self._feed, tol)  # type: ignore[arg-type]
+        else:
+            p1 = (float(op.x), float(op.y), float(op.z))  # type: ignore[attr-defined]
+            row = _line_row(p0, p1, self.limits, self._feed, rapid)
+            if row is None:
+                return None
+        row[_TOL], row[_LINE] = tol, float(op.line)
+        seg = _Segment(self._gid, row[_LEN])
+        seg.stop = self._exact
+        self._gid += 1
+        self._segs.append(seg)
+        self._rows.append(row)
+        self._total += row[_LEN]
+        self._last_point = tuple(row[_P1 : _P1 + 3])
+        return seg
+
+    # --- the state machine --------------------------------------------------------------
+
+    def _step(self, pos: Floats, line: np.ndarray, j: int, n: int) -> int:
+        mode = self._mode
+        if mode == "run":
+            return self._run(pos, line, j, n)
+        if mode == "stop":
+            self._at_stop()
+            return j
+        if mode == "hold":
+            m = min(n - j, self._hold_left)
+            self._hold_left -= m
+            if self._hold_left == 0:
+                self._mode = "stop"
+        elif mode == "halted" and self._dirty:
+            self._mode = "run"
+            return j
+        else:  # paused, halted, done: stand still
+            m = n - j
+        pos[:, j : j + m] = self._here[:, None]
+        line[j : j + m] = self._line
+        self._tick += m
+        return j + m
+
+    def _at_stop(self) -> None:
+        """At rest and settled at the end of segment ``_at_gid``: act on its ops, go on."""
+        self._refill()  # the ops after the last move read so far may be waiting
+        while self._actions and self._actions[0][0] <= self._at_gid + 1:
+            _, op = self._actions.popleft()
+            self._pending.append((self._tick + 1, op))
+            self._line = op.line
+            t = type(op)
+            if t is canon.Dwell:
+                self._hold_left = round(op.seconds / self.limits.dt)  # type: ignore[attr-defined]
+                if self._hold_left > 0:
+                    self._mode = "hold"
+                    return
+            elif t is canon.ProgramStop or (
+                t is canon.OptionalProgramStop and self.settings.optional_stop
+            ):
+                self._mode = "paused"
+                return
+            elif t is canon.ProgramEnd:
+                self._finish()
+                return
+        self._refill()
+        nxt = self._i + 1 if self._at_gid >= 0 else 0
+        if nxt < len(self._segs):
+            self._s = self._seg_start(nxt)
+            self._i = nxt
+            self._drop(nxt)
+            self._plan = None
+            self._fresh = True
+            self._mode = "run"
+        elif self._exhausted:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._mode = "done"
+        self._end_tick = max(self._tick, self._t_origin)
+        self._ops = iter(())
+
+    def _drop(self, upto: int) -> None:
+        """Forget segments before window index ``upto`` (behind the input)."""
+        if upto <= 0:
+            return
+        gone = self._seg_start(upto)
+        self._s -= gone
+        self._total -= gone
+        del self._segs[:upto]
+        self._rows.drop(upto)
+        self._i -= upto
+
+    def _drop_passed(self) -> None:
+        """Forget segments whose end-corner zone lies wholly behind the input."""
+        w = self.limits.window
+        end, k = 0.0, 0
+        for seg in self._segs[: self._i]:
+            end += seg.length
+            if end + 2 * seg.corner_speed * w > self._s:
+                break
+            k += 1
+        self._drop(k)
+
+    def _run(self, pos: Floats, line: np.ndarray, j: int, n: int) -> int:
+        if self._plan is None or self._dirty or (self._plan.open_end and self._refill()):
+            self._replan()
+        plan = self._plan
+        assert plan is not None
+        m = min(n - j, plan.k_end - self._tick)
+        tau = (
+            np.arange(self._tick + 1 - plan.tick0, self._tick + 1 - plan.tick0 + m) * self.limits.dt
+        )
+        s, v = plan.s_at(tau)
+        g = plan.segment_of(s)
+        plan.points(s, g, pos[:, j : j + m])
+        plan.line.take(g, out=line[j : j + m])
+        self._pass_junctions(g, self._tick + 1)
+        self._tick += m
+        self._s, self._v, self._i = float(s[-1]), v, int(g[-1])
+        self._here = pos[:, j + m - 1].copy()
+        self._line = int(line[j + m - 1])
+        if self._tick >= plan.k_end:
+            self._end_of_plan(plan)
+        return j + m
+
+    def _pass_junctions(self, g: np.ndarray, tick: int) -> None:
+        """Events of the corners crossed in passing fire when the output gets there."""
+        for k in range(self._i, int(g[-1])):
+            gid = self._segs[k].gid
+            if not self._actions or self._actions[0][0] > gid + 1:
+                continue
+            at = tick + int(np.searchsorted(g, k, "right")) + self.limits.delay
+            while self._actions and self._actions[0][0] <= gid + 1:
+                self._pending.append((at, self._actions.popleft()[1]))
+
+    def _end_of_plan(self, plan: _Plan) -> None:
+        self._v = 0.0
+        self._plan = None
+        if plan.end == "halt":
+            self._mode = "halted"
+            return
+        # exact stop or the end of the lookahead: settle so the output reaches the point
+        self._i = plan.last
+        self._s = plan.s_end
+        self._at_gid = self._segs[plan.last].gid
+        self._here = plan.p1[:, plan.last].copy()
+        # one tick more than the window: the plan's last sample may be an ulp off
+        self._hold_left = self.limits.settle
+        self._mode = "hold"
+
+    # --- planning -------------------------------------------------------------------
+
+    def _replan(self) -> None:
+        self._dirty = False
+        self._drop_passed()
+        segs, i = self._segs, self._i
+        last = i
+        while last < len(segs) - 1 and not segs[last].stop:
+            last += 1
+        rows = self._rows.a[: last + 1]
+        seg_s = np.concatenate(([0.0], np.cumsum(rows[:, _LEN])))
+        open_end = not segs[last].stop  # the window ends where the program goes on
+        zones = self._corner_zones(rows, seg_s, open_end)
+        if zones is None:  # a corner that cannot be passed safely became an exact stop
+            return self._replan()
+        soft = self._soft_caps(rows)
+        self._plan = self._build(rows, seg_s, zones, soft, last, open_end)
+        self._fresh = False
+
+    def _soft_caps(self, rows: Floats) -> Floats:
+        """Caps the operator may change: feed and rapid overrides, feed hold."""
+        if self._held:
+            return np.zeros(len(rows))
+        rapid = rows[:, _RAPID] == 1.0
+        soft = np.where(
+            rapid, rows[:, _HARD] * self._rapid_override, rows[:, _FEED] * self._feed_override
+        )
+        # below a micrometre per second is standstill (and keeps the times finite)
+        return np.where(soft < 1e-3, 0.0, soft)
+
+    def _corner_zones(self, rows: Floats, seg_s: Floats, open_end: bool) -> Floats | None:
+        """The corner zones (lo, hi, v) of this run's junctions; None if one became a stop."""
+        m = len(rows)
+        if m < 2:
+            return np.empty((0, 3))
+        segs = self._segs[: m - 1]
+        sj = seg_s[1:-1]
+        turn = np.linalg.norm(rows[1:, _T0 : _T0 + 3] - rows[:-1, _T1 : _T1 + 3], axis=1)
+        # a zone must not reach into path not read yet, nor back over path travelled
+        # since the last settle (its speed there was planned without this zone)
+        room = np.full(m - 1, np.inf) if self._fresh else sj - self._s
+        if open_end:
+            room = np.minimum(room, seg_s[-1] - sj)
+        v_top = np.maximum(rows[:-1, _HARD], rows[1:, _HARD])
+        kappa, tol = rows[:, _KAPPA], rows[:-1, _TOL]
+        full = (kappa[:-1] > 0) | (kappa[1:] > 0)
+        v = zone_speeds(sj, turn, seg_s, kappa, tol, v_top, room, full, self.limits)
+        v = np.maximum(v, [sg.corner_speed for sg in segs])  # a planned zone stays valid
+        blocked = np.flatnonzero((v <= 0) & (sj > self._s))
+        if len(blocked):
+            segs[blocked[0]].stop = True
+            return None
+        for sg, vj in zip(segs, v.tolist(), strict=True):
+            sg.corner_speed = vj
+        r = zone_radius(v, full, self.limits)
+        keep = v < v_top
+        return np.stack((sj - r, sj + r, v), axis=1)[keep]
+
+    def _build(
+        self, rows: Floats, seg_s: Floats, zones: Floats, soft: Floats, last: int, open_end: bool
+    ) -> _Plan:
+        i, s0, v0 = self._i, self._s, self._v
+        acc = rows[:, _ACC]
+        s_hi, end = float(seg_s[last + 1]), "stop"
+        zero = np.flatnonzero(soft[i:] <= 0)
+        if len(zero):  # held, or a zero override ahead: plan to rest before it
+            s_hi, end = max(float(seg_s[i + zero[0]]), s0), "halt"
+        parts = []
+        # slowing to lower soft caps comes first; it stays under the hard caps because
+        # it brakes at least as hard as the plan it replaces, which respected them
+        v_to = self._soft_target(seg_s, soft, acc, s0, v0)
+        if v0 > v_to:
+            pre, s0 = _braking_phases(s0, v0, v_to, seg_s, acc)
+            parts.append(pre)
+            v0 = v_to
+        s_end = s0
+        if s_hi - s0 > 1e-12:
+            bp, cap, a = self._intervals(seg_s, rows[:, _HARD], soft, zones, acc, s0, s_hi)
+            parts.append(speed_profile(bp, cap, a, min(v0, float(cap[0]))))
+            s_end = s_hi
+        ph = _phases_concat(parts) if parts else _Phases(*(np.empty(0) for _ in range(4)))
+        dt = self.limits.dt
+        return _Plan(ph, s_end, end, self._tick, dt, rows, seg_s, i, last, open_end)
+
+    def _soft_target(self, seg_s: Floats, soft: Floats, acc: Floats, s0: float, v0: float) -> float:
+        """The speed to brake to: the lowest soft cap within the braking distance."""
+        if v0 <= 0:
+            return 0.0
+        i = self._i
+        reach = s0 + v0 * v0 / (2 * float(np.min(acc[i:])))
+        k = int(np.searchsorted(seg_s, reach, "left"))
+        return min(v0, float(np.min(soft[i : max(k, i + 1)])))
+
+    @staticmethod
+    def _intervals(
+        seg_s: Floats,
+        seg_cap: Floats,
+        soft: Floats,
+        zones: Floats,
+        acc: Floats,
+        s0: float,
+        s_hi: float,
+    ) -> tuple[Floats, Floats, Floats]:
+        """Elementary intervals of [s0, s_hi] with constant cap and acceleration."""
+        inside = (seg_s > s0) & (seg_s < s_hi)
+        zb = zones[:, :2].ravel()
+        zb = zb[(zb > s0) & (zb < s_hi)]
+        bp = np.sort(np.concatenate(([s0, s_hi], seg_s[inside], zb)))
+        bp = bp[np.concatenate(([True], np.diff(bp) > 0))]
+        mid = 0.5 * (bp[:-1] + bp[1:])
+        g = np.clip(np.searchsorted(seg_s, mid, "right") - 1, 0, len(acc) - 1)
+        cap = np.minimum(seg_cap[g], soft[g])
+        lo = np.searchsorted(bp, np.clip(zones[:, 0], s0, s_hi), "left")
+        hi = np.searchsorted(bp, np.clip(zones[:, 1], s0, s_hi), "right") - 1
+        # every (zone, interval inside it) pair at once: zones are short, pairs few
+        n = np.maximum(hi - lo, 0)
+        idx = np.arange(int(n.sum())) + np.repeat(lo - (np.cumsum(n) - n), n)
+        np.minimum.at(cap, idx, np.repeat(zones[:, 2], n))
+        return bp, cap, acc[g]
+
+    # --- output -----------------------------------------------------------------------
+
+    def _resting(self, pos_in: Floats) -> bool:
+        """Whether the filter's window has seen only this block's (constant) point."""
+        first = pos_in[:, 0]
+        same = bool(np.all(pos_in == first[:, None]))
+        if same and np.array_equal(first, self._rest_point):
+            self._rest_ticks += pos_in.shape[1]
+        else:
+            self._rest_ticks = self._trailing_rest(pos_in)
+            self._rest_point = pos_in[:, -1].copy()
+            return False
+        settled = self._rest_ticks - pos_in.shape[1] >= self.limits.settle
+        if settled:
+            # the histories must hold the point for when motion resumes
+            self._filter.reset(first)
+        return settled
+
+    @staticmethod
+    def _trailing_rest(pos_in: Floats) -> int:
+        moving = np.flatnonzero(np.any(pos_in != pos_in[:, -1:], axis=0))
+        return pos_in.shape[1] - (int(moving[-1]) + 1 if len(moving) else 0)
+
+    def _output(self, first: int, pos_in: Floats, line_in: np.ndarray) -> SetpointBlock:
+        n = pos_in.shape[1]
+        rate = 1.0 / self.limits.dt
+        pos = self._filter(pos_in, self._resting(pos_in))
+        vel = np.empty_like(pos)
+        vel[:, 0] = pos[:, 0] - self._prev_pos
+        np.subtract(pos[:, 1:], pos[:, :-1], out=vel[:, 1:])
+        vel *= rate
+        acc = np.empty_like(pos)
+        acc[:, 0] = vel[:, 0] - self._prev_vel
+        np.subtract(vel[:, 1:], vel[:, :-1], out=acc[:, 1:])
+        acc *= rate
+        self._prev_pos, self._prev_vel = pos[:, -1].copy(), vel[:, -1].copy()
+        feed = vel[0] * vel[0]
+        feed += vel[1] * vel[1]
+        feed += vel[2] * vel[2]
+        np.sqrt(feed, out=feed)
+        feed *= 60.0
+        lines = np.concatenate((self._line_hist, line_in))
+        self._line_hist = lines[n:]
+        end = first + n
+        events = [Event(t - first, op) for t, op in self._pending if t < end]
+        self._pending = [(t, op) for t, op in self._pending if t >= end]
+        return SetpointBlock(
+            t=np.arange(first - self._t_origin, end - self._t_origin) * self.limits.dt,
+            pos=pos.T,
+            vel=vel.T,
+            acc=acc.T,
+            feed=feed,
+            line=lines[:n],
+            events=events,
+        )
+
+
+# --- whole programs -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Trajectory:
+    """A whole program's setpoints (kept in memory: 1 kHz x 3 axes x 3 arrays)."""
+
+    t: Floats
+    pos: Floats
+    vel: Floats
+    acc: Floats
+    feed: Floats
+    line: np.ndarray
+    events: list[tuple[float, canon.CanonOp]]
+    duration: float
+
+    def sample(self, t: Floats | float) -> Floats:
+        """Positions at times ``t`` (s), linear between ticks, held after the end."""
+        tt = np.atleast_1d(np.asarray(t, dtype=float))
+        out = np.stack([np.interp(tt, self.t, self.pos[:, k]) for k in range(3)], axis=1)
+        return out if np.ndim(t) else out[0]
+
+
+def plan_program(
+    ops: Iterable[canon.CanonOp],
+    config: MachineConfig,
+    settings: PlannerSettings | None = None,
+    start: Iterable[float] = (0.0, 0.0, 0.0),
+    block: int = 5000,
+    max_seconds: float = 24 * 3600.0,
+) -> Trajectory:
+    """Plan a whole program (M0/M1 resume at once); its duration is the cycle time."""
+    planner = Planner(config, settings, start)
+    planner.load(ops)
+    parts: list[SetpointBlock] = []
+    events: list[tuple[float, canon.CanonOp]] = []
+    limit = int(max_seconds * config.servo_rate_hz)
+    done = 0
+    while not planner.done and done < limit:
+        b = planner.advance(block)
+        parts.append(b)
+        events += [(float(b.t[e.tick]), e.op) for e in b.events]
+        done += block
+        if planner.paused:
+            planner.resume()
+    cat = {k: np.concatenate([getattr(b, k) for b in parts]) for k in ("t", "pos", "vel", "acc", "feed", "line")}  # fmt: skip
+    duration = planner.end_time if planner.end_time is not None else float(cat["t"][-1])
+    return Trajectory(**cat, events=events, duration=duration)
