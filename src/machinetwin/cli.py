@@ -153,3 +153,93 @@ def gcode_stats(
     minutes, seconds = divmod(st.cycle_time_s, 60)
     t.add_row("cycle time (estimate)", f"{int(minutes)} min {seconds:.0f} s")
     Console().print(t)
+
+
+# --- the virtual machine ---------------------------------------------------------------
+
+sim_app = typer.Typer(help="Run the virtual machine tool on a program and report on the run.",
+                      no_args_is_help=True)  # fmt: skip
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("run")
+def sim_run(
+    program: Path = PROGRAM,
+    out: Path = typer.Option(..., "--out", "-o", help="Telemetry file to write (.parquet)"),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same run"),
+    fault: list[str] = typer.Option(
+        [],
+        "--fault",
+        help="KIND:SEVERITY@TIME, e.g. bearing_outer:0.5@60 "
+        "(kinds: bearing_outer, bearing_inner, bearing_ball, tool_wear, "
+        "tool_breakage, backlash, encoder_noise, coolant_failure)",
+    ),  # fmt: skip
+    machine: Path | None = typer.Option(
+        None,
+        "--machine",
+        exists=True,
+        dir_okay=False,
+        help="Machine file (TOML); default: the built-in VMC",
+    ),  # fmt: skip
+    rate: float = typer.Option(100.0, "--rate", help="Telemetry sample rate in Hz (servo: 1 kHz)"),
+) -> None:
+    """Simulate as fast as possible and write the telemetry, alarms and fault ground truth."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .errors import CommandRejected, ConfigError
+    from .machine import load_machine_config
+    from .machine.faults import FaultSchedule, parse_fault
+    from .machine.runfile import write_run
+    from .machine.simulator import SimOptions, simulate, tool_table_from
+
+    try:
+        config = load_machine_config(machine)
+        faults = FaultSchedule([parse_fault(f) for f in fault])
+        ops = interpret(program, tool_table_from(config), machine_units="mm")
+        estimate = program_stats(ops).cycle_time_s or 1.0
+    except (ConfigError, GCodeError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
+               TimeElapsedColumn()]  # fmt: skip
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(f"simulating {program.name}", total=estimate, sim="")
+
+        def progress(t: float) -> None:
+            bar.update(task, completed=min(t, estimate), sim=f"{t:,.0f} s machine time")
+
+        try:
+            run = simulate(program, config, SimOptions(seed=seed, sample_rate_hz=rate), faults,
+                           progress=progress)  # fmt: skip
+        except CommandRejected as exc:
+            err.print(f"[red]refused: {exc}[/red]")
+            raise typer.Exit(1) from None
+        bar.update(task, completed=estimate)
+    write_run(out, run)
+    meta = run.meta
+    err.print(f"[green]{meta['program']}: {meta['execution']} after {meta['duration_s']:.1f} s[/green], "
+              f"{meta['removed_volume_mm3']:.0f} mm³ removed, {meta['energy_kwh']:.3f} kWh, "
+              f"{len(run.alarms)} alarm(s); telemetry in {out}")  # fmt: skip
+    for alarm in run.alarms:
+        err.print(
+            f"  [yellow]{alarm.code.value}[/yellow] t={alarm.raised_at:.1f} s {alarm.message}"
+        )
+
+
+@sim_app.command("report")
+def sim_report(
+    run_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A sim run's .parquet"),
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write"),
+) -> None:
+    """Plots of positions, feed, spindle load/power/temperature, vibration and the part."""
+    from .errors import ConfigError
+    from .machine.report import write_report
+    from .machine.runfile import read_run
+
+    try:
+        run = read_run(run_file)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    write_report(run, out, f"machinetwin run: {run.meta.get('program', run_file.name)}")
+    err.print(f"[green]report written to {out}[/green]")

@@ -60,8 +60,9 @@ def program_stats(
     rapid_mm_per_min: float = DEFAULT_RAPID_MM_PER_MIN,
     tool_change_s: float = DEFAULT_TOOL_CHANGE_S,
     start: list[float] | None = None,
+    machine_frame: bool = False,
 ) -> ProgramStats:
-    """Statistics of a program-frame op stream (it is converted to machine mm here)."""
+    """Statistics of an op stream, converted to machine mm here unless ``machine_frame``."""
     st = ProgramStats()
     pos = list(start or [0.0] * 6)
     feed = 0.0  # mm/min
@@ -70,7 +71,7 @@ def program_stats(
     selected = 0
     lo = np.full(3, np.inf)
     hi = np.full(3, -np.inf)
-    for op in to_machine_frame(ops):
+    for op in ops if machine_frame else to_machine_frame(ops):
         t = type(op)
         if t is canon.StraightTraverse or t is canon.StraightFeed:
             end = [op.x, op.y, op.z, op.a, op.b, op.c]  # type: ignore[attr-defined]

@@ -1,0 +1,391 @@
+"""The virtual machine tool, put together: program → planner → servo, stock, physics.
+
+One :class:`Simulator` is one machine. :meth:`Simulator.step` advances it by a block
+of servo ticks (1 kHz) and returns the block's signals as numpy columns; everything
+inside is vectorised over the block. The clock is the simulator's own (``t``), so a
+run is as fast as the CPU allows, or paced to real time by the caller, and it is
+deterministic for a given seed: every random source is spawned from one seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CommandRejected, GCodeError
+from ..gcode import ProgramSource, ToolTable, canon, interpret, program_stats, to_machine_frame
+from ..gcode.tooltable import Tool
+from ..model import Alarm, AlarmCode, Execution, Mode, Severity, Waveform
+from .config import MachineConfig
+from .controller import Controller
+from .faults import FaultKind, FaultSchedule
+from .physics import CuttingModel, EnergyMeter, SpindleModel, feed_per_tooth
+from .planner import Planner, SetpointBlock
+from .runfile import RunRecord
+from .servo import ServoAxes
+from .stock import CutResult, Stock
+from .vibration import VibrationFaults, VibrationModel
+
+AXES = ("x", "y", "z")
+SPINDLE_OVERLOAD_PCT = 120.0
+OVER_TEMPERATURE_C = 70.0
+BACKLASH_AT_FULL_SEVERITY = 0.05  # mm
+ENCODER_NOISE_AT_FULL_SEVERITY = 0.005  # mm
+WEAR_RATE_AT_FULL_SEVERITY = 20.0  # times the normal wear rate
+BEARING_SEVERITY_SCALE = 2.0  # fault severity 1 → about twice a CWRU 0.007" defect
+
+
+@dataclass
+class SimOptions:
+    seed: int = 0
+    block_ticks: int = 1000  # servo ticks per step (1 s); the planner and stock like long blocks
+    sample_rate_hz: float = 100.0  # telemetry rate the columns are averaged down to
+    vibration_every_s: float = 60.0  # one vibration window this often while the spindle turns
+    vibration_duration_s: float = 1.0
+    vibration_rate_hz: float = 12_800.0
+
+
+@dataclass
+class StepResult:
+    columns: dict[str, np.ndarray]
+    waveforms: list[Waveform] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)
+
+
+def tool_table_from(config: MachineConfig) -> ToolTable:
+    """The interpreter's tool table from the machine's tools (length = Z offset, mm)."""
+    tools = {
+        t.number: Tool(t.number, t.pocket, {"z": t.length}, t.diameter, t.description)
+        for t in config.tools
+    }
+    return ToolTable(tools, source=f"{config.name} tools")
+
+
+class Simulator:
+    """One virtual machining centre, stepped block by block."""
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        options: SimOptions | None = None,
+        faults: FaultSchedule | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options or SimOptions()
+        self.faults = faults or FaultSchedule()
+        self.dt = 1.0 / config.servo_rate_hz
+        self.t = 0.0
+        servo_seed, vib_seed = np.random.SeedSequence(self.options.seed).spawn(2)
+        self.planner = Planner(config)
+        self.servo = ServoAxes(config, np.random.default_rng(servo_seed))
+        self.stock = Stock(config.stock)
+        self.cutting = CuttingModel(config)
+        self.spindle = SpindleModel(config)
+        self.meter = EnergyMeter(config)
+        self.vibration = VibrationModel(config, np.random.default_rng(vib_seed),
+                                        rate_hz=self.options.vibration_rate_hz)  # fmt: skip
+        self.controller = Controller(config, clock=lambda: self.t)
+        self.g54 = np.asarray(config.work_offsets.get("G54", (0.0, 0.0, 0.0)), dtype=float)
+        self.tools = {t.number: t for t in config.tools}
+        self.tool = 0
+        self.selected_tool = 0
+        self.speed_cmd = 0.0  # S word, rpm
+        self.direction = 0  # +1 M3, -1 M4, 0 M5
+        self.coolant = False
+        self.rapid_lines: set[int] = set()
+        self.feed_lines: set[int] = set()
+        self.next_vibration_at = 0.0
+        self.broken_tools: set[int] = set()
+
+    # --- programs ----------------------------------------------------------------------
+
+    def machine_ops(self, source: ProgramSource) -> list[canon.CanonOp]:
+        ops = interpret(source, tool_table_from(self.config),
+                        work_offsets={1: tuple(self.g54)})  # fmt: skip
+        return list(to_machine_frame(ops))
+
+    def check_travel(self, ops: list[canon.CanonOp]) -> None:
+        """Refuse a program that would leave the machine's travel (soft limits)."""
+        stats = program_stats(iter(ops), machine_frame=True)
+        if not stats.has_motion:
+            return
+        for i, axis in enumerate(AXES):
+            limits = self.config.axes[axis]  # type: ignore[index]
+            lo, hi = stats.bbox_min[i], stats.bbox_max[i]
+            if lo < limits.min - 1e-6 or hi > limits.max + 1e-6:
+                raise CommandRejected(
+                    f"program leaves the {axis.upper()} travel: {lo:.3f} … {hi:.3f} mm, "
+                    f"soft limits {limits.min:.0f} … {limits.max:.0f} mm"
+                )
+
+    def start_program(self, path: str | Path) -> None:
+        """Load a program, check it, and press cycle start (homing first if needed)."""
+        path = Path(path)
+        try:
+            ops = self.machine_ops(ProgramSource.from_path(path))
+        except GCodeError as exc:
+            raise CommandRejected(f"program error: {exc}") from None
+        self.check_travel(ops)
+        self.rapid_lines = {op.line for op in ops if type(op) is canon.StraightTraverse}
+        self.feed_lines = {op.line for op in ops if type(op) in (canon.StraightFeed, canon.ArcFeed)}
+        c = self.controller
+        if c.state.estop:
+            c.reset()
+        if not c.state.all_homed:
+            c.set_mode(Mode.MANUAL)
+            c.home()
+        c.set_mode(Mode.AUTOMATIC)
+        c.load_program(path.name, "")
+        c.cycle_start()
+        self.planner = Planner(self.config, start=tuple(self.planner.position))
+        self.planner.load(ops)
+
+    @property
+    def running(self) -> bool:
+        return self.controller.state.execution in (Execution.ACTIVE, Execution.INTERRUPTED)
+
+    # --- one block -------------------------------------------------------------------------
+
+    def step(self, n: int | None = None) -> StepResult:
+        n = n or self.options.block_ticks
+        self.apply_faults()
+        block = self.planner.advance(n)
+        t = self.t + self.dt * np.arange(1, n + 1)
+        rpm_cmd, tool_per_tick = self.apply_events(block, n)
+        cut, cutting, spindle_rpm = self.machine_process(block, t, rpm_cmd, tool_per_tick)
+        sp = self.spindle.load(spindle_rpm, cutting["torque"])
+        axes = self.servo.step(block.pos, cutting["feed_force"])
+        power, energy = self.meter.step(sp.power, axes.power, self.coolant)
+        self.t = float(t[-1])
+        alarms = self.check_alarms(block, axes, sp, cut, cutting)
+        columns = {
+            "t": t,
+            "line": block.line.astype(float),
+            "tool": tool_per_tick.astype(float),
+            "feed_cmd": block.feed,
+            "feed": np.linalg.norm(np.gradient(axes.pos, self.dt, axis=0), axis=1) * 60.0
+            if n > 1 else block.feed,
+            "spindle.speed_cmd": rpm_cmd,
+            "spindle.speed": spindle_rpm,
+            "spindle.load": sp.load,
+            "spindle.power": sp.power,
+            "spindle.temp": sp.temp,
+            "power": power,
+            "energy": energy,
+            "mrr": cut.volume / self.dt,
+            "cutting_force": cutting["force"],
+            "tool_wear": cutting["wear"],
+        }  # fmt: skip
+        for i, axis in enumerate(AXES):
+            columns[f"{axis}.pos"] = axes.pos[:, i]
+            columns[f"{axis}.pos_cmd"] = np.ascontiguousarray(block.pos[:, i])
+            columns[f"{axis}.ferr"] = axes.ferr[:, i]
+            columns[f"{axis}.load"] = axes.load[:, i]
+        state = self.controller.state
+        columns["execution"] = np.full(n, float(state.execution))
+        columns["part_count"] = np.full(n, float(state.part_count))
+        for name, value in self.faults.ground_truth(self.t).items():
+            columns[name] = np.full(n, value)
+        waveforms = self.maybe_vibration(spindle_rpm, cutting, cut)
+        if self.planner.done and state.execution == Execution.ACTIVE:
+            self.controller.on_program_end()
+        return StepResult(columns, waveforms, alarms)
+
+    def apply_events(self, block: SetpointBlock, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Spindle, tool and coolant changes at their ticks; piecewise-constant columns."""
+        rpm = np.empty(n)
+        tools = np.empty(n, dtype=np.int64)
+        start = 0
+        for tick, op in sorted(block.events, key=lambda e: e.tick):
+            rpm[start:tick] = self.speed_cmd * self.direction
+            tools[start:tick] = self.tool
+            start = tick
+            self.handle_event(op)
+        rpm[start:] = self.speed_cmd * self.direction
+        tools[start:] = self.tool
+        return rpm, tools
+
+    def handle_event(self, op: canon.CanonOp) -> None:
+        t = type(op)
+        if t is canon.SetSpindleSpeed:
+            self.speed_cmd = min(op.rpm, self.config.spindle.max_rpm)  # type: ignore[attr-defined]
+        elif t is canon.StartSpindleClockwise:
+            self.direction = 1
+        elif t is canon.StartSpindleCounterclockwise:
+            self.direction = -1
+        elif t is canon.StopSpindleTurning:
+            self.direction = 0
+        elif t is canon.SelectTool:
+            self.selected_tool = op.tool  # type: ignore[attr-defined]
+        elif t is canon.ChangeTool:
+            self.tool = self.selected_tool
+            self.controller.state.tool = self.tool
+            self.stock.reset_path()
+        elif t is canon.FloodOn or t is canon.MistOn:
+            self.coolant = True
+        elif t is canon.FloodOff or t is canon.MistOff:
+            self.coolant = False
+        elif t in (canon.ProgramStop, canon.OptionalProgramStop):
+            self.planner.resume()  # the simulated operator presses cycle start at once
+        elif t is canon.ProgramEnd:
+            self.direction = 0
+            self.coolant = False
+
+    def machine_process(self, block: SetpointBlock, t, rpm_cmd, tool_per_tick):
+        """Cut the stock along the tool tip's path and compute the cutting physics."""
+        n = len(t)
+        spindle_rpm = self.spindle.follow(rpm_cmd)
+        tool_number = int(tool_per_tick[-1])
+        tool = self.tools.get(tool_number)
+        if tool is None or (tool_per_tick != tool_number).any():
+            # no tool, or a tool change inside the block: no cutting in this block
+            cut = CutResult.idle(n, tool.diameter if tool else 0.0)
+        else:
+            tips = block.pos - self.g54 - np.array([0.0, 0.0, tool.length])
+            lines = block.line
+            rapid = np.isin(lines, list(self.rapid_lines)) & ~np.isin(lines, list(self.feed_lines))
+            cut = self.stock.cut(tips, tool, rapid)
+        mrr = cut.volume / self.dt
+        fz = feed_per_tooth(block.feed, spindle_rpm, tool.flutes if tool else 1)
+        if tool is None:
+            zeros = np.zeros(n)
+            cutting = {"force": zeros, "feed_force": zeros, "tooth_force": zeros, "kc": zeros,
+                       "teeth_in_cut": zeros, "torque": zeros, "wear": zeros,
+                       "broken": np.zeros(n, bool)}  # fmt: skip
+        else:
+            samples = self.cutting.forces(t, mrr, cut.ap, cut.ae, fz, spindle_rpm, tool.number)
+            cutting = {name: getattr(samples, name) for name in
+                       ("force", "feed_force", "tooth_force", "kc", "teeth_in_cut", "torque",
+                        "wear", "broken")}  # fmt: skip
+        return cut, cutting, spindle_rpm
+
+    # --- faults and alarms ---------------------------------------------------------------
+
+    def apply_faults(self) -> None:
+        sev = self.faults.severity
+        t = self.t
+        self.cutting.wear_rate_factor = 1.0 + WEAR_RATE_AT_FULL_SEVERITY * sev(
+            FaultKind.TOOL_WEAR, t
+        )
+        coolant_failed = sev(FaultKind.COOLANT_FAILURE, t) > 0
+        self.cutting.coolant_failure = coolant_failed
+        self.spindle.coolant_failure = coolant_failed
+        self.servo.backlash = np.full(3, BACKLASH_AT_FULL_SEVERITY * sev(FaultKind.BACKLASH, t))
+        self.servo.encoder_noise = np.full(3, ENCODER_NOISE_AT_FULL_SEVERITY
+                                           * sev(FaultKind.ENCODER_NOISE, t))  # fmt: skip
+        for fault in self.faults.faults:
+            if (fault.kind == FaultKind.TOOL_BREAKAGE and fault.start <= t + 1.0
+                    and self.tool and self.tool not in self.broken_tools):  # fmt: skip
+                self.cutting.break_tool(self.tool, fault.start)
+                self.broken_tools.add(self.tool)
+
+    def check_alarms(self, block, axes, sp, cut, cutting) -> list[Alarm]:
+        c = self.controller
+        raised: list[Alarm] = []
+
+        def alarm(code: AlarmCode, severity: Severity, message: str, source: str) -> None:
+            before = len(c.state.alarms)
+            a = c.raise_alarm(code, severity, message, source)
+            if len(c.state.alarms) > before:
+                raised.append(a)
+
+        for i, axis in enumerate(AXES):
+            if axes.over_limit[:, i].any():
+                worst = float(np.abs(axes.ferr[:, i]).max())
+                alarm(AlarmCode.FOLLOWING_ERROR, Severity.FAULT,
+                      f"{axis.upper()} following error {worst:.3f} mm over its limit", axis)  # fmt: skip
+        if (sp.load > SPINDLE_OVERLOAD_PCT).sum() > 100:  # sustained for 0.1 s
+            alarm(AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT,
+                  f"spindle load {float(sp.load.max()):.0f} % above {SPINDLE_OVERLOAD_PCT:.0f} %",
+                  "spindle")  # fmt: skip
+        if float(sp.temp[-1]) > OVER_TEMPERATURE_C:
+            alarm(AlarmCode.OVER_TEMPERATURE, Severity.WARNING,
+                  f"spindle temperature {float(sp.temp[-1]):.1f} °C", "spindle")  # fmt: skip
+        if cutting["broken"].any():
+            alarm(AlarmCode.TOOL_BREAKAGE, Severity.FAULT, f"tool T{self.tool} broken", "spindle")
+        if cut.rapid_collision.any():
+            alarm(AlarmCode.COLLISION, Severity.CRITICAL, "rapid move into material", "program")
+        if cut.holder_collision.any():
+            alarm(AlarmCode.COLLISION, Severity.CRITICAL, "tool holder touched the part", "spindle")
+        if raised and not self.running:
+            self.planner.feed_hold()
+        return raised
+
+    def maybe_vibration(self, rpm: np.ndarray, cutting: dict, cut: CutResult) -> list[Waveform]:
+        mean_rpm = float(np.abs(rpm).mean())
+        if self.t < self.next_vibration_at or mean_rpm < 60.0:
+            return []
+        self.next_vibration_at = self.t + self.options.vibration_every_s
+        sev = self.faults.severity
+        faults = VibrationFaults(
+            outer_race=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_OUTER, self.t),
+            inner_race=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_INNER, self.t),
+            ball=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_BALL, self.t),
+        )
+        tool = self.tools.get(self.tool)
+        values = self.vibration.waveform(
+            self.t, self.options.vibration_duration_s, mean_rpm,
+            tooth_force=float(cutting["tooth_force"].mean()), flutes=tool.flutes if tool else 1,
+            faults=faults, depth_of_cut=float(cut.ap.mean()), kc=float(cutting["kc"].mean()),
+            teeth_in_cut=float(cutting["teeth_in_cut"].mean()),
+        )  # fmt: skip
+        return [Waveform("spindle.vib", self.t, self.vibration.rate_hz, values)]
+
+
+def decimate(columns: dict[str, np.ndarray], factor: int) -> dict[str, np.ndarray]:
+    """Average continuous signals over ``factor`` ticks; keep the last of discrete ones."""
+    if factor <= 1:
+        return columns
+    n = len(columns["t"]) // factor * factor
+    out = {}
+    for name, values in columns.items():
+        v = values[:n].reshape(-1, factor)
+        discrete = name in (
+            "t",
+            "line",
+            "tool",
+            "execution",
+            "part_count",
+            "energy",
+        ) or name.startswith("fault.")
+        out[name] = v[:, -1] if discrete else v.mean(axis=1)
+    return out
+
+
+def simulate(
+    program: str | Path,
+    config: MachineConfig,
+    options: SimOptions | None = None,
+    faults: FaultSchedule | None = None,
+    max_time_s: float = 24 * 3600.0,
+    progress: Callable[[float], None] | None = None,
+) -> RunRecord:
+    """Run one program to its end (or an alarm that stops it) as fast as possible."""
+    sim = Simulator(config, options, faults)
+    sim.start_program(program)
+    opts = sim.options
+    factor = max(1, round(config.servo_rate_hz / opts.sample_rate_hz))
+    chunks: list[dict[str, np.ndarray]] = []
+    waveforms: list[Waveform] = []
+    while sim.running and sim.t < max_time_s:
+        result = sim.step()
+        chunks.append(decimate(result.columns, factor))
+        waveforms.extend(result.waveforms)
+        if progress:
+            progress(sim.t)
+        if sim.controller.state.execution == Execution.STOPPED:
+            break
+    columns = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    state = sim.controller.state
+    meta = {
+        "program": Path(program).name, "machine": config.name, "seed": opts.seed,
+        "duration_s": round(sim.t, 3), "execution": state.execution.name,
+        "part_count": state.part_count, "removed_volume_mm3": round(sim.stock.removed_volume, 1),
+        "energy_kwh": round(sim.meter.energy / 3.6e6, 4),
+        "faults": [f"{f.kind.value}:{f.severity}@{f.start}" for f in sim.faults.faults],
+    }  # fmt: skip
+    return RunRecord(columns, list(state.alarms), waveforms, sim.stock.heights.copy(),
+                     sim.stock.grid, tuple(float(v) for v in sim.stock.origin), meta)  # fmt: skip
