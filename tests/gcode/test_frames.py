@@ -7,7 +7,15 @@ import math
 import pytest
 
 from machinetwin.errors import GCodeError
-from machinetwin.gcode import ToolTable, canon, interpret_text, to_machine_frame
+from machinetwin.gcode import (
+    ProgramSource,
+    ToolTable,
+    canon,
+    interpret,
+    interpret_batches,
+    interpret_text,
+    to_machine_frame,
+)
 
 TOOLS = ToolTable.parse("T1 P1 Z50 D10\nT2 P2 Z2 D6\n")  # mm
 
@@ -108,3 +116,23 @@ def test_tool_length_in_an_inch_program_stays_in_mm():
     moves = machine_moves("G20\nT2 M6\nG43 H2\nG0 Z1\nM2\n")
     # 1 in + 2 mm tool length
     assert moves[-1].z == pytest.approx(25.4 + 2.0)
+
+
+def test_motion_batches_convert_like_the_ops_they_hold() -> None:
+    """The fast path's column batches give the same machine-frame moves as single ops."""
+    body = "".join(f"G1 X{i} Y{i % 7}\nG2 X{i + 1} Y{i % 7} R0.6\n" for i in range(300))
+    text = "G21 G10 L2 P1 X10 Y5 Z-3 R30\nG54 F100\nT1 M6 G43\n" + body + "M2\n"
+    table = ToolTable.parse("T1 P1 Z10\n")
+    single = list(to_machine_frame(interpret(ProgramSource.from_text(text), table)))
+    batched_stream = list(to_machine_frame(interpret_batches(ProgramSource.from_text(text), table)))
+    assert any(type(op) is canon.MotionBatch for op in batched_stream)
+    batched = list(canon.expand(batched_stream))
+    assert len(single) == len(batched)
+    for a, b in zip(single, batched, strict=True):
+        da, db = a.to_dict(), b.to_dict()
+        assert da.keys() == db.keys()
+        for key, value in da.items():
+            if isinstance(value, float):
+                assert abs(value - db[key]) < 1e-9, (key, a, b)
+            else:
+                assert value == db[key], (key, a, b)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
+import numpy as np
+
 from ..errors import GCodeError
 from . import canon
 from .state import INCH_MM, rotate
@@ -62,9 +64,40 @@ class MachineFrame:
         ]
         return [q[i] + self.g5x[i] + self.tool[i] for i in range(6)]
 
+    def points(self, p: np.ndarray) -> np.ndarray:
+        """Many program-frame points ((n, 6), program units) in machine mm, vectorised."""
+        k = self.scale
+        q = p.astype(float, copy=True)
+        q[:, :3] *= k
+        q += self.g92
+        if self.rotation:
+            x, y = rotate(q[:, 0], q[:, 1], self.rotation)
+            q[:, 0], q[:, 1] = x, y
+        q += np.asarray(self.g5x) + np.asarray(self.tool)
+        return q
+
+    def convert_batch(self, op: canon.MotionBatch) -> canon.MotionBatch:
+        first, second, _ = ARC_AXES[op.plane]
+        arcs = op.kind == 2
+        if self.rotation and op.plane != "XY" and arcs.any():
+            raise GCodeError(
+                "an XZ or YZ arc under an XY-rotated work system cannot be expressed in the "
+                "machine frame",
+                int(op.lines[np.argmax(arcs)]),
+            )
+        centre_points = op.end.copy()
+        centre_points[:, first] = op.centre[:, 0]
+        centre_points[:, second] = op.centre[:, 1]
+        machine_centres = self.points(centre_points)
+        centre = np.column_stack([machine_centres[:, first], machine_centres[:, second]])
+        centre[~arcs] = np.nan
+        return replace(op, end=self.points(op.end), centre=centre, feed=op.feed * self.scale)
+
     def convert(self, op: canon.CanonOp) -> canon.CanonOp:
         """The op with its coordinates in the machine frame (other ops unchanged)."""
         t = type(op)
+        if t is canon.MotionBatch:
+            return self.convert_batch(op)  # type: ignore[arg-type]
         if t is canon.StraightTraverse or t is canon.StraightFeed:
             m = self.point([op.x, op.y, op.z, op.a, op.b, op.c])  # type: ignore[attr-defined]
             return t(op.line, *m)  # type: ignore[call-arg]
