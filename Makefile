@@ -37,16 +37,19 @@ system-deps:
 test: install system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-# Placeholder demo until the virtual machine exists: interpret the example pocket program.
+# Until the hub and web UI exist, the demo runs one virtual machine on the example program.
 demo: install
 	@mkdir -p $(ARTIFACTS)
 	$(BIN)/machinetwin gcode stats -t examples/tools.tbl examples/pocket.ngc
-	$(BIN)/machinetwin gcode canon -t examples/tools.tbl --machine-units mm examples/pocket.ngc > $(ARTIFACTS)/pocket.canon
-	@head -n 40 $(ARTIFACTS)/pocket.canon
+	$(BIN)/machinetwin sim run examples/pocket.ngc --seed 1 --fault bearing_outer:0.6@0 \
+		--out $(ARTIFACTS)/pocket.parquet
+	$(BIN)/machinetwin sim report $(ARTIFACTS)/pocket.parquet --out $(ARTIFACTS)/pocket.html
 	@echo
-	@echo "Demo: interpreted examples/pocket.ngc (a pocket and four drilled holes in the"
-	@echo "100 x 80 x 40 mm aluminium block), printed its statistics and the first 40 of"
-	@echo "$$(wc -l < $(ARTIFACTS)/pocket.canon) canonical machining calls (all in $(ARTIFACTS)/pocket.canon)."
+	@echo "Demo: the virtual machining centre (design.md's default VMC) ran examples/pocket.ngc"
+	@echo "(a pocket and four drilled holes in the 100 x 80 x 40 mm aluminium block) with a"
+	@echo "seeded outer-race defect in its spindle bearing. Telemetry: $(ARTIFACTS)/pocket.parquet;"
+	@echo "open $(ARTIFACTS)/pocket.html for the plots, the vibration spectrum and the finished part."
+	@echo "(The hub, three sites on emulated links and the web UI come with the next issues.)"
 
 bench: install
 	@if [[ -z "$(BENCHMARKS)" ]]; then echo "bench: no benchmarks/*.py yet"; fi
