@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # headless: no display on servers
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy.signal import butter, hilbert, sosfiltfilt  # noqa: E402
 
 from .runfile import RunRecord  # noqa: E402
 
@@ -44,19 +45,53 @@ def plot_series(run: RunRecord, panels: list[tuple[str, list[str], str]]) -> str
     return figure_png(fig)
 
 
+def envelope_spectrum(values: np.ndarray, rate_hz: float, band=(2000.0, 6000.0)):
+    """Envelope spectrum: band-pass around the bearing resonance, Hilbert envelope, FFT."""
+    high = min(band[1], 0.45 * rate_hz)
+    sos = butter(4, (band[0], high), btype="bandpass", fs=rate_hz, output="sos")
+    envelope = np.abs(hilbert(sosfiltfilt(sos, values)))
+    envelope -= envelope.mean()
+    spectrum = np.abs(np.fft.rfft(envelope * np.hanning(len(envelope)))) / len(envelope)
+    return np.fft.rfftfreq(len(envelope), 1.0 / rate_hz), spectrum
+
+
 def plot_spectrum(run: RunRecord) -> str | None:
     if not run.waveforms:
         return None
-    w = max(run.waveforms, key=lambda w: np.sqrt(np.mean(w.values**2)))
+    top = max(abs(w.rpm or 0.0) for w in run.waveforms)
+    steady = [w for w in run.waveforms if abs(w.rpm or 0.0) >= 0.5 * top]
+    w = steady[-1] if steady else run.waveforms[-1]
     values = w.values - w.values.mean()
-    spectrum = np.abs(np.fft.rfft(values * np.hanning(len(values)))) / len(values)
     freqs = np.fft.rfftfreq(len(values), 1.0 / w.rate_hz)
-    fig, ax = plt.subplots(figsize=(11, 3))
-    ax.semilogy(freqs, spectrum + 1e-12, lw=0.6)
+    spectrum = np.abs(np.fft.rfft(values * np.hanning(len(values)))) / len(values)
+    env_freqs, env = envelope_spectrum(values, w.rate_hz)
+    fig, (raw, ax) = plt.subplots(2, 1, figsize=(11, 6))
+    raw.semilogy(freqs, spectrum + 1e-12, lw=0.6)
+    raw.set_xlabel("frequency (Hz)")
+    raw.set_ylabel("m/s²")
+    raw.set_title(
+        f"spindle vibration spectrum, window at t = {w.t0:.0f} s, {abs(w.rpm or 0):.0f} rpm",
+        loc="left",
+        fontsize=10,
+    )
+    keep = env_freqs <= 500.0
+    ax.plot(env_freqs[keep], env[keep], lw=0.8)
     ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("amplitude (m/s²)")
-    ax.set_title(f"spindle vibration spectrum, window at t = {w.t0:.0f} s", loc="left", fontsize=10)
-    ax.grid(alpha=0.3)
+    ax.set_ylabel("m/s²")
+    ax.set_title("envelope spectrum (2–6 kHz band) with bearing defect frequencies", loc="left",
+                 fontsize=10)  # fmt: skip
+    orders = run.meta.get("bearing_orders")
+    if orders and w.rpm:
+        shaft_hz = abs(w.rpm) / 60.0
+        colours = {"bpfo": "tab:red", "bpfi": "tab:green", "bsf": "tab:purple"}
+        for name, colour in colours.items():
+            f = orders[name] * shaft_hz * (2 if name == "bsf" else 1)
+            label = f"{'2×BSF' if name == 'bsf' else name.upper()} {f:.1f} Hz"
+            ax.axvline(f, color=colour, ls="--", lw=0.8, label=label)
+        ax.legend(loc="upper right", fontsize=8)
+    for a in (raw, ax):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
     return figure_png(fig)
 
 

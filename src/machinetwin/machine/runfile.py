@@ -53,6 +53,7 @@ def write_run(path: Path, run: RunRecord) -> None:
             "t0": [w.t0 for w in run.waveforms],
             "rate_hz": [w.rate_hz for w in run.waveforms],
             "values": [w.values.astype(np.float32) for w in run.waveforms],
+            "rpm": [w.rpm for w in run.waveforms],
         })  # fmt: skip
         pq.write_table(vib, sidecar(path, ".vib.parquet"), compression="zstd")
     if run.stock_heights is not None:
@@ -72,8 +73,8 @@ def read_run(path: Path) -> RunRecord:
     vib_path = sidecar(path, ".vib.parquet")
     if vib_path.exists():
         vib = pq.read_table(vib_path).to_pylist()
-        run.waveforms = [Waveform(r["signal"], r["t0"], r["rate_hz"], np.asarray(r["values"]))
-                         for r in vib]  # fmt: skip
+        run.waveforms = [Waveform(r["signal"], r["t0"], r["rate_hz"], np.asarray(r["values"]),
+                                  r.get("rpm")) for r in vib]  # fmt: skip
     stock_path = sidecar(path, ".stock.npz")
     if stock_path.exists():
         with np.load(stock_path) as data:

@@ -9,6 +9,7 @@ deterministic for a given seed: every random source is spawned from one seed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .planner import Planner, SetpointBlock
 from .runfile import RunRecord
 from .servo import ServoAxes
 from .stock import CutResult, Stock
-from .vibration import VibrationFaults, VibrationModel
+from .vibration import VibrationFaults, VibrationModel, orders_of
 
 AXES = ("x", "y", "z")
 SPINDLE_OVERLOAD_PCT = 120.0
@@ -327,12 +328,13 @@ class Simulator:
         )
         tool = self.tools.get(self.tool)
         values = self.vibration.waveform(
-            self.t, self.options.vibration_duration_s, mean_rpm,
+            self.t - self.options.vibration_duration_s, self.options.vibration_duration_s, mean_rpm,
             tooth_force=float(cutting["tooth_force"].mean()), flutes=tool.flutes if tool else 1,
             faults=faults, depth_of_cut=float(cut.ap.mean()), kc=float(cutting["kc"].mean()),
             teeth_in_cut=float(cutting["teeth_in_cut"].mean()),
         )  # fmt: skip
-        return [Waveform("spindle.vib", self.t, self.vibration.rate_hz, values)]
+        start = self.t - self.options.vibration_duration_s
+        return [Waveform("spindle.vib", start, self.vibration.rate_hz, values, mean_rpm)]
 
 
 def decimate(columns: dict[str, np.ndarray], factor: int) -> dict[str, np.ndarray]:
@@ -386,6 +388,7 @@ def simulate(
         "part_count": state.part_count, "removed_volume_mm3": round(sim.stock.removed_volume, 1),
         "energy_kwh": round(sim.meter.energy / 3.6e6, 4),
         "faults": [f"{f.kind.value}:{f.severity}@{f.start}" for f in sim.faults.faults],
+        "bearing_orders": dataclasses.asdict(orders_of(config.spindle.bearing)),
     }  # fmt: skip
     return RunRecord(columns, list(state.alarms), waveforms, sim.stock.heights.copy(),
                      sim.stock.grid, tuple(float(v) for v in sim.stock.origin), meta)  # fmt: skip

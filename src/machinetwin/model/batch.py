@@ -45,6 +45,7 @@ class Waveform:
     t0: float
     rate_hz: float
     values: np.ndarray
+    rpm: float | None = None  # spindle speed during the window, for order analysis
 
     @property
     def duration(self) -> float:
