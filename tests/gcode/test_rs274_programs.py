@@ -112,6 +112,21 @@ BAD_PROGRAMS = {
     "nested sub definition": "o1 sub\no2 sub\no2 endsub\no1 endsub\n",
     "sub redefined": "o1 sub\no1 endsub\no1 sub\no1 endsub\n",
     "abort comment": "G0 X1\n(ABORT, stop here)\n",
+    "polar with x word": "G0 X1\nG0 X2 @1\n",
+    "polar with y word": "G0 X1\nG1 F10 ^30 Y1\n",
+    "polar radius at origin": "G0 X0\nG0 @1\n",
+    "polar incremental at origin": "G0 X0\nG91 G0 ^10\n",
+    "polar outside g17": "G18 G0 X1\nG0 @1\n",
+    "polar with g53": "G0 X1\nG0 G53 @1\n",
+    "polar without motion": "G0 X1\nG28 @1\n",
+    "polar with g80": "G0 X1\nG80 ^10\n",
+    "m72 without m70": "G0 X1\nM72\n",
+    "m72 after m71": "M70\nM71\nM72\n",
+    "m70 with spindle code": "G0 X1\nM3 M70\n",
+    "probe without axes": "F10\nG38.2\n",
+    "probe with zero feed": "G0 X1\nG38.2 X2\n",
+    "probe at the start point": "F10 G0 X1\nG38.4 X1\n",
+    "probe in feed per rev": "G95 F1 S100\nG38.2 X1\n",
 }
 NO_END = "G0 X1\n"  # reading past the last line is an error too
 

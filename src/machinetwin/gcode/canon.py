@@ -58,6 +58,23 @@ class StraightFeed(CanonOp):
 
 
 @dataclass(slots=True, frozen=True)
+class StraightProbe(CanonOp):
+    """Probing move (G38.2-G38.5) towards the given point, at the feed rate.
+
+    Where it stops depends on the probe; the interpreter takes the point the machine
+    reports afterwards (LinuxCNC's standalone canon: 0.254 mm / 0.01 in short of it).
+    """
+
+    x: float
+    y: float
+    z: float
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "STRAIGHT_PROBE"
+
+
+@dataclass(slots=True, frozen=True)
 class ArcFeed(CanonOp):
     """Circular or helical move in the active plane.
 

@@ -98,6 +98,7 @@ def execute_cycle(interp: Interpreter, motion: int, block: Block) -> None:
         s.cycle_initial_level = current[run.cc]
     old_cc = s.cycle_initial_level
     current_cc = current[run.cc]
+    polar = s.plane == 170 and ("@" in w or "^" in w)  # LinuxCNC: XY-plane cycles only
     if s.incremental:
         aa_inc, bb_inc = w.get(aa_letter, 0.0), w.get(bb_letter, 0.0)
         r = r_word + old_cc
@@ -107,6 +108,8 @@ def execute_cycle(interp: Interpreter, motion: int, block: Block) -> None:
         aa_inc = bb_inc = 0.0
         r, cc = r_word, cc_word
         aa, bb = w.get(aa_letter, current[run.aa]), w.get(bb_letter, current[run.bb])
+        if polar:
+            aa, bb = interp.polar_cycle_point(w, current[run.aa], current[run.bb])
     if r < cc:
         raise interp.error(f"R less than {cc_letter} in cycle in {plane_name} plane")
     if old_cc < r:
@@ -120,6 +123,8 @@ def execute_cycle(interp: Interpreter, motion: int, block: Block) -> None:
     for rep in range(repeats):
         aa += aa_inc
         bb += bb_inc
+        if polar and s.incremental:
+            aa, bb = interp.polar_cycle_step(w, aa, bb)
         run.at_a, run.at_b = aa, bb
         if rep == 0 and current_cc > r:
             run.traverse(current_cc)

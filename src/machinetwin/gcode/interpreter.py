@@ -13,6 +13,7 @@ for our machines; standalone LinuxCNC ``rs274`` uses inches, which
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,9 +22,10 @@ from ..errors import GCodeError
 from . import arcs, canon, cycles, fastpath
 from .modal import ModalCodes
 from .offsets import OffsetHandling
-from .owords import CallFrame, OWordFlow
+from .owords import CallFrame, ModalContext, OWordFlow
 from .parameters import (
     CURRENT_POSITION,
+    G92_ENABLED,
     TOOL_DIAMETER,
     TOOL_NUMBER,
     TOOL_OFFSET,
@@ -40,6 +42,8 @@ PLANE_NAMES = {170: "XY", 180: "XZ", 190: "YZ"}
 CONTROL_MODE_NAMES = {610: "EXACT_PATH", 611: "EXACT_STOP", 640: "CONTINUOUS"}
 WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 593: 9}
 WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
+PROBE_CODES = (382, 383, 384, 385)  # G38.2-G38.5
+PROBE_RESULT = 5061  # #5061-#5066 probe point, #5067-#5069 U V W, #5070 tripped
 MAX_REPORTED_ERRORS = 200
 FAST_CHUNK_MIN = 16 * 1024  # bytes the fast path reads at a time, doubling while it pays
 FAST_CHUNK_MAX = 128 * 1024  # keeps the fast path's arrays to a few MB
@@ -81,6 +85,9 @@ class CanonPositionEcho:
             else:
                 p[0], p[1], p[2] = op.second_end, op.axis_end, op.first_end
             p[3], p[4], p[5] = op.a, op.b, op.c
+        elif t is canon.StraightProbe:
+            assert isinstance(op, canon.StraightProbe)
+            self.position = probe_stop(self.position, op, self.units)
         elif t is canon.SetWorkOffset or t is canon.SetG92Offset:
             new = [op.x, op.y, op.z, op.a, op.b, op.c]  # type: ignore[attr-defined]
             old = self.g5x if t is canon.SetWorkOffset else self.g92
@@ -130,6 +137,11 @@ class Interpreter(OWordFlow, OffsetHandling):
             # a machine's stored work offsets (#5221…), in machine units like the parameters
             base = work_offset_index(index)
             self.params.numbered[base : base + len(values)] = [float(v) for v in values]
+        self.adaptive_feed = False  # M52 (LinuxCNC's state, for M70-M72)
+        self.feed_hold = True  # M53
+        # after G38.x: (where the probe tripped, where the machine stopped), taken in when
+        # the next line is read, as LinuxCNC does
+        self.probe_result: tuple[list[float], list[float]] | None = None
 
     # --- running -----------------------------------------------------------------
 
@@ -251,6 +263,8 @@ class Interpreter(OWordFlow, OffsetHandling):
         p[CURRENT_POSITION : CURRENT_POSITION + 6] = s.position
 
     def execute_line(self, text: str) -> None:
+        if self.probe_result is not None:
+            self.take_probe_result()
         block = read_line(text, self.line, self.params)
         if block.percent:
             if self.percent_wrapped:
@@ -336,6 +350,8 @@ class Interpreter(OWordFlow, OffsetHandling):
         g = codes.g
         m = codes.m
         words = block.words
+        if "@" in words or "^" in words:
+            self.check_polar(block, codes)
         self.check_words(block, codes)
         if block.comment is not None:
             self.execute_comment(block.comment)
@@ -352,7 +368,10 @@ class Interpreter(OWordFlow, OffsetHandling):
         if 6 in m:
             self.change_tool(m[6], block)
         if 7 in m:
-            self.set_spindle(m[7])
+            if m[7] >= 70:
+                self.modal_context(m[7])
+            else:
+                self.set_spindle(m[7])
         if 8 in m:
             self.set_coolant(m[8])
         if 9 in m:
@@ -387,6 +406,98 @@ class Interpreter(OWordFlow, OffsetHandling):
             self.stop(m[4])
         p = self.params.numbered
         p[CURRENT_POSITION : CURRENT_POSITION + 6] = s.position
+
+    # --- polar coordinates (@ radius, ^ angle in degrees) ----------------------------
+
+    def check_polar(self, block: Block, codes: ModalCodes) -> None:
+        """LinuxCNC's checks on ``@``/``^`` when the line is read (before any of it runs)."""
+        w = block.words
+        g = codes.g
+        if self.state.plane != 170:  # the plane in force before this line
+            raise self.error("Cannot use polar coordinate except in G17 plane")
+        if "x" in w:
+            raise self.error("Cannot specify both polar coordinate and X word", block.columns["x"])
+        if "y" in w:
+            raise self.error("Cannot specify both polar coordinate and Y word", block.columns["y"])
+        non_modal = g.get(0)
+        covets_axes = non_modal in (100, 280, 300, 520, 920)
+        motion = g.get(1)
+        if motion is not None:
+            if motion == 800 and not covets_axes:
+                raise self.error("Cannot use axis values with g80", codes.g_cols[1])
+            if motion == 800 and non_modal == 920:
+                raise self.error("Polar coordinates can only be used for motion")
+            if motion != 800 and covets_axes:
+                raise self.error(
+                    "Cannot use two g codes that both use axis values", codes.g_cols[1]
+                )
+        elif covets_axes:
+            if non_modal == 520 and not any(a in w for a in AXES):
+                raise self.error("All axes missing with g52 or g92")
+            raise self.error("Polar coordinates can only be used for motion")
+        elif g.get(8) == 431:
+            raise self.error("Polar coordinates can only be used for motion")
+        elif self.state.motion_mode == 800:
+            raise self.error("Cannot use axis values without a g code that uses them")
+
+    def polar_end(self, words: dict[str, float], x: float, y: float) -> tuple[float, float]:
+        """The XY end point of a move with ``@``/``^``, about the work origin (find_ends)."""
+        radius = words.get("@")
+        angle = words.get("^")
+        if not self.state.incremental:
+            if radius is not None and angle is not None:
+                t = math.radians(angle)
+                return radius * math.cos(t), radius * math.sin(t)
+            if radius is not None:
+                if x == 0 and y == 0:
+                    raise self.error("Must specify angle in polar coordinate if at the origin")
+                t = math.atan2(y, x)
+                return radius * math.cos(t), radius * math.sin(t)
+            assert angle is not None
+            r = math.hypot(y, x)
+            t = math.radians(angle)
+            return r * math.cos(t), r * math.sin(t)
+        # G91: @ adds to the distance from the origin, ^ turns about the origin
+        if radius is not None:
+            if x == 0 and y == 0:
+                raise self.error(
+                    "Incremental motion with polar coordinates is indeterminate when at the origin"
+                )
+            t = math.atan2(y, x)
+            r = math.hypot(y, x) + radius
+            x, y = r * math.cos(t), r * math.sin(t)
+        if angle is not None:
+            if x == 0 and y == 0:
+                raise self.error(
+                    "G91 motion with polar coordinates is indeterminate when at the origin"
+                )
+            t = math.atan2(y, x) + math.radians(angle)
+            r = math.hypot(y, x)
+            x, y = r * math.cos(t), r * math.sin(t)
+        return x, y
+
+    def polar_cycle_point(self, words: dict[str, float], x: float, y: float) -> tuple[float, float]:
+        """G90 canned cycle in G17: the hole from ``@``/``^``, the rest from the current point."""
+        radius = words.get("@", math.hypot(y, x))
+        t = math.radians(words["^"]) if "^" in words else math.atan2(y, x)
+        return radius * math.cos(t), radius * math.sin(t)
+
+    def polar_cycle_step(self, words: dict[str, float], x: float, y: float) -> tuple[float, float]:
+        """G91 canned cycle in G17: one repeat's polar increment (LinuxCNC's CYCLE_MACRO)."""
+        message = "Incremental motion with polar coordinates is indeterminate when at the origin"
+        if words.get("@"):
+            if x == 0 and y == 0:
+                raise self.error(message)
+            t = math.atan2(y, x)
+            r = math.hypot(y, x) + words["@"]
+            x, y = r * math.cos(t), r * math.sin(t)
+        if words.get("^"):
+            if x == 0 and y == 0:
+                raise self.error(message)
+            t = math.atan2(y, x) + math.radians(words["^"])
+            r = math.hypot(y, x)
+            x, y = r * math.cos(t), r * math.sin(t)
+        return x, y
 
     def check_words(self, block: Block, codes: ModalCodes) -> None:
         """Reject words that no code on the line (or the modal motion) uses."""
@@ -447,8 +558,15 @@ class Interpreter(OWordFlow, OffsetHandling):
             self.messages.append(self.substitute_parameters(body[6:]))
         elif lowered.startswith("abort,"):
             raise self.error(self.substitute_parameters(body[6:]))
-        elif lowered.startswith(("log,", "logopen,", "logappend,", "logclose")):
-            pass  # file logging is a LinuxCNC debugging aid; nothing to execute
+        elif lowered.startswith("log,"):  # file logging: recorded, not written
+            self.emit(
+                canon.Setting(self.line, "LOG", (f'"{self.substitute_parameters(body[4:])}"',))
+            )
+        elif lowered.startswith(("logopen,", "logappend,")):
+            name = "LOGOPEN" if lowered.startswith("logopen,") else "LOGAPPEND"
+            self.emit(canon.Setting(self.line, name, (f'"{body[len(name) + 1 :]}"',)))
+        elif lowered == "logclose":
+            self.emit(canon.Setting(self.line, "LOGCLOSE"))
         else:
             self.emit(canon.Comment(self.line, body))
 
@@ -481,8 +599,8 @@ class Interpreter(OWordFlow, OffsetHandling):
     def set_feed_rate(self, value: float, block: Block) -> None:
         if value < 0:
             raise self.error("Negative f word used", block.columns["f"])
-        self.state.feed_rate = value
-        if self.state.feed_mode != 930:
+        if self.state.feed_mode != 930:  # inverse time reads F from each move's block
+            self.state.feed_rate = value
             self.emit(canon.SetFeedRate(self.line, value))
 
     def set_speed(self, value: float) -> None:
@@ -544,6 +662,84 @@ class Interpreter(OWordFlow, OffsetHandling):
         shape = (self.tool_shapes or {}).get(number, (0.0, 0.0, 0))
         p[TOOL_DIAMETER + 1], p[TOOL_DIAMETER + 2], p[TOOL_DIAMETER + 3] = shape
 
+    # --- M70-M73: saving and restoring the modal state --------------------------------
+
+    def modal_context(self, code: int) -> None:
+        """M70 save, M71 invalidate, M72 restore, M73 save and restore on return."""
+        frame = self.frames[-1]
+        if code in (70, 73):
+            frame.saved_context = self.capture_context()
+            if code == 73 and len(self.frames) > 1:  # at the top level: saved, nothing more
+                frame.restore_on_return = True
+        elif code == 71:
+            frame.saved_context = None
+        else:
+            if frame.saved_context is None:
+                raise self.error(
+                    "Cannot restore context from invalid stack frame - missing M70/M73?"
+                )
+            self.restore_context(frame.saved_context)
+
+    def capture_context(self) -> ModalContext:
+        """The state as LinuxCNC 2.9's write_g_codes / write_m_codes / write_settings record it."""
+        s = self.state
+        g = {
+            3: s.plane,
+            4: 400,
+            5: 200 if s.units == "inch" else 210,
+            6: 910 if s.incremental else 900,
+            7: s.feed_mode,
+            8: WORK_SYSTEM_CODES[s.origin_index],
+            9: 430 if any(s.tool_offset) else 490,
+            10: 980 if s.retract_old_z else 990,
+            11: s.control_mode,
+            13: 970,
+            14: 911 if s.arc_incremental else 901,
+            15: 80,
+            16: 923 if self.params.numbered[G92_ENABLED] == 1.0 else -1,  # G92 applied
+        }
+        m = {
+            2: s.spindle,
+            4: 7 if s.mist else (-1 if s.flood else 9),
+            5: 8 if s.flood else -1,
+            6: 48 if s.feed_override else 49,  # 2.9 looks at the feed override only
+            7: 52 if self.adaptive_feed else -1,
+            8: 53 if self.feed_hold else -1,
+        }
+        return ModalContext(g, m, s.feed_rate, s.speed, (s.tolerance, s.naive_tolerance))
+
+    def restore_context(self, saved: ModalContext) -> None:
+        """LinuxCNC restores by executing G-code made from the differences, in its order:
+        G20/G21 alone first, then one line of F, S and the G codes followed by the first
+        differing M code, then each further M code on a line of its own."""
+        current = self.capture_context()
+        if saved.g_codes[5] != current.g_codes[5]:
+            self.execute_generated(f"G{saved.g_codes[5] // 10}")
+            current = self.capture_context()
+        cmd = ""
+        if saved.feed != current.feed:
+            cmd += f" F{saved.feed:.1f}"
+        if saved.speed != current.speed:
+            cmd += f" S{saved.speed:.0f}"
+        for slot, code in saved.g_codes.items():
+            if slot == 16 and code != current.g_codes[slot]:
+                cmd += " G92.3" if code == 923 else " G92.2"
+            elif slot == 11 and code == 640:  # G64 comes back with its tolerances
+                if code != current.g_codes[slot] or saved.tolerances != current.tolerances:
+                    cmd += " G64 P{:f} Q{:f}".format(*saved.tolerances)
+            elif slot != 5 and code != current.g_codes[slot]:
+                cmd += f" G{code // 10}.{code % 10}" if code % 10 else f" G{code // 10}"
+        for slot, code in saved.m_codes.items():
+            if code != current.m_codes[slot] and code != -1:
+                cmd += f"M{code}\n"
+        for text in cmd.split("\n"):
+            if text:
+                self.execute_generated(text)
+
+    def execute_generated(self, text: str) -> None:
+        block = read_line(text, self.line, self.params)
+        self.execute_block(block, ModalCodes(block))
+
     def set_spindle(self, code: int) -> None:
         self.state.spindle = code
         if code == 3:
@@ -582,10 +778,12 @@ class Interpreter(OWordFlow, OffsetHandling):
             s.speed_override = on
             self.emit(canon.OverrideSwitch(line, "speed", on, 0))
         elif code == 52:
+            self.adaptive_feed = on
             self.emit(
                 canon.Setting(line, "ENABLE_ADAPTIVE_FEED" if on else "DISABLE_ADAPTIVE_FEED")
             )
         else:
+            self.feed_hold = on
             self.emit(canon.Setting(line, "ENABLE_FEED_HOLD" if on else "DISABLE_FEED_HOLD"))
 
     def set_output(self, code: int, block: Block) -> None:
@@ -677,7 +875,8 @@ class Interpreter(OWordFlow, OffsetHandling):
 
     def motion_to_be(self, block: Block, codes: ModalCodes) -> int | None:
         s = self.state
-        has_axes = any(a in block.words for a in AXES)
+        w = block.words
+        has_axes = any(a in w for a in AXES) or "@" in w or "^" in w
         non_modal = codes.g.get(0)
         covets_axes = non_modal in (100, 280, 300, 520, 920)
         if 1 in codes.g:
@@ -693,6 +892,8 @@ class Interpreter(OWordFlow, OffsetHandling):
                 raise self.error(
                     "Cannot use two g codes that both use axis values", codes.g_cols[1]
                 )
+            if code in PROBE_CODES and not has_axes:
+                raise self.error("All axes missing with motion code", codes.g_cols[1])
             return code
         if codes.g.get(8) == 431:
             return None  # G43.1 takes the axis words; only an explicit motion code moves too
@@ -712,6 +913,8 @@ class Interpreter(OWordFlow, OffsetHandling):
         for i, a in enumerate(AXES):
             if a in words:
                 target[i] = target[i] + words[a] if s.incremental else words[a]
+        if "@" in words or "^" in words:
+            target[0], target[1] = self.polar_end(words, target[0], target[1])
         return target
 
     def execute_motion(self, motion: int, block: Block, codes: ModalCodes) -> None:
@@ -720,6 +923,8 @@ class Interpreter(OWordFlow, OffsetHandling):
         if not is_cycle:
             s.cycle_motion = s.cycle_initial_level = None
         if codes.g.get(0) == 530:
+            if "@" in block.words or "^" in block.words:
+                raise self.error("Cannot use polar coordinates with G53")
             if motion not in (0, 10):
                 raise self.error("Must use G0 or G1 with G53")
             if s.incremental:
@@ -735,14 +940,53 @@ class Interpreter(OWordFlow, OffsetHandling):
             return
         else:
             target = self.axis_target(block)
+        if motion in PROBE_CODES:
+            self.probe(motion, target)
+            return
         s.motion_mode = motion
         if motion == 0:
             self.emit(canon.StraightTraverse(self.line, *target))
         elif motion == 10:
             self.feed_move(block, target)
         else:
+            if ("@" in block.words or "^" in block.words) and s.plane == 170:
+                # a polar end point counts as the X and Y words an R-format arc needs
+                block.words.setdefault("x", target[0])
             arcs.execute_arc(self, motion, block, target)
         s.position = target
+
+    # --- G38.2-G38.5 probing -------------------------------------------------------------
+
+    def probe(self, code: int, target: list[float]) -> None:
+        s = self.state
+        if s.feed_rate == 0.0:
+            raise self.error("Cannot probe with zero feed rate")
+        if s.feed_mode == 950:
+            raise self.error("Cannot probe with feed per rev mode")
+        if code in (382, 384) and target == s.position:  # G38.3/G38.5 may not move at all
+            raise self.error("Start point too close to probe point")
+        s.motion_mode = code
+        start = list(self.echo.position) if self.rs274_quirks else list(s.position)
+        self.emit(canon.Setting(self.line, "TURN_PROBE_ON"))
+        op = canon.StraightProbe(self.line, *target)
+        self.emit(op)
+        self.emit(canon.Setting(self.line, "TURN_PROBE_OFF"))
+        s.position = list(target)
+        stop = list(self.echo.position) if self.rs274_quirks else probe_stop(start, op, s.units)
+        self.probe_result = (list(target), stop)
+        self.toolchange_pending = True  # the position is re-read, as after a tool change
+
+    def take_probe_result(self) -> None:
+        """#5061-#5070 and the current point from the probe move just made."""
+        assert self.probe_result is not None
+        tripped, stop = self.probe_result
+        self.probe_result = None
+        p = self.params.numbered
+        p[PROBE_RESULT : PROBE_RESULT + 6] = tripped
+        p[PROBE_RESULT + 6 : PROBE_RESULT + 9] = [0.0, 0.0, 0.0]  # U V W
+        p[PROBE_RESULT + 9] = 0.0  # the standalone canon reports the probe as not tripped
+        self.state.position = list(stop)
+        self.echo.position = list(stop)
 
     def feed_move(self, block: Block, target: list[float]) -> None:
         s = self.state
@@ -814,6 +1058,19 @@ class Interpreter(OWordFlow, OffsetHandling):
             if text.strip() == "%":
                 return True
         return False
+
+
+def probe_stop(start: list[float], op: canon.StraightProbe, units: str) -> list[float]:
+    """Where LinuxCNC's standalone canon leaves a probe move: backed off from the probe
+    point towards the start by 0.254 mm (0.01 in) along X Y Z; rotary axes at the target."""
+    end = [op.x, op.y, op.z, op.a, op.b, op.c]
+    d = [start[i] - end[i] for i in range(LINEAR)]
+    distance = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    if distance != 0:
+        backoff = 0.254 if units == "mm" else 0.01
+        for i in range(LINEAR):
+            end[i] = end[i] + backoff * (d[i] / distance)
+    return end
 
 
 def linear_length(a: list[float], b: list[float]) -> float:

@@ -14,6 +14,8 @@ for _code in (40, 100, 280, 281, 300, 301, 520, 530, 920, 921, 922, 923):
     G_GROUPS[_code] = 0
 for _code in (0, 10, 20, 30, 730, 800, 810, 820, 830, 840, 850, 860, 870, 880, 890):
     G_GROUPS[_code] = 1
+for _code in (382, 383, 384, 385):  # G38.2-G38.5 probing
+    G_GROUPS[_code] = 1
 for _codes, _group in (
     ((170, 180, 190), 2),
     ((900, 910), 3),
@@ -35,8 +37,7 @@ G_NOT_SUPPORTED = {
     50: "G5 (cubic spline)", 51: "G5.1 (quadratic spline)", 52: "G5.2 (NURBS)",
     53: "G5.3 (NURBS end)", 70: "G7 (lathe diameter mode)", 80: "G8 (lathe radius mode)",
     330: "G33 (spindle-synchronized motion)", 331: "G33.1 (rigid tapping)",
-    382: "G38.2 (probing)", 383: "G38.3 (probing)", 384: "G38.4 (probing)",
-    385: "G38.5 (probing)", 410: "G41 (cutter radius compensation)",
+    410: "G41 (cutter radius compensation)",
     411: "G41.1 (cutter radius compensation)", 420: "G42 (cutter radius compensation)",
     421: "G42.1 (cutter radius compensation)", 700: "G70 (lathe finishing cycle)",
     710: "G71 (lathe roughing cycle)", 711: "G71.1", 712: "G71.2", 720: "G72 (lathe facing)",
@@ -48,10 +49,8 @@ G_NOT_SUPPORTED = {
 M_GROUPS: dict[int, int] = {0: 4, 1: 4, 2: 4, 30: 4, 60: 4, 6: 6, 3: 7, 4: 7, 5: 7}
 M_GROUPS.update({7: 8, 8: 8, 9: 8, 48: 9, 49: 9, 50: 9, 51: 9, 52: 9, 53: 9, 61: 6})
 M_GROUPS.update({62: 5, 63: 5, 64: 5, 65: 5, 66: 5, 67: 5, 68: 5})
-M_NOT_SUPPORTED = {
-    19: "M19 (spindle orient)", 70: "M70 (save modal state)",
-    71: "M71 (invalidate state)", 72: "M72 (restore modal state)", 73: "M73 (autorestore)",
-}  # fmt: skip
+M_GROUPS.update({70: 7, 71: 7, 72: 7, 73: 7})  # modal state save/restore share M3's group
+M_NOT_SUPPORTED = {19: "M19 (spindle orient)"}
 
 
 class ModalCodes:

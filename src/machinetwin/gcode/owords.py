@@ -49,6 +49,19 @@ class CallFrame:
     source: ProgramSource
     return_to: Position | None
     blocks: list[ControlBlock] = field(default_factory=list)
+    saved_context: ModalContext | None = None  # M70/M73; None once M71 invalidates it
+    restore_on_return: bool = False  # M73: restore the saved context on return/endsub
+
+
+@dataclass(slots=True, frozen=True)
+class ModalContext:
+    """What M70/M73 save, in LinuxCNC's terms: G codes x10 by slot, M codes, F and S."""
+
+    g_codes: dict[int, int]  # LinuxCNC's active_g_codes slot -> code
+    m_codes: dict[int, int]  # active_m_codes slot -> code (-1: none)
+    feed: float
+    speed: float
+    tolerances: tuple[float, float]  # G64 P and Q
 
 
 def oword_of(text: str) -> tuple[str, str] | None:
@@ -79,6 +92,8 @@ class OWordFlow:
         def current_source(self) -> ProgramSource: ...
 
         def error(self, message: str, col: int = 1) -> GCodeError: ...
+
+        def restore_context(self, context: ModalContext) -> None: ...
 
     # --- O-words -------------------------------------------------------------------
 
@@ -225,6 +240,8 @@ class OWordFlow:
         self.frames.pop()
         assert frame.return_to is not None
         self.current_source.seek(frame.return_to)
+        if frame.restore_on_return and frame.saved_context is not None:
+            self.restore_context(frame.saved_context)  # M73
 
     def execute_while(self, word: OWord, frame: CallFrame) -> None:
         start = self.line_start()

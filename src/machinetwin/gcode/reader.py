@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from ..errors import GCodeError
 
-WORD_LETTERS = frozenset("abcdefghijklmpqrstxyz")
+WORD_LETTERS = frozenset("abcdefghijklmpqrstxyz@^")
+POLAR_WORDS = frozenset("@^")  # polar radius and angle; LinuxCNC lets a later one win
 INTEGER_WORDS = frozenset("dhlmt")  # read with read_integer_value, as LinuxCNC does
 NEGATIVE_WORD_ERRORS = {"m": "Negative m code used", "l": "Negative l word used"}
 
@@ -267,7 +268,7 @@ class LineParser:
                 return
         else:
             value = self.read_real_value()
-        if letter in block.words:
+        if letter in block.words and letter not in POLAR_WORDS:
             raise self.error(f"Multiple {letter} words on one line", start)
         block.words[letter] = value
         block.columns[letter] = self.cols[start]

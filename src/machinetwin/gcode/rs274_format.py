@@ -29,7 +29,7 @@ def _nums(*values: float) -> str:
 def format_op(op: canon.CanonOp) -> str:
     """One operation as rs274 prints it (without the sequence and N columns)."""
     t = type(op)
-    if t is canon.StraightFeed or t is canon.StraightTraverse:
+    if t is canon.StraightFeed or t is canon.StraightTraverse or t is canon.StraightProbe:
         return f"{op.rs274_name}({_nums(op.x, op.y, op.z, op.a, op.b, op.c)})"  # type: ignore[attr-defined]
     if t is canon.ArcFeed:
         assert isinstance(op, canon.ArcFeed)

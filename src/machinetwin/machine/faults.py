@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+
 from ..errors import ConfigError
 
 
@@ -47,6 +49,14 @@ class Fault:
             return self.severity * min(1.0, 0.1 + 0.9 * (t - self.start) / GROWTH_TIME_S)
         return self.severity
 
+    def severity_over(self, t: np.ndarray) -> np.ndarray:
+        """:meth:`severity_at` for every time in ``t`` (one array op, same formula)."""
+        if self.kind in GROWING:
+            level = self.severity * np.minimum(1.0, 0.1 + 0.9 * (t - self.start) / GROWTH_TIME_S)
+        else:
+            level = np.full(len(t), self.severity)
+        return np.where(t < self.start, 0.0, level)
+
 
 def parse_fault(text: str) -> Fault:
     """``KIND:SEVERITY@TIME[s|min|h]`` → Fault, with an error that says what is wrong."""
@@ -79,3 +89,14 @@ class FaultSchedule:
 
     def ground_truth(self, t: float) -> dict[str, float]:
         return {f"fault.{k.value}": self.severity(k, t) for k in FaultKind}
+
+    def ground_truth_over(self, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Ground truth per sample, so a fault starts at its own time, not a block's end."""
+        out = {}
+        for kind in FaultKind:
+            level = np.zeros(len(t))
+            for fault in self.faults:
+                if fault.kind == kind:
+                    np.maximum(level, fault.severity_over(t), out=level)
+            out[f"fault.{kind.value}"] = level
+        return out
