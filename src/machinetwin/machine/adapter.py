@@ -1,0 +1,137 @@
+"""The virtual machine behind the ``Adapter`` interface, as the edge sees every machine.
+
+It runs a :class:`.simulator.Simulator` paced to real time (or faster), cycles through
+its part programs, injects scheduled faults, and yields a :class:`SampleBatch` every
+``batch_period_s`` (the edge's 100 ms) with the telemetry averaged to ``sample_rate_hz``,
+spindle vibration windows when they are due, and events for alarms and state changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CommandRejected
+from ..model import (
+    SIGNALS,
+    AdapterCommand,
+    Execution,
+    MachineDescriptor,
+    MachineEvent,
+    SampleBatch,
+)
+from .config import MachineConfig
+from .faults import FaultSchedule
+from .simulator import SimOptions, Simulator, decimate
+
+
+@dataclass
+class VirtualMachineSettings:
+    machine_id: str
+    site: str
+    programs: Sequence[Path]
+    seed: int = 0
+    speedup: float = 1.0  # machine seconds per wall second; 0 = as fast as possible
+    batch_period_s: float = 0.1
+    sample_rate_hz: float = 100.0
+    loop: bool = True  # start the next program when one completes (a production run)
+    faults: FaultSchedule = field(default_factory=FaultSchedule)
+
+
+class VirtualMachineAdapter:
+    """A virtual machining centre that produces telemetry like a real one."""
+
+    def __init__(self, config: MachineConfig, settings: VirtualMachineSettings) -> None:
+        if not settings.programs:
+            raise ValueError(f"{settings.machine_id}: no part programs to run")
+        self.config = config
+        self.settings = settings
+        ticks = max(1, round(settings.batch_period_s * config.servo_rate_hz))
+        options = SimOptions(seed=settings.seed, block_ticks=ticks,
+                             sample_rate_hz=settings.sample_rate_hz)  # fmt: skip
+        self.sim = Simulator(config, options, settings.faults)
+        self.descriptor = MachineDescriptor(
+            machine_id=settings.machine_id, name=config.name, site=settings.site,
+            model=config.model, signals=tuple(SIGNALS), extra={"servo_rate_hz": config.servo_rate_hz},
+        )  # fmt: skip
+        self.program_index = 0
+        self.closed = False
+        self.last_execution: Execution | None = None
+
+    def start_next_program(self) -> None:
+        programs = self.settings.programs
+        program = programs[self.program_index % len(programs)]
+        self.program_index += 1
+        self.sim.start_program(program)
+
+    def step(self) -> tuple[SampleBatch, list[MachineEvent]]:
+        """One batch period of machine time (no pacing)."""
+        sim = self.sim
+        events: list[MachineEvent] = []
+        if not sim.running and self.settings.loop and not sim.controller.state.active_alarms():
+            self.start_next_program()
+            events.append(MachineEvent(self.settings.machine_id, sim.t, "program",
+                                       value=sim.controller.state.program))  # fmt: skip
+        result = sim.step()
+        factor = max(1, round(self.config.servo_rate_hz / self.settings.sample_rate_hz))
+        columns = decimate(result.columns, factor)
+        t = columns.pop("t")
+        batch = SampleBatch(self.settings.machine_id, t, columns, waveforms=result.waveforms)
+        for alarm in result.alarms:
+            events.append(
+                MachineEvent(self.settings.machine_id, alarm.raised_at, "alarm", alarm=alarm)
+            )
+        execution = sim.controller.state.execution
+        if execution != self.last_execution:
+            events.append(MachineEvent(self.settings.machine_id, sim.t, "execution",
+                                       value=execution.name))  # fmt: skip
+            self.last_execution = execution
+        return batch, events
+
+    async def batches(self) -> AsyncIterator[SampleBatch | MachineEvent]:
+        speedup = self.settings.speedup
+        started = time.monotonic()
+        machine_start = self.sim.t
+        while not self.closed:
+            batch, events = self.step()
+            for event in events:
+                yield event
+            yield batch
+            if speedup > 0:
+                due = started + (self.sim.t - machine_start) / speedup
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            else:
+                await asyncio.sleep(0)
+            if not self.settings.loop and not self.sim.running:
+                return
+
+    async def command(self, command: AdapterCommand) -> None:
+        c = self.sim.controller
+        name = command.name
+        if name == "feed_hold":
+            c.feed_hold()
+            self.sim.planner.feed_hold()
+        elif name == "resume":
+            c.resume()
+            self.sim.planner.resume()
+        elif name == "stop":
+            c.stop()
+            self.sim.planner.feed_hold()
+        elif name == "reset":
+            c.reset()
+        elif name == "estop":
+            c.estop()
+            self.sim.planner.feed_hold()
+        elif name == "feed_override":
+            percent = float(command.args["percent"])
+            c.set_override("feed", percent)
+            self.sim.planner.set_feed_override(percent / 100.0)
+        else:
+            raise CommandRejected(f"{self.settings.machine_id}: unknown command {name!r}")
+
+    async def close(self) -> None:
+        self.closed = True
+
