@@ -36,7 +36,7 @@ from .parameters import (
 from .reader import Block, read_line
 from .source import Position, ProgramSource
 from .state import AXES, INCH_MM, LINEAR, ModalState
-from .tooltable import ToolTable
+from .tooltable import Tool, ToolTable
 
 PLANE_NAMES = {170: "XY", 180: "XZ", 190: "YZ"}
 CONTROL_MODE_NAMES = {610: "EXACT_PATH", 611: "EXACT_STOP", 640: "CONTINUOUS"}
@@ -132,6 +132,11 @@ class Interpreter(OWordFlow, OffsetHandling):
         self.fast_path = fast_path
         self.fast_chunk = FAST_CHUNK_MIN
         self.fast_cooldown = 0  # lines to wait after the fast path found nothing to take
+        self.loaded_pocket = 1  # standalone rs274 starts with pocket 1 "loaded"
+        self.spindle_entry: Tool | None = None
+        self.tool_shapes: dict[int, tuple[float, float, int]] | None = None
+        self.owns_tool_table = False
+        self.stale_break = False
         self.preset_offsets = dict(work_offsets or {})
         for index, values in self.preset_offsets.items():
             # a machine's stored work offsets (#5221…), in machine units like the parameters

@@ -38,11 +38,12 @@ class OffsetHandling:
     # LinuxCNC keeps the loaded tool's entry twice: in its pocket and copied to pocket 0
     # (the spindle), and G43 without H reads the copy. Standalone rs274 starts with pocket 1
     # "loaded" and an empty pocket 0; M6 copies, M61 only changes the loaded pocket.
-    loaded_pocket: int = 1
-    spindle_entry: Tool | None = None
+    # (set in Interpreter.__init__)
+    loaded_pocket: int
+    spindle_entry: Tool | None
     # Front angle, back angle and orientation by tool number, only once G10 sets them.
-    tool_shapes: dict[int, tuple[float, float, int]] | None = None
-    owns_tool_table: bool = False
+    tool_shapes: dict[int, tuple[float, float, int]] | None
+    owns_tool_table: bool
 
     if TYPE_CHECKING:
         state: ModalState

@@ -83,7 +83,7 @@ class OWordFlow:
     line: int
     # LinuxCNC's break sets a flag that only the closing `while` of a do-loop clears; a
     # break out of a while-loop leaves it set, so the next do-loop runs its body once.
-    stale_break: bool = False
+    stale_break: bool  # (set in Interpreter.__init__)
 
     if TYPE_CHECKING:
         params: Parameters
