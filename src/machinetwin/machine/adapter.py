@@ -134,4 +134,3 @@ class VirtualMachineAdapter:
 
     async def close(self) -> None:
         self.closed = True
-
