@@ -25,6 +25,8 @@ class AlarmCode(StrEnum):
     COLLISION = "MT-320"
     DRIVE_FAULT = "MT-400"
     COOLANT_FAILURE = "MT-500"
+    BUFFER_SHED = "MT-700"  # the edge's buffer was full and dropped its oldest data
+    LINK_DOWN = "MT-710"
     ESTOP = "MT-900"
     PROGRAM_ERROR = "MT-600"
 
