@@ -26,7 +26,9 @@ def program(tmp_path: Path) -> Path:
 def adapter_for(program: Path, **settings) -> VirtualMachineAdapter:
     return VirtualMachineAdapter(
         load_machine_config(),
-        VirtualMachineSettings("harbin-vmc-1", "Harbin", [program], speedup=0, **settings),
+        VirtualMachineSettings(
+            "harbin-vmc-1", "Harbin", [program], speedup=0, epoch=0.0, **settings
+        ),
     )
 
 

@@ -9,6 +9,7 @@ spindle vibration windows when they are due, and events for alarms and state cha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..model import (
     SampleBatch,
 )
 from .config import MachineConfig
-from .faults import FaultSchedule
+from .faults import FaultKind, FaultSchedule
 from .simulator import SimOptions, Simulator, decimate
 
 
@@ -39,6 +40,7 @@ class VirtualMachineSettings:
     sample_rate_hz: float = 100.0
     loop: bool = True  # start the next program when one completes (a production run)
     faults: FaultSchedule = field(default_factory=FaultSchedule)
+    epoch: float | None = None  # wall-clock time of machine time 0 (default: when created)
 
 
 class VirtualMachineAdapter:
@@ -55,8 +57,12 @@ class VirtualMachineAdapter:
         self.sim = Simulator(config, options, settings.faults)
         self.descriptor = MachineDescriptor(
             machine_id=settings.machine_id, name=config.name, site=settings.site,
-            model=config.model, signals=tuple(SIGNALS), extra={"servo_rate_hz": config.servo_rate_hz},
+            model=config.model, extra={"servo_rate_hz": config.servo_rate_hz},
+            # the fault ground truth travels with the telemetry, for evaluating diagnosis
+            signals=tuple(SIGNALS) + tuple(f"fault.{kind.value}" for kind in FaultKind),
         )  # fmt: skip
+        # telemetry carries wall-clock time so that the hub can line machines up
+        self.epoch = time.time() if settings.epoch is None else settings.epoch
         self.program_index = 0
         self.closed = False
         self.last_execution: Execution | None = None
@@ -73,7 +79,7 @@ class VirtualMachineAdapter:
         events: list[MachineEvent] = []
         if not sim.running and self.settings.loop and not sim.controller.state.active_alarms():
             self.start_next_program()
-            events.append(MachineEvent(self.settings.machine_id, sim.t, "program",
+            events.append(MachineEvent(self.settings.machine_id, self.epoch + sim.t, "program",
                                        value=sim.controller.state.program))  # fmt: skip
         result = sim.step()
         factor = max(1, round(self.config.servo_rate_hz / self.settings.sample_rate_hz))
@@ -86,7 +92,7 @@ class VirtualMachineAdapter:
             )
         execution = sim.controller.state.execution
         if execution != self.last_execution:
-            events.append(MachineEvent(self.settings.machine_id, sim.t, "execution",
+            events.append(MachineEvent(self.settings.machine_id, self.epoch + sim.t, "execution",
                                        value=execution.name))  # fmt: skip
             self.last_execution = execution
         return batch, events
