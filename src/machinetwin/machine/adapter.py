@@ -84,9 +84,11 @@ class VirtualMachineAdapter:
         result = sim.step()
         factor = max(1, round(self.config.servo_rate_hz / self.settings.sample_rate_hz))
         columns = decimate(result.columns, factor)
-        t = columns.pop("t")
-        batch = SampleBatch(self.settings.machine_id, t, columns, waveforms=result.waveforms)
+        t = columns.pop("t") + self.epoch
+        waveforms = [dataclasses.replace(w, t0=w.t0 + self.epoch) for w in result.waveforms]
+        batch = SampleBatch(self.settings.machine_id, t, columns, waveforms=waveforms)
         for alarm in result.alarms:
+            alarm = dataclasses.replace(alarm, raised_at=alarm.raised_at + self.epoch)
             events.append(
                 MachineEvent(self.settings.machine_id, alarm.raised_at, "alarm", alarm=alarm)
             )
