@@ -1,0 +1,86 @@
+"""The embedded MQTT broker (amqtt), so that one command runs everything.
+
+It runs on its own event loop in a background thread, on a loopback port, and the
+hub and edges talk to it exactly as they would to Mosquitto or EMQX. Broker queues
+are not trusted for durability anyway (the edge's buffer and the hub's acks are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import warnings
+
+from ..errors import ConfigError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedBroker:
+    """An amqtt broker in a thread: ``start()``, ``stop()``, ``port``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._broker = None
+
+    def _config(self) -> dict:
+        return {
+            "listeners": {
+                "default": {
+                    "type": "tcp",
+                    "bind": f"{self.host}:{self.port}",
+                    "max_connections": 2000,
+                }
+            },  # fmt: skip
+            "sys_interval": 0,
+            "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
+            "topic-check": {"enabled": False},
+        }
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.thread = threading.Thread(target=self._run, name="mqtt-broker", daemon=True)
+        self.thread.start()
+        if not self.ready.wait(timeout_s) or self.error:
+            raise ConfigError(f"embedded MQTT broker on {self.host}:{self.port} did not start: "
+                              f"{self.error or 'timeout'}")  # fmt: skip
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        logging.getLogger("amqtt").setLevel(logging.ERROR)
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # amqtt warns about its own config defaults
+                self._broker = Broker(self._config())  # needs a running loop
+            await self._broker.start()
+
+        try:
+            loop.run_until_complete(boot())
+        except BaseException as exc:  # reported to start()
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._broker.shutdown())
+        loop.close()
+
+    def stop(self) -> None:
+        if self.loop and self.thread and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)

@@ -1,0 +1,225 @@
+"""Hub ingest: MQTT in, the store, acknowledgements out, and each machine's live state.
+
+Messages arrive on paho's network thread and are queued; one writer thread takes
+them in groups (a store transaction costs milliseconds whatever its size, so
+grouping is what makes ingest fast), writes the batches, and only then publishes
+the acknowledgements that let the edges delete them. A duplicate (a resend of a
+stored batch) is acknowledged again and stored nothing. Anything malformed is
+rejected with a log line and a counter; nothing a client sends stops the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from ..edge.uplink import BrokerAddress
+from ..model import Alarm, Execution, MachineDescriptor, SampleBatch
+from ..protocols import codec, topics
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+GROUP_WINDOW_S = 0.05  # gather messages this long before one store transaction
+MAX_GROUP = 2000
+
+
+@dataclass
+class LiveState:
+    """What the lab sees of one machine right now."""
+
+    machine: str
+    descriptor: MachineDescriptor | None = None
+    online: bool = False
+    last_seen: float = 0.0  # wall clock, s
+    latency_s: float = float("nan")  # arrival minus the newest sample's time
+    values: dict[str, float] = field(default_factory=dict)
+    active_alarms: list[Alarm] = field(default_factory=list)
+    batches: int = 0
+    samples: int = 0
+
+    @property
+    def execution(self) -> str:
+        value = self.values.get("execution")
+        return Execution(int(value)).name if value is not None and value == value else "UNKNOWN"
+
+
+@dataclass
+class IngestCounters:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    samples: int = 0
+    acks_sent: int = 0
+    rejected: Counter = field(default_factory=Counter)  # reason -> count
+
+
+class HubIngest:
+    """Subscribes to every machine's topics and keeps the store and live state current."""
+
+    def __init__(self, store: Store, broker: BrokerAddress, client_id: str = "hub-ingest") -> None:
+        self.store = store
+        self.broker = broker
+        self.counters = IngestCounters()
+        self.live: dict[str, LiveState] = {}
+        self.inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
+        self.lock = threading.Lock()  # guards live state for readers (API, UI)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             clean_session=True)  # fmt: skip
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        client.max_inflight_messages_set(1000)
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        self.client = client
+        self.writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
+
+    def start(self) -> None:
+        self.writer.start()
+        self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.inbox.put(None)
+        self.writer.join(timeout=10)
+
+    # --- MQTT thread: only queue ---------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            log.warning("hub: broker refused the connection: %s", reason_code)
+            return
+        for topic in topics.HUB_SUBSCRIPTIONS:
+            client.subscribe(topic, qos=1)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.inbox.put((message.topic, bytes(message.payload), time.time()))
+
+    # --- writer thread -------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            group = self._next_group()
+            if group is None:
+                return
+            try:
+                self._handle_group(group)
+            except Exception:  # the hub must keep ingesting whatever one group did
+                log.exception("hub: a message group failed")
+                self.counters.rejected["internal error"] += len(group)
+
+    def _next_group(self) -> list[tuple[str, bytes, float]] | None:
+        first = self.inbox.get()
+        if first is None:
+            return None
+        group = [first]
+        deadline = time.monotonic() + GROUP_WINDOW_S
+        while len(group) < MAX_GROUP:
+            try:
+                item = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                self.inbox.put(None)
+                break
+            group.append(item)
+        return group
+
+    def _handle_group(self, group: list[tuple[str, bytes, float]]) -> None:
+        batches: list[tuple[SampleBatch, float]] = []
+        for topic, payload, arrived in group:
+            self.counters.received += 1
+            try:
+                machine, kind = topics.parse(topic)
+            except ValueError:
+                self._reject("foreign topic", topic)
+                continue
+            try:
+                if kind == "data":
+                    batch = codec.decode_batch(payload)
+                    if batch.machine != machine:
+                        raise codec.PayloadError("machine", None, f"{batch.machine!r} on {topic}")
+                    batches.append((batch, arrived))
+                elif kind == "event":
+                    self._handle_event(codec.decode_event(payload))
+                elif kind == "birth":
+                    self._handle_birth(codec.decode_descriptor(payload))
+                elif kind == "state":
+                    self._live(machine).online = payload == topics.ONLINE
+                else:
+                    self._reject("unknown message kind", topic)
+            except codec.PayloadError as exc:
+                self._reject("malformed payload", f"{topic}: {exc}")
+        if batches:
+            self._store_batches(batches)
+
+    def _store_batches(self, batches: list[tuple[SampleBatch, float]]) -> None:
+        good: list[tuple[SampleBatch, float]] = []
+        for batch, arrived in batches:
+            try:
+                self.store.validate(batch)
+                good.append((batch, arrived))
+            except StoreError as exc:
+                self._reject("invalid batch", str(exc))
+        if not good:
+            return
+        results = self.store.write_batches([b for b, _ in good])
+        acks: dict[str, list[int]] = defaultdict(list)
+        for (batch, arrived), stored in zip(good, results, strict=True):
+            acks[batch.machine].append(batch.seq)
+            if stored:
+                self.counters.stored += 1
+                self.counters.samples += batch.n_values
+                self._update_live(batch, arrived)
+            else:
+                self.counters.duplicates += 1
+        for machine, seqs in acks.items():
+            ack = codec.AckMessage(machine, codec.seq_ranges(seqs))
+            self.client.publish(topics.ack(machine), codec.encode_ack(ack), qos=1)
+            self.counters.acks_sent += 1
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.counters.rejected[reason] += 1
+        log.warning("hub: rejected (%s): %s", reason, detail)
+
+    # --- live state ----------------------------------------------------------------------
+
+    def _live(self, machine: str) -> LiveState:
+        state = self.live.get(machine)
+        if state is None:
+            state = self.live[machine] = LiveState(machine)
+        return state
+
+    def _update_live(self, batch: SampleBatch, arrived: float) -> None:
+        with self.lock:
+            state = self._live(batch.machine)
+            state.last_seen = arrived
+            if len(batch.t):
+                state.latency_s = arrived - float(batch.t[-1])
+                for name, column in batch.columns.items():
+                    if len(column) and np.isfinite(column[-1]):
+                        state.values[name] = float(column[-1])
+            state.batches += 1
+            state.samples += batch.n_values
+
+    def _handle_birth(self, descriptor: MachineDescriptor) -> None:
+        self.store.upsert_machine(descriptor)
+        with self.lock:
+            self._live(descriptor.machine_id).descriptor = descriptor
+
+    def _handle_event(self, event) -> None:
+        self.store.write_event(event)
+        if event.kind == "alarm" and event.alarm is not None:
+            self.store.write_alarm(event.machine_id, event.alarm)
+            with self.lock:
+                self._live(event.machine_id).active_alarms.append(event.alarm)
