@@ -243,3 +243,72 @@ def sim_report(
         raise typer.Exit(1) from None
     write_report(run, out, f"machinetwin run: {run.meta.get('program', run_file.name)}")
     err.print(f"[green]report written to {out}[/green]")
+
+
+# --- the spine: hub, edge and the demo -------------------------------------------------------
+
+
+def _fail_on_config_error(run) -> None:
+    from .errors import ConfigError
+
+    try:
+        run()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command("hub")
+def hub_command(
+    config: Path = typer.Option(
+        ..., "--config", "-c", exists=True, dir_okay=False, help="Hub file (TOML)"
+    ),  # fmt: skip
+) -> None:
+    """Run the hub: broker (embedded unless configured), ingest, store and API."""
+    from .hub.service import main as hub_main
+
+    _fail_on_config_error(lambda: hub_main(config))
+
+
+@app.command("edge")
+def edge_command(
+    config: Path = typer.Option(
+        ..., "--config", "-c", exists=True, dir_okay=False, help="Site file (TOML)"
+    ),  # fmt: skip
+) -> None:
+    """Run the edge agent of one site: its machines, the durable buffer and the uplink."""
+    import asyncio
+
+    from .edge.agent import EdgeAgent, build_adapters, load_edge_config
+    from .edge.buffer import DurableBuffer
+
+    def run() -> None:
+        cfg = load_edge_config(config)
+        buffer = DurableBuffer(cfg.buffer.path, int(cfg.buffer.quota_mb * 2**20), cfg.buffer.fsync)
+        agent = EdgeAgent(build_adapters(cfg), cfg.broker.address(), buffer)
+        err.print(
+            f"edge {cfg.site}: {len(cfg.machines)} machine(s) → {cfg.broker.host}:{cfg.broker.port}"
+        )
+        try:
+            asyncio.run(agent.run())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            agent.close()
+            buffer.close()
+
+    _fail_on_config_error(run)
+
+
+@app.command("demo")
+def demo_command(
+    data_dir: Path = typer.Option(
+        Path(".demo"), "--data-dir", help="Where the demo keeps its files"
+    ),
+    port: int = typer.Option(8080, "--port", help="API port"),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds"),
+) -> None:
+    """A hub and three virtual machine tools (Harbin, Tianjin, Dalian) on emulated links."""
+    from .demo import main as demo_main
+
+    demo_main(data_dir, port, duration)

@@ -143,6 +143,7 @@ class Simulator:
             c.home()
         c.set_mode(Mode.AUTOMATIC)
         c.load_program(path.name, "")
+        self.stock = Stock(self.config.stock)  # a fresh blank for every part
         c.cycle_start()
         self.planner = Planner(self.config, start=tuple(self.planner.position))
         self.planner.load(ops)
