@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..configfile import load_toml
 from ..errors import ConfigError
 from ..model import Adapter, SampleBatch
 from .buffer import DurableBuffer
@@ -62,19 +62,7 @@ class EdgeConfig(Strict):
 
 def load_edge_config(path: str | Path) -> EdgeConfig:
     """Read and validate a site file; errors name the file, the key and the problem."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:
-        config = EdgeConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+    config = load_toml(path, EdgeConfig)
     base = Path(path).resolve().parent
     for m in config.machines:  # paths in the file are relative to the file
         m.programs = [p if p.is_absolute() else base / p for p in m.programs]

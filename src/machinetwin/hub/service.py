@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..configfile import load_toml
 from ..edge.uplink import BrokerAddress
-from ..errors import ConfigError
 from .broker import EmbeddedBroker
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
@@ -46,19 +45,7 @@ class HubConfig(Strict):
 
 def load_hub_config(path: str | Path) -> HubConfig:
     """Read and validate a hub file; errors name the file, the key and the problem."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:
-        config = HubConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+    config = load_toml(path, HubConfig)
     if not config.store.is_absolute():
         config.store = Path(path).resolve().parent / config.store
     return config

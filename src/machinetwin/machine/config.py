@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import ConfigError
+from ..configfile import load_toml, parse_toml
 
 
 class Strict(BaseModel):
@@ -98,21 +97,5 @@ def load_machine_config(path: str | Path | None = None) -> MachineConfig:
     """Load and validate a machine file; ``None`` gives the default machine."""
     if path is None:
         text = resources.files(__package__).joinpath("default_vmc.toml").read_text()
-        name = "default_vmc.toml"
-    else:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        name = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-    try:
-        return MachineConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{name}: {problems}") from None
+        return parse_toml(text, MachineConfig, "default_vmc.toml")
+    return load_toml(path, MachineConfig)
