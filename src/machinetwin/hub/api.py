@@ -1,0 +1,682 @@
+"""The hub's REST/WebSocket API: machines, live state, samples, alarms, export, ingest.
+
+``create_api(store, live)`` builds the FastAPI app over a :class:`Store` and a
+:class:`LiveView` (a function returning a copy of every machine's live state and the
+ingest counters; ``live_view_from(ingest)`` makes one from a running
+:class:`HubIngest`). OpenAPI is at ``/openapi.json`` and the docs at ``/docs``.
+
+Where the answers come from, and why:
+
+- Live values, online, last seen and latency come from the live view: they change every
+  100 ms and the store would only lag behind.
+- Alarms (also the active ones shown with the live state) come from the store: it is
+  where acknowledgements and clears land and where alarm ids live, so the number a
+  user sees next to a machine is the list they can acknowledge.
+- Samples and exports come from the store, in the machine's clock (seconds).
+
+Errors: bad input is a 422 (the same shape as FastAPI's own validation errors, naming
+the parameter) or a 404 for an unknown machine or alarm; anything the store or the live
+view fails at unexpectedly is a 503 with a message, never a 500.
+
+Endpoints are plain ``def`` so FastAPI runs them in its thread pool: store reads are
+blocking DuckDB calls and must not stall the event loop (and the WebSocket feeds).
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, Protocol, cast
+
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import MachinetwinError
+from ..model import MachineDescriptor, signal_unit
+from ..model.signals import SIGNALS, VIBRATION, Execution
+from .ingest import HubIngest, IngestCounters, LiveState
+from .store import ExportFormat, Series, Store, StoredAlarm, StoreError
+
+log = logging.getLogger(__name__)
+
+MAX_BUCKETS = 10_000
+MAX_ABS_TIME_S = 1e12  # ~31,700 years of epoch seconds: keeps bucket arithmetic finite
+MIN_SPAN_S = 1e-6  # narrower ranges would make the bucket width underflow
+DEFAULT_WS_INTERVAL_MS = 250
+KNOWN_SIGNALS = frozenset(SIGNALS) | {VIBRATION.name}
+
+# Kept in step with model.Severity / model.Execution (tests/hub/test_api.py checks):
+# literal lists give the OpenAPI document real enums.
+SeverityName = Literal["INFO", "WARNING", "FAULT", "CRITICAL"]
+ExecutionName = Literal["READY", "ACTIVE", "INTERRUPTED", "STOPPED", "PROGRAM_COMPLETED", "UNKNOWN"]
+
+
+class HubUnavailable(MachinetwinError):
+    """The store or the live view failed at something that should have worked (→ 503)."""
+
+
+# --- the live view: what ingest shares with the API ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """A consistent copy of every machine's live state and the ingest counters."""
+
+    machines: dict[str, LiveState] = field(default_factory=dict)
+    counters: IngestCounters = field(default_factory=IngestCounters)
+    taken_at: float = 0.0  # wall clock, s
+
+
+class LiveView(Protocol):
+    """Returns a fresh snapshot; called from worker threads, several times a second."""
+
+    def __call__(self) -> LiveSnapshot: ...
+
+
+def live_view_from(ingest: HubIngest) -> LiveView:
+    """The live view of a running :class:`HubIngest`: copies taken under its lock."""
+
+    def snapshot() -> LiveSnapshot:
+        with ingest.lock:
+            machines = {
+                name: replace(s, values=dict(s.values), active_alarms=list(s.active_alarms))
+                for name, s in list(ingest.live.items())
+            }
+        c = ingest.counters
+        # The writer thread bumps these without the lock; dict(Counter) copies in one
+        # C-level merge under the GIL, so the copy is never torn mid-iteration.
+        counters = replace(c, rejected=type(c.rejected)(dict(c.rejected)))
+        return LiveSnapshot(machines, counters, time.time())
+
+    return snapshot
+
+
+# --- response and request models ---------------------------------------------------------
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="What went wrong, naming the machine, alarm or store call")
+
+
+class Descriptor(BaseModel):
+    machine_id: str
+    name: str
+    site: str
+    model: str
+    signals: list[str] = Field(
+        description="Signals the machine declares besides the canonical ones"
+    )
+    axes: list[str]
+    extra: dict[str, Any]
+
+
+class LiveSummary(BaseModel):
+    online: bool
+    execution: ExecutionName
+    line: int | None = Field(description="Program line being executed")
+    spindle_load: float | None = Field(description="Spindle load, % of rated power")
+    active_alarms: int
+    last_seen: float | None = Field(description="Wall clock (s) of the last stored batch")
+    latency_ms: float | None = Field(
+        description="Arrival at the hub minus the newest sample's time, of the last batch"
+    )
+
+
+class MachineOut(BaseModel):
+    machine_id: str
+    descriptor: Descriptor | None = Field(description="None until the edge's birth message")
+    live: LiveSummary
+
+
+class AlarmOut(BaseModel):
+    id: int
+    machine: str
+    code: str
+    severity: SeverityName
+    message: str
+    source: str
+    raised_at: float = Field(description="Machine clock, s")
+    cleared_at: float | None
+    active: bool
+    acknowledged_at: float | None = Field(description="Wall clock, s")
+    acknowledged_by: str | None
+    comment: str | None
+
+
+class MachineLiveOut(BaseModel):
+    machine_id: str
+    online: bool
+    execution: ExecutionName
+    values: dict[str, float] = Field(description="Latest value of every signal")
+    alarms: list[AlarmOut] = Field(description="Active alarms, newest first")
+    last_seen: float | None = Field(description="Wall clock (s) of the last stored batch")
+    latency_ms: float | None
+    batches: int = Field(description="Batches stored since the hub started")
+    samples: int = Field(description="Samples stored since the hub started")
+
+
+class FleetLiveOut(BaseModel):
+    """One frame of the WebSocket feed ``/api/ws/live``."""
+
+    t: float = Field(description="Wall clock of the snapshot, s")
+    machines: list[MachineLiveOut]
+    problem: str | None = Field(
+        None, description="Set when part of the frame could not be read (alarms left empty)"
+    )
+
+
+class SeriesOut(BaseModel):
+    signal: str
+    unit: str | None
+    raw: bool = Field(description="True: t are sample times and min == max == mean the values")
+    t: list[float] = Field(description="Sample times, or start times of non-empty buckets")
+    min: list[float]
+    max: list[float]
+    mean: list[float]
+    count: list[int]
+
+
+class SamplesOut(BaseModel):
+    machine_id: str
+    t0: float
+    t1: float
+    buckets: int
+    series: list[SeriesOut] = Field(description="One per requested signal, empty if no samples")
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    comment: str | None = Field(None, max_length=4000)
+
+
+class IngestOut(BaseModel):
+    received: int
+    stored: int
+    duplicates: int
+    samples: int
+    acks_sent: int
+    rejected: dict[str, int] = Field(description="Rejected messages by reason")
+    rejected_total: int
+    machines: int
+    machines_online: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    machines: int
+
+
+# --- the service behind the routes -----------------------------------------------------------
+
+
+def _guarded(target: Any, name: str) -> Any:
+    """``target`` with every method call turning an unexpected failure into
+    :class:`HubUnavailable`, so no route can forget it and answer a 500. A
+    :class:`StoreError` passes through: some routes map it to a 404."""
+
+    class Guarded:
+        def __getattr__(self, attr: str) -> Any:
+            member = getattr(target, attr)
+            return _guard_call(member, f"{name}.{attr}") if callable(member) else member
+
+    return Guarded()
+
+
+def _guard_call(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    @wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (StoreError, HubUnavailable):
+            raise
+        except Exception as exc:
+            log.exception("api: %s failed", what)
+            raise HubUnavailable(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+    return call
+
+
+class _Hub:
+    """What the routes ask for, over the store and the live view."""
+
+    def __init__(self, store: Store, live: LiveView) -> None:
+        self.store = cast(Store, _guarded(store, "store"))
+        self._live = _guard_call(live, "live view")
+
+    def snapshot(self) -> LiveSnapshot:
+        return self._live()
+
+    # --- machines ------------------------------------------------------------------------
+
+    def machines(self) -> list[MachineOut]:
+        snap = self.snapshot()
+        descriptors = self._descriptors(snap)
+        active = _count_by_machine(self.store.alarms(active=True))
+        return [
+            MachineOut(
+                machine_id=m,
+                descriptor=_descriptor_out(descriptors.get(m)),
+                live=_summary(snap.machines.get(m), active.get(m, 0)),
+            )
+            for m in sorted(descriptors.keys() | snap.machines.keys())
+        ]
+
+    def _descriptors(self, snap: LiveSnapshot) -> dict[str, MachineDescriptor]:
+        out = {d.machine_id: d for d in self.store.machines()}
+        for m, state in snap.machines.items():
+            if state.descriptor is not None:
+                out[m] = state.descriptor  # the latest birth message wins
+        return out
+
+    def require_machine(self, machine: str, snap: LiveSnapshot) -> MachineDescriptor | None:
+        """The machine's descriptor (None if it sent data but no birth yet); 404 if the
+        hub has never heard of it."""
+        descriptors = self._descriptors(snap)
+        if machine in descriptors:
+            return descriptors[machine]
+        if machine in snap.machines or self.store.sequences(machine):
+            return None
+        raise HTTPException(404, f"unknown machine {machine!r}")
+
+    def live(self, machine: str, snap: LiveSnapshot | None = None) -> MachineLiveOut:
+        snap = snap or self.snapshot()
+        self.require_machine(machine, snap)
+        alarms = self.store.alarms(machine=machine, active=True)
+        state = snap.machines.get(machine)
+        if state is None or not state.values:
+            # Not heard from since the hub started: the store still knows its last values.
+            latest = self.store.latest(machine)
+            state = replace(
+                state or LiveState(machine), values={k: v for k, (_, v) in latest.items()}
+            )
+        return _live_out(state, alarms)
+
+    def fleet(self) -> FleetLiveOut:
+        snap = self.snapshot()
+        problem = None
+        try:
+            alarms = _group_by_machine(self.store.alarms(active=True))
+        except (StoreError, HubUnavailable) as exc:
+            # A feed that stops because the store hiccups would blind the UI; say so instead.
+            alarms, problem = {}, f"alarms unavailable: {exc}"
+        machines = [_live_out(s, alarms.get(m, [])) for m, s in sorted(snap.machines.items())]
+        return FleetLiveOut(t=snap.taken_at or time.time(), machines=machines, problem=problem)
+
+    # --- samples and export --------------------------------------------------------------
+
+    def signals_for(
+        self, machine: str, descriptor: MachineDescriptor | None, requested: list[str] | None
+    ) -> list[str]:
+        """The requested signals (all with data when none asked), checked against what
+        the machine can have: canonical, declared, or present in the store."""
+        present = self.store.latest(machine).keys()
+        if requested is None:
+            return sorted(present)
+        names = _split_names(requested)
+        if not names:
+            _invalid("signals", "name at least one signal (comma-separated)", requested)
+        known = KNOWN_SIGNALS | set(descriptor.signals if descriptor else ()) | present
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            _invalid(
+                "signals",
+                f"unknown signal(s) for machine {machine!r}: {', '.join(unknown)}",
+                requested,
+            )
+        return names
+
+    def samples(
+        self, machine: str, signals: list[str] | None, t0: float, t1: float, buckets: int
+    ) -> SamplesOut:
+        _check_range(t0, t1)
+        descriptor = self.require_machine(machine, self.snapshot())
+        names = self.signals_for(machine, descriptor, signals)
+        got = self.store.query(machine, names, t0, t1, buckets) if names else {}
+        series = [_series_out(n, got.get(n)) for n in names]
+        return SamplesOut(machine_id=machine, t0=t0, t1=t1, buckets=buckets, series=series)
+
+    def export(
+        self, machine: str, t0: float, t1: float, fmt: ExportFormat, signals: list[str] | None
+    ) -> FileResponse:
+        _check_range(t0, t1)
+        descriptor = self.require_machine(machine, self.snapshot())
+        names = None if signals is None else self.signals_for(machine, descriptor, signals)
+        filename = f"{_safe(machine)}_{t0:.3f}_{t1:.3f}.{fmt}"
+        tmp = Path(tempfile.mkdtemp(prefix="machinetwin-export-"))
+        try:
+            self.store.export(machine, t0, t1, tmp / filename, fmt, names)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # The file goes once it has been sent (or the client went away).
+        cleanup = BackgroundTask(shutil.rmtree, tmp, ignore_errors=True)
+        return FileResponse(tmp / filename, media_type=_MEDIA[fmt], filename=filename,
+                            background=cleanup)  # fmt: skip
+
+    # --- alarms and ingest ---------------------------------------------------------------
+
+    def alarms(
+        self, machine: str | None, active: bool | None, since: float | None, limit: int
+    ) -> list[AlarmOut]:
+        return [_alarm_out(a) for a in self.store.alarms(machine, active, since)[:limit]]
+
+    def acknowledge(self, alarm_id: int, ack: AckIn) -> AlarmOut:
+        try:
+            stored = self.store.update_alarm(
+                alarm_id, acknowledged_by=ack.user.strip(), comment=ack.comment
+            )
+        except StoreError as exc:
+            # The body is validated (a user is given), so the store refuses only an
+            # unknown id.
+            raise HTTPException(404, str(exc)) from None
+        return _alarm_out(stored)
+
+    def ingest(self) -> IngestOut:
+        snap = self.snapshot()
+        c = snap.counters
+        rejected = {str(k): int(v) for k, v in c.rejected.items()}
+        return IngestOut(
+            received=c.received, stored=c.stored, duplicates=c.duplicates, samples=c.samples,
+            acks_sent=c.acks_sent, rejected=rejected, rejected_total=sum(rejected.values()),
+            machines=len(snap.machines),
+            machines_online=sum(s.online for s in snap.machines.values()),
+        )  # fmt: skip
+
+    def health(self) -> Health:
+        self.snapshot()
+        return Health(status="ok", machines=len(self.store.machines()))
+
+
+# --- conversions ------------------------------------------------------------------------------
+
+_MEDIA: dict[str, str] = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _execution(values: dict[str, float]) -> ExecutionName:
+    value = values.get("execution")
+    if value is None or not math.isfinite(value):
+        return "UNKNOWN"
+    try:
+        return cast(ExecutionName, Execution(int(value)).name)
+    except ValueError:  # a code this hub does not know: not a reason to fail the page
+        return "UNKNOWN"
+
+
+def _last_seen(state: LiveState | None) -> float | None:
+    return state.last_seen if state is not None and state.last_seen > 0 else None
+
+
+def _latency_ms(state: LiveState | None) -> float | None:
+    latency = _finite(state.latency_s) if state is not None else None
+    return None if latency is None else latency * 1000.0
+
+
+def _summary(state: LiveState | None, active_alarms: int) -> LiveSummary:
+    values = state.values if state is not None else {}
+    line = _finite(values.get("line"))
+    return LiveSummary(
+        online=bool(state and state.online), execution=_execution(values),
+        line=None if line is None else int(line), spindle_load=_finite(values.get("spindle.load")),
+        active_alarms=active_alarms, last_seen=_last_seen(state), latency_ms=_latency_ms(state),
+    )  # fmt: skip
+
+
+def _live_out(state: LiveState, alarms: list[StoredAlarm]) -> MachineLiveOut:
+    values = {k: v for k, v in state.values.items() if math.isfinite(v)}  # JSON has no NaN
+    return MachineLiveOut(
+        machine_id=state.machine, online=state.online, execution=_execution(values),
+        values=values, alarms=[_alarm_out(a) for a in alarms], last_seen=_last_seen(state),
+        latency_ms=_latency_ms(state), batches=state.batches, samples=state.samples,
+    )  # fmt: skip
+
+
+def _descriptor_out(d: MachineDescriptor | None) -> Descriptor | None:
+    if d is None:
+        return None
+    return Descriptor(machine_id=d.machine_id, name=d.name, site=d.site, model=d.model,
+                      signals=list(d.signals), axes=list(d.axes), extra=dict(d.extra))  # fmt: skip
+
+
+def _alarm_out(a: StoredAlarm) -> AlarmOut:
+    al = a.alarm
+    return AlarmOut(
+        id=a.id, machine=a.machine, code=str(al.code), severity=cast(SeverityName, al.severity.name),
+        message=al.message, source=al.source, raised_at=al.raised_at, cleared_at=al.cleared_at,
+        active=a.active, acknowledged_at=a.acknowledged_at, acknowledged_by=a.acknowledged_by,
+        comment=a.comment,
+    )  # fmt: skip
+
+
+def _series_out(name: str, s: Series | None) -> SeriesOut:
+    try:
+        unit: str | None = signal_unit(name)
+    except KeyError:
+        unit = None  # a signal the machine declares beyond the canonical ones
+    if s is None:
+        return SeriesOut(signal=name, unit=unit, raw=True, t=[], min=[], max=[], mean=[], count=[])
+    return SeriesOut(
+        signal=name, unit=unit, raw=s.raw, t=s.t.tolist(), min=s.min.tolist(),
+        max=s.max.tolist(), mean=s.mean.tolist(), count=s.count.tolist(),
+    )  # fmt: skip
+
+
+def _count_by_machine(alarms: Iterable[StoredAlarm]) -> dict[str, int]:
+    return {m: len(a) for m, a in _group_by_machine(alarms).items()}
+
+
+def _group_by_machine(alarms: Iterable[StoredAlarm]) -> dict[str, list[StoredAlarm]]:
+    out: dict[str, list[StoredAlarm]] = {}
+    for a in alarms:
+        out.setdefault(a.machine, []).append(a)
+    return out
+
+
+def _split_names(values: list[str]) -> list[str]:
+    """``?signals=a,b&signals=c`` → ``[a, b, c]``, blanks and repeats dropped."""
+    names = (n.strip() for v in values for n in v.split(","))
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "machine"
+
+
+def _invalid(param: str, msg: str, value: object) -> NoReturn:
+    """A 422 in the shape of FastAPI's own validation errors."""
+    raise RequestValidationError(
+        [{"type": "value_error", "loc": ("query", param), "msg": msg, "input": value}]
+    )
+
+
+def _check_range(t0: float, t1: float) -> None:
+    # Finiteness and magnitude are checked by the Query declarations; here the relation.
+    if not t1 > t0:
+        _invalid("t1", f"t1 ({t1}) must be greater than t0 ({t0})", t1)
+    if t1 - t0 < MIN_SPAN_S:
+        _invalid("t1", f"the range t1 - t0 must be at least {MIN_SPAN_S} s", t1)
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "Unknown machine"},
+    503: {"model": Problem, "description": "The store or the live view failed"},
+}
+_TIME = {"allow_inf_nan": False, "ge": -MAX_ABS_TIME_S, "le": MAX_ABS_TIME_S}
+MachineId = Annotated[str, PathParam(description="Machine id, as in its descriptor")]
+Start = Annotated[float, Query(description="Start (inclusive), machine clock s", **_TIME)]
+End = Annotated[float, Query(description="End (exclusive), machine clock s, > t0", **_TIME)]
+
+
+def create_api(store: Store, live: LiveView) -> FastAPI:
+    """The hub's API over ``store`` and ``live`` (see the module docstring)."""
+    app = FastAPI(
+        title="machinetwin hub",
+        version="0.1.0",
+        description="Machines, live state, samples, alarms and exports of the fleet. "
+        "A WebSocket at /api/ws/live pushes FleetLiveOut frames (OpenAPI cannot list it).",
+    )
+    hub = _Hub(store, live)
+    _add_error_handlers(app)
+    _add_machine_routes(app, hub)
+    _add_alarm_routes(app, hub)
+    _add_feed_routes(app, hub)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    app.add_exception_handler(HubUnavailable, unavailable)
+    # Routes pass StoreError on only where input was validated: the store refused
+    # something it should not have, which is its fault, not the client's.
+    app.add_exception_handler(StoreError, unavailable)
+
+
+def _add_machine_routes(app: FastAPI, hub: _Hub) -> None:
+    @app.get("/api/machines", response_model=list[MachineOut], responses={503: _ERRORS[503]},
+             tags=["machines"])  # fmt: skip
+    def list_machines() -> list[MachineOut]:
+        """Every machine the hub knows, with a summary of its live state."""
+        return hub.machines()
+
+    @app.get("/api/machines/{machine_id}/live", response_model=MachineLiveOut, responses=_ERRORS,
+             tags=["machines"])  # fmt: skip
+    def machine_live(machine_id: MachineId) -> MachineLiveOut:
+        """Latest values of every signal, execution, active alarms, online, latency."""
+        return hub.live(machine_id)
+
+    @app.get("/api/machines/{machine_id}/samples", response_model=SamplesOut, responses=_ERRORS,
+             tags=["machines"])  # fmt: skip
+    def machine_samples(
+        machine_id: MachineId,
+        t0: Start,
+        t1: End,
+        signals: list[str] | None = Query(
+            None, description="Comma-separated signal names (or repeated); all with data if absent"
+        ),
+        buckets: int = Query(500, ge=1, le=MAX_BUCKETS, description="Buckets per signal"),
+    ) -> SamplesOut:
+        """Each signal as min/max/mean per bucket, or raw samples when it has fewer
+        samples than buckets in the range."""
+        return hub.samples(machine_id, signals, t0, t1, buckets)
+
+    @app.get(
+        "/api/machines/{machine_id}/export", response_class=FileResponse, tags=["machines"],
+        responses={**_ERRORS, 200: {"description": "Rows machine, signal, t, value ordered by signal, t",
+                                    "content": {m: {"schema": {"type": "string", "format": "binary"}}
+                                                for m in _MEDIA.values()}}},
+    )  # fmt: skip
+    def machine_export(
+        machine_id: MachineId,
+        t0: Start,
+        t1: End,
+        fmt: ExportFormat = Query("csv", alias="format"),
+        signals: list[str] | None = Query(None, description="Comma-separated; all if absent"),
+    ) -> FileResponse:
+        """The raw samples of the range as a CSV or Parquet attachment."""
+        return hub.export(machine_id, t0, t1, fmt, signals)
+
+
+def _add_alarm_routes(app: FastAPI, hub: _Hub) -> None:
+    @app.get("/api/alarms", response_model=list[AlarmOut], responses={503: _ERRORS[503]},
+             tags=["alarms"])  # fmt: skip
+    def list_alarms(
+        machine: str | None = Query(None, description="Only this machine's alarms"),
+        active: bool | None = Query(None, description="true: not cleared; false: cleared"),
+        since: float | None = Query(
+            None, description="Raised at or after (machine clock s)", **_TIME
+        ),
+        limit: int = Query(1000, ge=1, le=100_000),
+    ) -> list[AlarmOut]:
+        """Alarms, newest first."""
+        return hub.alarms(machine, active, since, limit)
+
+    @app.post(
+        "/api/alarms/{alarm_id}/ack", response_model=AlarmOut, tags=["alarms"],
+        responses={404: {"model": Problem, "description": "Unknown alarm"}, 503: _ERRORS[503]},
+    )  # fmt: skip
+    def acknowledge_alarm(ack: AckIn, alarm_id: int = PathParam(ge=1, le=2**63 - 1)) -> AlarmOut:
+        """Acknowledge an alarm; acknowledging again records the newer user and comment."""
+        return hub.acknowledge(alarm_id, ack)
+
+
+def _add_feed_routes(app: FastAPI, hub: _Hub) -> None:
+    @app.get("/api/ingest", response_model=IngestOut, responses={503: _ERRORS[503]},
+             tags=["hub"])  # fmt: skip
+    def ingest_counters() -> IngestOut:
+        """What ingest received, stored, found duplicate and rejected (by reason)."""
+        return hub.ingest()
+
+    @app.get("/healthz", response_model=Health, responses={503: _ERRORS[503]}, tags=["hub"])
+    def healthz() -> Health:
+        """200 when the store and the live view answer."""
+        return hub.health()
+
+    @app.websocket("/api/ws/live")
+    async def live_feed(
+        websocket: WebSocket,
+        interval_ms: int = Query(DEFAULT_WS_INTERVAL_MS, ge=20, le=60_000),
+    ) -> None:
+        """Pushes a FleetLiveOut frame every ``interval_ms`` until the client leaves."""
+        await _feed(websocket, hub, interval_ms / 1000.0)
+
+
+async def _feed(ws: WebSocket, hub: _Hub, interval_s: float) -> None:
+    await ws.accept()
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(ws, gone))
+    try:
+        while not gone.is_set():
+            if not await _send(ws, await run_in_threadpool(_frame, hub)):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), interval_s)
+    finally:
+        watcher.cancel()
+
+
+async def _send(ws: WebSocket, frame: str) -> bool:
+    try:
+        await ws.send_text(frame)
+    except (WebSocketDisconnect, RuntimeError):
+        return False  # the client left between the check and the send: nothing to close
+    return True
+
+
+def _frame(hub: _Hub) -> str:
+    try:
+        return hub.fleet().model_dump_json()
+    except HubUnavailable as exc:
+        return FleetLiveOut(t=time.time(), machines=[], problem=str(exc)).model_dump_json()
+
+
+async def _watch_disconnect(ws: WebSocket, gone: asyncio.Event) -> None:
+    """Reads (and ignores) client messages so a close is noticed between frames."""
+    try:
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
+    except Exception:  # any receive failure means the connection is over
+        pass
+    finally:
+        gone.set()
