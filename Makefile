@@ -14,14 +14,15 @@ ARTIFACTS := artifacts
 LINT_PATHS := $(wildcard src tests benchmarks)
 BENCHMARKS := $(wildcard benchmarks/*.py)
 
-.PHONY: help install system-deps test demo bench lint clean
+.PHONY: help install system-deps test demo report bench lint clean
 
 help:
 	@echo "make demo         create .venv, install machinetwin and run the demo"
+	@echo "make report       simulate one machine on the example program and write a report"
 	@echo "make test         install (LinuxCNC too when root) and run all tests; PYTEST_ARGS=... passes options"
 	@echo "make bench        run every benchmark in quick mode"
 	@echo "make lint         ruff check and format check"
-	@echo "make system-deps  install LinuxCNC's rs274 (needs root and apt-get)"
+	@echo "make system-deps  install LinuxCNC's rs274 and Mosquitto (needs root and apt-get)"
 	@echo "make clean        remove .venv, caches and artifacts"
 
 install: $(INSTALL_STAMP)
@@ -37,19 +38,18 @@ system-deps:
 test: install system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-# Until the hub and web UI exist, the demo runs one virtual machine on the example program.
+# The main job: a hub and three virtual machine tools on emulated long-distance links.
 demo: install
+	$(BIN)/machinetwin demo --data-dir .demo --port 8080
+
+# One virtual machine on the example program, with telemetry and an HTML report.
+report: install
 	@mkdir -p $(ARTIFACTS)
 	$(BIN)/machinetwin gcode stats -t examples/tools.tbl examples/pocket.ngc
 	$(BIN)/machinetwin sim run examples/pocket.ngc --seed 1 --fault bearing_outer:0.6@0 \
 		--out $(ARTIFACTS)/pocket.parquet
 	$(BIN)/machinetwin sim report $(ARTIFACTS)/pocket.parquet --out $(ARTIFACTS)/pocket.html
-	@echo
-	@echo "Demo: the virtual machining centre (design.md's default VMC) ran examples/pocket.ngc"
-	@echo "(a pocket and four drilled holes in the 100 x 80 x 40 mm aluminium block) with a"
-	@echo "seeded outer-race defect in its spindle bearing. Telemetry: $(ARTIFACTS)/pocket.parquet;"
-	@echo "open $(ARTIFACTS)/pocket.html for the plots, the vibration spectrum and the finished part."
-	@echo "(The hub, three sites on emulated links and the web UI come with the next issues.)"
+	@echo "Report: $(ARTIFACTS)/pocket.html (plots, vibration envelope spectrum, finished part)"
 
 bench: install
 	@if [[ -z "$(BENCHMARKS)" ]]; then echo "bench: no benchmarks/*.py yet"; fi
@@ -60,5 +60,5 @@ lint: install
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis $(ARTIFACTS)
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis $(ARTIFACTS) .demo
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -65,7 +65,7 @@ def live_table(hub: Hub, started: float) -> Table:
                   caption="API: http://127.0.0.1:8080/docs · Ctrl-C stops")  # fmt: skip
     for column in ("machine", "site", "online", "execution", "line", "spindle load", "alarms",
                    "latency", "batches"):  # fmt: skip
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     with hub.ingest.lock:
         states = sorted(hub.ingest.live.values(), key=lambda s: s.machine)
         rows = []

@@ -118,6 +118,8 @@ class MachineUplink:
         self.stats.connected = False
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic != topics.ack(self.machine):
+            return  # some brokers also hand out retained messages of other topics
         try:
             ack = codec.decode_ack(message.payload)
         except codec.PayloadError as exc:

@@ -8,12 +8,17 @@ are not trusted for durability anyway (the edge's buffer and the hub's acks are)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
 import warnings
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 5.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,7 +63,11 @@ class EmbeddedBroker:
     def _run(self) -> None:
         from amqtt.broker import Broker
 
-        logging.getLogger("amqtt").setLevel(logging.ERROR)
+        # amqtt logs its own retries (e.g. PUBACK time-outs of departed clients) as errors;
+        # delivery is guaranteed by the edge buffer and the hub's acks, not by the broker
+        amqtt_log = logging.getLogger("amqtt")
+        amqtt_log.setLevel(logging.CRITICAL)
+        amqtt_log.propagate = False
         loop = asyncio.new_event_loop()
         self.loop = loop
         asyncio.set_event_loop(loop)
@@ -77,7 +86,28 @@ class EmbeddedBroker:
             return
         self.ready.set()
         loop.run_forever()
-        loop.run_until_complete(self._broker.shutdown())
+        try:
+            loop.run_until_complete(asyncio.wait_for(self._broker.shutdown(), SHUTDOWN_TIMEOUT_S))
+        except BaseException as exc:
+            # amqtt closes its listeners only after every session's clean-up; when one of
+            # those fails (seen under load), the port stayed bound and the clients stayed
+            # connected to a dead broker. Close the listeners and every connection anyway.
+            log.warning("embedded MQTT broker: shutdown failed (%r); closing it down", exc)
+            for server in getattr(self._broker, "_servers", {}).values():
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(server.close_instance())
+        finally:
+            self._close_everything(loop)
+
+    @staticmethod
+    def _close_everything(loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel what is still running (client handlers), so their sockets close."""
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
     def stop(self) -> None:

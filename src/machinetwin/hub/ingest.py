@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,7 @@ class LiveState:
     online: bool = False
     last_seen: float = 0.0  # wall clock, s
     latency_s: float = float("nan")  # arrival minus the newest sample's time
+    newest_sample: float = float("-inf")
     values: dict[str, float] = field(default_factory=dict)
     active_alarms: list[Alarm] = field(default_factory=list)
     batches: int = 0
@@ -71,6 +73,9 @@ class HubIngest:
         self.live: dict[str, LiveState] = {}
         self.inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self.lock = threading.Lock()  # guards live state for readers (API, UI)
+        # Called on the writer thread after each store transaction with the batches it
+        # newly stored and the wall time the commit returned (sample-to-store latency).
+        self.on_stored: Callable[[list[SampleBatch], float], None] | None = None
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=True)  # fmt: skip
         if broker.username:
@@ -174,6 +179,10 @@ class HubIngest:
         if not good:
             return
         results = self.store.write_batches([b for b, _ in good])
+        if self.on_stored is not None:
+            self.on_stored(
+                [b for (b, _), new in zip(good, results, strict=True) if new], time.time()
+            )
         acks: dict[str, list[int]] = defaultdict(list)
         for (batch, arrived), stored in zip(good, results, strict=True):
             acks[batch.machine].append(batch.seq)
@@ -204,8 +213,10 @@ class HubIngest:
         with self.lock:
             state = self._live(batch.machine)
             state.last_seen = arrived
-            if len(batch.t):
-                state.latency_s = arrived - float(batch.t[-1])
+            newest = float(batch.t[-1]) if len(batch.t) else float("-inf")
+            if newest >= state.newest_sample:  # a resent old batch says nothing about now
+                state.newest_sample = newest
+                state.latency_s = arrived - newest
                 for name, column in batch.columns.items():
                     if len(column) and np.isfinite(column[-1]):
                         state.values[name] = float(column[-1])

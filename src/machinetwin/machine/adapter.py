@@ -103,16 +103,19 @@ class VirtualMachineAdapter:
         speedup = self.settings.speedup
         started = time.monotonic()
         machine_start = self.sim.t
+        if self.settings.epoch is None:  # machine time runs with the wall clock from here
+            self.epoch = time.time() - machine_start
         while not self.closed:
             batch, events = self.step()
-            for event in events:
-                yield event
-            yield batch
+            # hand the batch over when its last sample is due, as a real machine would
             if speedup > 0:
                 due = started + (self.sim.t - machine_start) / speedup
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             else:
                 await asyncio.sleep(0)
+            for event in events:
+                yield event
+            yield batch
             if not self.settings.loop and not self.sim.running:
                 return
 
