@@ -196,7 +196,10 @@ def run_and_kill(path: Path, fsync: str, lines: int) -> tuple[int, set[int], set
     assert proc.returncode == -signal.SIGKILL
     appended, acked_upto = set(), -1
     for line in seen:
-        kind, seq = line.split()
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            continue  # the kill can cut the child's last line short
+        kind, seq = fields
         if kind == "A":
             appended.add(int(seq))
         else:
