@@ -1,27 +1,57 @@
 #!/usr/bin/env bash
 # Install the system packages the test suite uses as reference peers.
 #
-# LinuxCNC's standalone interpreter `rs274` (package linuxcnc-uspace) is the
-# reference the G-code interpreter is compared against. Installing it needs
-# root; without root this script only explains what will be skipped, so that
-# `make test` still works on a developer machine.
+# - LinuxCNC's standalone interpreter `rs274` (package linuxcnc-uspace): the
+#   reference the G-code interpreter is compared against.
+# - Mosquitto (package mosquitto): the real MQTT broker the edge-to-hub outage tests
+#   and benchmarks/ingest.py run against. Tests start their own `mosquitto -c ...` on a
+#   free loopback port; the system service is not used (and may stay stopped).
+#
+# Installing needs root and apt-get; without them this script only explains what will
+# be skipped, so that `make test` still works on a developer machine. It never fails
+# because something is missing: the tests decide (skip, or fail with CI=true).
 set -euo pipefail
 
-if command -v rs274 >/dev/null 2>&1; then
-    echo "system-deps: rs274 (LinuxCNC) found at $(command -v rs274); nothing to install."
+# command -> apt package that provides it. mosquitto lives in /usr/sbin, which is not
+# always on a non-root PATH, so look there too.
+declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto)
+declare -A PURPOSE=(
+    [rs274]="tests that compare against LinuxCNC's interpreter"
+    [mosquitto]="edge-to-hub tests against a real MQTT broker (tests/hub/test_outage_mosquitto.py)"
+)
+
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
+
+missing=()
+for cmd in rs274 mosquitto; do
+    if have "$cmd"; then
+        echo "system-deps: $cmd found; nothing to install for it."
+    else
+        missing+=("$cmd")
+    fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
 
 if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "system-deps: installing linuxcnc-uspace (provides rs274) with apt-get ..."
+    packages=()
+    for cmd in "${missing[@]}"; do packages+=("${PACKAGE[$cmd]}"); done
+    echo "system-deps: installing ${packages[*]} with apt-get ..."
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends linuxcnc-uspace
-    if ! command -v rs274 >/dev/null 2>&1; then
-        echo "system-deps: linuxcnc-uspace was installed but rs274 is not on PATH." >&2
-        exit 1
-    fi
-    echo "system-deps: rs274 installed at $(command -v rs274)."
-    exit 0
+    # policy-rc.d may refuse to start mosquitto's system service in containers; that is
+    # fine: the tests never use the service.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+    status=0
+    for cmd in "${missing[@]}"; do
+        if have "$cmd"; then
+            echo "system-deps: $cmd installed."
+        else
+            echo "system-deps: ${PACKAGE[$cmd]} was installed but $cmd is not on PATH." >&2
+            status=1
+        fi
+    done
+    exit "$status"
 fi
 
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -29,10 +59,14 @@ if [[ "$(id -u)" -ne 0 ]]; then
 else
     reason="apt-get is not available on this system"
 fi
+for cmd in "${missing[@]}"; do
+    cat >&2 <<MSG
+system-deps: $cmd (${PACKAGE[$cmd]}) is not installed and cannot be installed here ($reason).
+system-deps: ${PURPOSE[$cmd]} will be SKIPPED (with CI=true they FAIL instead).
+MSG
+done
 cat >&2 <<MSG
-system-deps: rs274 (LinuxCNC) is not installed and cannot be installed here ($reason).
-system-deps: tests that compare against LinuxCNC's interpreter will be SKIPPED
-system-deps: (with CI=true they FAIL instead). To install it on Debian/Ubuntu, run:
+system-deps: To install on Debian/Ubuntu, run:
 system-deps:     sudo make system-deps
 MSG
 exit 0

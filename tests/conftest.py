@@ -45,3 +45,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"service test skipped, and skips are failures under CI=true: {reason}"
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory):
+    """A private Mosquitto on a free loopback port (``.port``, ``.stop()``, ``.start()``).
+
+    Skips (or fails in CI) without the binary. Mark the test ``@pytest.mark.service``.
+    """
+    from mosquitto_server import MosquittoServer, find_mosquitto
+
+    if find_mosquitto() is None:
+        if running_in_ci():
+            pytest.fail(
+                "mosquitto is required in CI but is not installed: "
+                "scripts/install-system-deps.sh should have installed it"
+            )
+        pytest.skip("mosquitto not installed: run `sudo make system-deps` (installs mosquitto)")
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..edge.uplink import BrokerAddress
 from ..model import SampleBatch
-from .duckdb_store import DuckDBStore
 from . import ingest
+from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
 
 
