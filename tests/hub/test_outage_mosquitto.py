@@ -30,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -80,11 +81,35 @@ class RestartableEmbedded:
         self.port = self.broker.port
 
     def start(self) -> None:
-        self.broker = EmbeddedBroker(port=self.port)
-        self.broker.start()
+        # amqtt sometimes comes back listening but never answering CONNECT; a broker that
+        # does not answer a probe within a few seconds is started again (up to 3 times)
+        for _ in range(3):
+            self.broker = EmbeddedBroker(port=self.port)
+            self.broker.start()
+            if answers_connect(self.port):
+                return
+            self.broker.stop()
+        raise RuntimeError(f"embedded broker on port {self.port} does not answer CONNECT")
 
     def stop(self) -> None:
         self.broker.stop()
+
+
+def answers_connect(port: int, timeout_s: float = 5.0) -> bool:
+    import paho.mqtt.client as mqtt
+
+    connected = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{port}")
+    client.on_connect = lambda c, u, f, rc, p=None: connected.set() if not rc.is_failure else None
+    try:
+        client.connect("127.0.0.1", port, keepalive=5)
+    except OSError:
+        return False
+    client.loop_start()
+    ok = connected.wait(timeout_s)
+    client.disconnect()
+    client.loop_stop()
+    return ok
 
 
 @pytest.fixture(params=[pytest.param("mosquitto", marks=pytest.mark.service), "embedded"])
