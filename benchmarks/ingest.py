@@ -60,11 +60,11 @@ import numpy as np
 
 from machinetwin.edge.agent import EdgeAgent
 from machinetwin.edge.buffer import DurableBuffer
-from machinetwin.edge.uplink import BrokerAddress
 from machinetwin.hub.broker import EmbeddedBroker
 from machinetwin.model import AdapterCommand, MachineDescriptor, SampleBatch, Waveform
 from machinetwin.model.signals import SIGNALS
 from machinetwin.net import BackgroundLink, LinkEmulator, LinkProfile
+from machinetwin.protocols.broker import BrokerAddress
 
 # The private-Mosquitto helper is shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -22,12 +22,12 @@ from rich.table import Table
 
 from .edge.agent import EdgeAgent
 from .edge.buffer import DurableBuffer
-from .edge.uplink import BrokerAddress
 from .hub.service import Hub, HubConfig
 from .machine import load_machine_config
 from .machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from .machine.faults import FaultSchedule, parse_fault
 from .net import LinkEmulator, LinkProfile
+from .protocols.broker import BrokerAddress
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

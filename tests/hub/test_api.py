@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
-from machinetwin.edge.uplink import BrokerAddress
 from machinetwin.hub import DuckDBStore, Store
 from machinetwin.hub.api import (
     ExecutionName,
@@ -42,6 +41,7 @@ from machinetwin.model import (
     Severity,
     Waveform,
 )
+from machinetwin.protocols.broker import BrokerAddress
 
 T_START = 1_000.0
 N_BATCHES = 30  # one second of 10 Hz samples each

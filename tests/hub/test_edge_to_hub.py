@@ -15,13 +15,13 @@ import pytest
 
 from machinetwin.edge.agent import EdgeAgent
 from machinetwin.edge.buffer import DurableBuffer
-from machinetwin.edge.uplink import BrokerAddress
 from machinetwin.hub.broker import EmbeddedBroker
 from machinetwin.hub.duckdb_store import DuckDBStore
 from machinetwin.hub.ingest import HubIngest
 from machinetwin.machine import load_machine_config
 from machinetwin.machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from machinetwin.net import BackgroundLink, LinkEmulator, LinkProfile
+from machinetwin.protocols.broker import BrokerAddress
 
 PROGRAM = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z5\nM5\nM2\n"
 BATCHES = 60

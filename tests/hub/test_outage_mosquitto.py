@@ -43,7 +43,6 @@ import pytest
 
 from machinetwin.edge.agent import EdgeAgent
 from machinetwin.edge.buffer import DurableBuffer
-from machinetwin.edge.uplink import BrokerAddress
 from machinetwin.hub.broker import EmbeddedBroker
 from machinetwin.hub.duckdb_store import DuckDBStore
 from machinetwin.hub.ingest import HubIngest
@@ -51,6 +50,7 @@ from machinetwin.machine import load_machine_config
 from machinetwin.machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from machinetwin.model import Adapter, AdapterCommand, MachineEvent, SampleBatch
 from machinetwin.net import BackgroundLink, LinkEmulator, LinkProfile
+from machinetwin.protocols.broker import BrokerAddress
 
 OUTAGE_S = float(os.environ.get("MT_OUTAGE_S", "10"))  # the issue says 60 s; see above
 WARMUP_S = 2.0  # data flowing before the outage

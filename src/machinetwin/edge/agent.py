@@ -16,25 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..configfile import load_toml
 from ..errors import ConfigError
 from ..model import Adapter, SampleBatch
+from ..protocols.broker import BrokerAddress, BrokerConfig
 from .buffer import DurableBuffer
-from .uplink import BrokerAddress, MachineUplink, resend_loop
+from .uplink import MachineUplink, resend_loop
 
 log = logging.getLogger(__name__)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class BrokerConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, gt=0, lt=65536)
-    username: str | None = None
-    password: str | None = None
-    keepalive_s: int = Field(5, gt=0)
-
-    def address(self) -> BrokerAddress:
-        return BrokerAddress(self.host, self.port, self.username, self.password, self.keepalive_s)
 
 
 class BufferConfig(Strict):

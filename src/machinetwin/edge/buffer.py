@@ -58,7 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from machinetwin.errors import MachinetwinError
+from ..errors import MachinetwinError
+from ..protocols.codec import seq_ranges
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +402,7 @@ class DurableBuffer:
 
         Returns how many batches left the buffer.
         """
-        return self.ack_ranges(machine, _ranges(seqs))
+        return self.ack_ranges(machine, seq_ranges(seqs))
 
     def ack_ranges(self, machine: str, ranges: Iterable[tuple[int, int]]) -> int:
         """Like :meth:`ack` with inclusive ``(first, last)`` ranges, as the hub sends them."""
@@ -455,17 +456,6 @@ class DurableBuffer:
                 shed_bytes=sum(s.shed_bytes for s in machines.values()),
                 machines=machines,
             )
-
-
-def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted inclusive runs of consecutive numbers: one DELETE per run, not per batch."""
-    out: list[tuple[int, int]] = []
-    for s in sorted(set(seqs)):
-        if out and s == out[-1][1] + 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
 
 
 def _summarise(victims: list[tuple[str, int, int]]) -> tuple[Shed, ...]:

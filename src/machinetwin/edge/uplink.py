@@ -24,21 +24,13 @@ import paho.mqtt.client as mqtt
 
 from ..model import Alarm, AlarmCode, MachineDescriptor, MachineEvent, SampleBatch, Severity
 from ..protocols import codec, topics
+from ..protocols.broker import BrokerAddress
 from .buffer import DurableBuffer, Shed
 
 log = logging.getLogger(__name__)
 
 RESEND_BATCH = 200  # pending batches republished per round
 MAX_INFLIGHT = 200  # QoS 1 messages in flight per connection
-
-
-@dataclass
-class BrokerAddress:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    keepalive_s: int = 5
 
 
 @dataclass

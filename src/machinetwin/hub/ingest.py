@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from ..edge.uplink import BrokerAddress
 from ..model import Alarm, Execution, MachineDescriptor, SampleBatch
 from ..protocols import codec, topics
+from ..protocols.broker import BrokerAddress
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)

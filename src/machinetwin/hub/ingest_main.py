@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edge.uplink import BrokerAddress
 from ..model import SampleBatch
+from ..protocols.broker import BrokerAddress
 from . import ingest
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..configfile import load_toml
-from ..edge.uplink import BrokerAddress
+from ..protocols.broker import BrokerAddress, BrokerConfig
 from .broker import EmbeddedBroker
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
@@ -27,16 +27,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class HubBrokerConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, gt=0, lt=65536)
-    username: str | None = None
-    password: str | None = None
-
-
 class HubConfig(Strict):
     store: Path = Path("hub.duckdb")
-    broker: HubBrokerConfig | None = None  # None: start the embedded broker
+    broker: BrokerConfig | None = None  # None: start the embedded broker
     embedded_broker_port: int = Field(1883, ge=0, lt=65536)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=0, lt=65536)
@@ -62,9 +55,8 @@ class Hub:
 
     @property
     def broker_address(self) -> BrokerAddress:
-        b = self.config.broker
-        if b is not None:
-            return BrokerAddress(b.host, b.port, b.username, b.password)
+        if self.config.broker is not None:
+            return self.config.broker.address()
         assert self.broker is not None
         return BrokerAddress(self.broker.host, self.broker.port)
 
