@@ -31,8 +31,8 @@ Phases:
 ``lost``/``duplicated``: per machine, values the edge produced vs values in the store
 after every edge drained its buffer (all phases added up).
 
-The hub's message grouping window (``GROUP_WINDOW_S`` in hub/ingest.py, 50 ms) is the
-largest single term in the latency; ``--group-window-ms`` runs the hub with another.
+The hub's message grouping window (``GROUP_WINDOW_S`` in hub/ingest.py, 0 ms: it takes what
+has queued) bounds how long a batch waits; ``--group-window-ms`` runs the hub with another.
 
 Prints the figures and, as its last line, one JSON object.
 """

@@ -28,7 +28,7 @@ from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-GROUP_WINDOW_S = 0.05  # gather messages this long before one store transaction
+GROUP_WINDOW_S = 0.0  # extra wait for a group; 0: take only what is already queued
 MAX_GROUP = 2000
 
 
@@ -70,6 +70,7 @@ class HubIngest:
         self.store = store
         self.broker = broker
         self.counters = IngestCounters()
+        self.group_window_s = GROUP_WINDOW_S
         self.live: dict[str, LiveState] = {}
         self.inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self.lock = threading.Lock()  # guards live state for readers (API, UI)
@@ -128,10 +129,13 @@ class HubIngest:
         if first is None:
             return None
         group = [first]
-        deadline = time.monotonic() + GROUP_WINDOW_S
+        # take what has queued up while the last group was written: under load that is a
+        # large group (one transaction), when idle the first message goes out at once
+        deadline = time.monotonic() + self.group_window_s
         while len(group) < MAX_GROUP:
             try:
-                item = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                wait = deadline - time.monotonic()
+                item = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
             except queue.Empty:
                 break
             if item is None:

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
 
     if args.group_window_ms is not None:
-        ingest.GROUP_WINDOW_S = args.group_window_ms / 1000  # read at every group
+        ingest.GROUP_WINDOW_S = args.group_window_ms / 1000  # read when HubIngest is made
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
