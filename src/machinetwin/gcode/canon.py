@@ -13,6 +13,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+# An ArcFeed's (first, second, normal) axes per plane, as indices into x, y, z
+ARC_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
+
 
 @dataclass(slots=True, frozen=True)
 class CanonOp:
@@ -355,7 +358,7 @@ class MotionBatch(CanonOp):
 
     def _ops(self, rows: slice) -> Iterator[CanonOp]:
         # a slice at a time: Python lists of a whole batch would cost more than the batch
-        first, second, normal = _PLANE_AXES[self.plane]
+        first, second, normal = ARC_AXES[self.plane]
         lines = self.lines[rows].tolist()
         kinds = self.kind[rows].tolist()
         feed_set = self.feed_set[rows].tolist()
@@ -381,7 +384,6 @@ class MotionBatch(CanonOp):
         return {"op": self.rs274_name, "line": self.line, "rows": len(self)}
 
 
-_PLANE_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
 _EXPAND_ROWS = 4096
 
 

@@ -17,9 +17,6 @@ from ..errors import GCodeError
 from . import canon
 from .state import INCH_MM, rotate
 
-# ArcFeed's (first, second, normal) axes per plane, as indices into x, y, z
-ARC_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
-
 
 class MachineFrame:
     """Tracks units and offsets from the op stream; converts points to machine mm."""
@@ -77,7 +74,7 @@ class MachineFrame:
         return q
 
     def convert_batch(self, op: canon.MotionBatch) -> canon.MotionBatch:
-        first, second, _ = ARC_AXES[op.plane]
+        first, second, _ = canon.ARC_AXES[op.plane]
         arcs = op.kind == 2
         if self.rotation and op.plane != "XY" and arcs.any():
             raise GCodeError(
@@ -115,7 +112,7 @@ class MachineFrame:
                 "machine frame",
                 op.line,
             )
-        first, second, normal = ARC_AXES[op.plane]
+        first, second, normal = canon.ARC_AXES[op.plane]
         end = [0.0] * 6
         centre = [0.0] * 6
         end[first], end[second], end[normal] = op.first_end, op.second_end, op.axis_end

@@ -78,12 +78,8 @@ class CanonPositionEcho:
         elif t is canon.ArcFeed:
             assert isinstance(op, canon.ArcFeed)
             p = self.position
-            if op.plane == "XY":
-                p[0], p[1], p[2] = op.first_end, op.second_end, op.axis_end
-            elif op.plane == "YZ":
-                p[0], p[1], p[2] = op.axis_end, op.first_end, op.second_end
-            else:
-                p[0], p[1], p[2] = op.second_end, op.axis_end, op.first_end
+            first, second, normal = canon.ARC_AXES[op.plane]
+            p[first], p[second], p[normal] = op.first_end, op.second_end, op.axis_end
             p[3], p[4], p[5] = op.a, op.b, op.c
         elif t is canon.StraightProbe:
             assert isinstance(op, canon.StraightProbe)

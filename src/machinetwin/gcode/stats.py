@@ -14,7 +14,7 @@ import numpy as np
 
 from . import canon
 from .arcs import arc_length
-from .frames import ARC_AXES, to_machine_frame
+from .frames import to_machine_frame
 
 DEFAULT_RAPID_MM_PER_MIN = 30_000.0  # the default machine: 30 m/min
 DEFAULT_TOOL_CHANGE_S = 5.0
@@ -89,7 +89,7 @@ def program_stats(
             pos = end
         elif t is canon.ArcFeed:
             assert isinstance(op, canon.ArcFeed)
-            first, second, normal = ARC_AXES[op.plane]
+            first, second, normal = canon.ARC_AXES[op.plane]
             length = arc_length(
                 (pos[first], pos[second]), (op.first_axis, op.second_axis),
                 (op.first_end, op.second_end), op.rotation, op.axis_end - pos[normal],

@@ -69,8 +69,6 @@ from ..errors import MachinetwinError
 from ..gcode import canon
 from .config import MachineConfig
 
-# ArcFeed's (first, second, normal) axes per plane, as in gcode.frames
-_ARC_AXES = {"XY": (0, 1, 2), "XZ": (2, 0, 1), "YZ": (1, 2, 0)}
 _EYE = np.eye(3)
 
 # Row layout of a segment's numbers (one float row per segment, in a table)
@@ -213,7 +211,7 @@ def _arc_row(
     op: canon.ArcFeed, start: tuple[float, ...], lim: Limits, feed: float, tol: float
 ) -> list[float]:
     p0 = np.array(start)
-    first, second, normal = _ARC_AXES[op.plane]
+    first, second, normal = canon.ARC_AXES[op.plane]
     e1, e2, e3 = _EYE[first], _EYE[second], _EYE[normal]
     p1 = np.empty(3)
     p1[first], p1[second], p1[normal] = op.first_end, op.second_end, op.axis_end
