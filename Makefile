@@ -22,7 +22,7 @@ help:
 	@echo "make test         install (LinuxCNC too when root) and run all tests; PYTEST_ARGS=... passes options"
 	@echo "make bench        run every benchmark in quick mode"
 	@echo "make lint         ruff check and format check"
-	@echo "make system-deps  install LinuxCNC's rs274 and Mosquitto (needs root and apt-get)"
+	@echo "make system-deps  install LinuxCNC's rs274, Mosquitto and Chromium (needs root and apt-get)"
 	@echo "make clean        remove .venv, caches and artifacts"
 
 install: $(INSTALL_STAMP)

@@ -6,6 +6,9 @@
 # - Mosquitto (package mosquitto): the real MQTT broker the edge-to-hub outage tests
 #   and benchmarks/ingest.py run against. Tests start their own `mosquitto -c ...` on a
 #   free loopback port; the system service is not used (and may stay stopped).
+# - Chromium (package chromium): the real browser the web UI tests and
+#   benchmarks/ui_latency.py drive through Playwright (executable /usr/bin/chromium;
+#   Playwright's own browser download is never used).
 #
 # Installing needs root and apt-get; without them this script only explains what will
 # be skipped, so that `make test` still works on a developer machine. It never fails
@@ -14,16 +17,17 @@ set -euo pipefail
 
 # command -> apt package that provides it. mosquitto lives in /usr/sbin, which is not
 # always on a non-root PATH, so look there too.
-declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto)
+declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto [chromium]=chromium)
 declare -A PURPOSE=(
     [rs274]="tests that compare against LinuxCNC's interpreter"
     [mosquitto]="edge-to-hub tests against a real MQTT broker (tests/hub/test_outage_mosquitto.py)"
+    [chromium]="web UI browser tests (tests/ui) and benchmarks/ui_latency.py"
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
 
 missing=()
-for cmd in rs274 mosquitto; do
+for cmd in rs274 mosquitto chromium; do
     if have "$cmd"; then
         echo "system-deps: $cmd found; nothing to install for it."
     else
