@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from ..model import Alarm, Execution, MachineDescriptor, SampleBatch
+from ..model import Alarm, Execution, MachineDescriptor, MachineEvent, SampleBatch
 from ..protocols import codec, topics
 from ..protocols.broker import BrokerAddress
 from .store import Store, StoreError
@@ -160,7 +160,7 @@ class HubIngest:
                         raise codec.PayloadError("machine", None, f"{batch.machine!r} on {topic}")
                     batches.append((batch, arrived))
                 elif kind == "event":
-                    self._handle_event(codec.decode_event(payload))
+                    self._handle_event(machine, codec.decode_event(payload))
                 elif kind == "birth":
                     self._handle_birth(codec.decode_descriptor(payload))
                 elif kind == "state":
@@ -169,6 +169,8 @@ class HubIngest:
                     self._reject("unknown message kind", topic)
             except codec.PayloadError as exc:
                 self._reject("malformed payload", f"{topic}: {exc}")
+            except StoreError as exc:  # e.g. an event the store cannot keep
+                self._reject("invalid message", f"{topic}: {exc}")
         if batches:
             self._store_batches(batches)
 
@@ -232,9 +234,36 @@ class HubIngest:
         with self.lock:
             self._live(descriptor.machine_id).descriptor = descriptor
 
-    def _handle_event(self, event) -> None:
+    def _handle_event(self, machine: str, event: MachineEvent) -> None:
+        # a machine's edge speaks only for that machine: its topic names it
+        if event.machine_id != machine:
+            raise codec.PayloadError("machine_id", None, f"{event.machine_id!r} on {machine!r}")
+        if event.kind in ("alarm", "alarm_cleared") and event.alarm is None:
+            raise codec.PayloadError("alarm", None, f"a {event.kind!r} event needs its alarm")
         self.store.write_event(event)
         if event.kind == "alarm" and event.alarm is not None:
             self.store.write_alarm(event.machine_id, event.alarm)
-            with self.lock:
-                self._live(event.machine_id).active_alarms.append(event.alarm)
+            if event.alarm.active:
+                with self.lock:
+                    self._live(event.machine_id).active_alarms.append(event.alarm)
+        elif event.kind == "alarm_cleared" and event.alarm is not None:
+            self._clear_alarm(event.machine_id, event.alarm, event.t)
+
+    def _clear_alarm(self, machine: str, alarm: Alarm, t: float) -> None:
+        """Clear every active alarm of ``machine`` with the cleared one's code and source.
+
+        The clear names the condition (code + source), not one raise of it: a condition
+        raised twice before its clear arrived (say across a link cut) is gone once.
+        """
+        cleared_at = alarm.cleared_at if alarm.cleared_at is not None else t
+        code, source = str(alarm.code), alarm.source
+        matches = [a for a in self.store.alarms(machine, active=True)
+                   if str(a.alarm.code) == code and a.alarm.source == source]  # fmt: skip
+        for stored in matches:
+            self.store.update_alarm(stored.id, cleared_at=cleared_at)
+        if not matches:
+            log.info("hub: %s cleared alarm %s/%s that was not active", machine, code, source)
+        with self.lock:
+            state = self._live(machine)
+            state.active_alarms = [a for a in state.active_alarms
+                                   if not (str(a.code) == code and a.source == source)]  # fmt: skip
