@@ -1,0 +1,429 @@
+"""The hub's user directory: real argon2id and SQLite, a clock the tests move.
+
+Most tests use a cheap argon2 hasher (same algorithm, small parameters) so that
+hundreds of logins stay fast; the storage test uses the production defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher, Type
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from machinetwin.hub.auth import (
+    API_TOKEN_PREFIX,
+    MIN_PASSWORD_LENGTH,
+    SESSION_PREFIX,
+    USERNAME_PATTERN,
+    AuthError,
+    Role,
+    User,
+    UserDirectory,
+    users_path_for,
+)
+
+PASSWORD = "correct horse battery"
+MAX_FAILURES = 3
+LOCKOUT_S = 60.0
+# Hypothesis tests below reuse one directory across examples on purpose: what they
+# call leaves it unchanged (lookups that find nobody, requests that are refused).
+REUSED = HealthCheck.function_scoped_fixture
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+class CountingHasher(PasswordHasher):
+    """A cheap argon2id hasher that counts verifications (what the hash check costs)
+    and can hold wrong-password checks until released."""
+
+    def __init__(self, time_cost: int = 1) -> None:
+        super().__init__(time_cost=time_cost, memory_cost=1024, parallelism=1)
+        self.verified: list[str] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.waiting = threading.Semaphore(0)
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.verified.append(str(hash))
+        if password != PASSWORD and not self.hold.is_set():
+            self.waiting.release()
+            self.hold.wait(10)
+        return super().verify(hash, password)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def hasher() -> CountingHasher:
+    return CountingHasher()
+
+
+@pytest.fixture
+def users(clock: Clock, hasher: CountingHasher) -> Iterator[UserDirectory]:
+    d = UserDirectory(":memory:", clock=clock, hasher=hasher, max_failures=MAX_FAILURES,
+                      lockout_s=LOCKOUT_S)  # fmt: skip
+    d.add_user("wang.li", PASSWORD, Role.OPERATOR)
+    d.add_user("zhao", PASSWORD + "!", Role.ADMIN)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def populated(users: UserDirectory) -> UserDirectory:
+    users.create_token("wang.li", "ci")
+    users.create_session(User("zhao", Role.ADMIN))
+    return users
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+def test_passwords_and_tokens_are_stored_only_hashed(tmp_path: Path) -> None:
+    path = users_path_for(tmp_path / "hub.duckdb")
+    assert path == tmp_path / "users.sqlite"
+    secret = "Plaintext-Marker-7f3a9c-never-on-disk"
+    d = UserDirectory(path)  # production argon2 parameters
+    user = d.add_user("wang.li", secret, Role.VIEWER)
+    session, token = d.create_session(user), d.create_token("wang.li", "ci")
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("users.sqlite*"))
+    for plain in (secret, session, token):
+        assert plain.encode() not in on_disk
+    assert hashlib.sha256(session.encode()).digest() in on_disk
+    assert path.stat().st_mode & 0o777 == 0o600
+    d.close()
+
+    (stored,) = sqlite3.connect(path).execute("SELECT pw_hash FROM users").fetchone()
+    default = PasswordHasher()
+    assert stored.startswith("$argon2id$")
+    assert f"m={default.memory_cost},t={default.time_cost},p={default.parallelism}" in stored
+    assert default.type is Type.ID and default.verify(stored, secret)
+    reopened = UserDirectory(path)
+    assert reopened.authenticate("wang.li", secret) == user
+    assert reopened.session_user(session) == user and reopened.token_user(token) == user
+    reopened.close()
+
+
+def test_a_changed_hasher_rehashes_at_the_next_good_login(tmp_path: Path) -> None:
+    path = tmp_path / "users.sqlite"
+    with UserDirectory(path, hasher=CountingHasher(time_cost=1)) as d:
+        d.add_user("wang.li", PASSWORD, Role.VIEWER)
+
+    def stored() -> str:
+        return sqlite3.connect(path).execute("SELECT pw_hash FROM users").fetchone()[0]
+
+    assert ",t=1," in stored()
+    with UserDirectory(path, hasher=CountingHasher(time_cost=2)) as d:
+        assert d.authenticate("wang.li", "wrong password!") is None
+        assert ",t=1," in stored()  # only a good login may rehash
+        assert d.authenticate("wang.li", PASSWORD) == User("wang.li", Role.VIEWER)
+        assert ",t=2," in stored()
+        assert d.authenticate("wang.li", PASSWORD) is not None
+
+
+# --- logins ----------------------------------------------------------------------------------
+
+
+def test_right_password_logs_in_with_the_users_role(users: UserDirectory) -> None:
+    assert users.authenticate("wang.li", PASSWORD) == User("wang.li", Role.OPERATOR)
+    assert users.authenticate("zhao", PASSWORD + "!") == User("zhao", Role.ADMIN)
+
+
+@pytest.mark.parametrize(
+    "username, password",
+    [
+        ("wang.li", PASSWORD + "x"),  # wrong password
+        ("wang.li", PASSWORD.upper()),
+        ("wang.li", ""),
+        ("zhao", PASSWORD),  # another user's password
+        ("nobody", PASSWORD),  # unknown user
+        ("Wang.Li", PASSWORD),  # names are exact
+        ("", PASSWORD),
+        ("wang.li' OR '1'='1", PASSWORD),
+        ("wang.li", "x" * 100_000),  # longer than any password may be
+    ],
+)
+def test_wrong_credentials_are_refused_at_the_cost_of_one_hash_check(
+    users: UserDirectory, hasher: CountingHasher, username: str, password: str
+) -> None:
+    hasher.verified.clear()
+    assert users.authenticate(username, password) is None
+    # Exactly one argon2 check whatever the reason: timing does not reveal which
+    # usernames exist.
+    assert len(hasher.verified) == 1
+
+
+def test_a_disabled_user_is_refused_and_loses_sessions_and_tokens(
+    users: UserDirectory, hasher: CountingHasher
+) -> None:
+    user = users.authenticate("wang.li", PASSWORD)
+    assert user is not None
+    session, token = users.create_session(user), users.create_token("wang.li", "script")
+    users.set_disabled("wang.li", True)
+    hasher.verified.clear()
+    assert users.authenticate("wang.li", PASSWORD) is None
+    assert len(hasher.verified) == 1
+    assert users.session_user(session) is None and users.token_user(token) is None
+    users.set_disabled("wang.li", False)
+    assert users.token_user(token) == user  # tokens survive; sessions ended for good
+    assert users.session_user(session) is None
+    assert users.authenticate("wang.li", PASSWORD) == user
+
+
+def test_lockout_after_failures_and_reopening_after_the_lockout(
+    users: UserDirectory, clock: Clock
+) -> None:
+    for _ in range(MAX_FAILURES):
+        assert users.authenticate("wang.li", "wrong password!") is None
+    assert users.authenticate("wang.li", PASSWORD) is None  # locked: even the right one
+    (account,) = [a for a in users.accounts() if a.username == "wang.li"]
+    assert account.locked_until == pytest.approx(clock() + LOCKOUT_S)
+    assert users.authenticate("zhao", PASSWORD + "!") is not None  # per user
+    clock.advance(LOCKOUT_S - 1)
+    assert users.authenticate("wang.li", PASSWORD) is None
+    clock.advance(1)
+    assert users.authenticate("wang.li", PASSWORD) is not None
+
+
+def test_a_good_login_resets_the_failure_count(users: UserDirectory) -> None:
+    for _ in range(3):
+        for _ in range(MAX_FAILURES - 1):
+            assert users.authenticate("wang.li", "wrong password!") is None
+        assert users.authenticate("wang.li", PASSWORD) is not None
+
+
+def test_a_new_password_lifts_the_lockout_and_ends_sessions(users: UserDirectory) -> None:
+    session = users.create_session(User("wang.li", Role.OPERATOR))
+    for _ in range(MAX_FAILURES):
+        users.authenticate("wang.li", "wrong password!")
+    users.set_password("wang.li", "a brand new passphrase")
+    assert users.session_user(session) is None
+    assert users.authenticate("wang.li", PASSWORD) is None
+    assert users.authenticate("wang.li", "a brand new passphrase") is not None
+
+
+def test_parallel_guesses_cannot_exceed_the_limit(
+    users: UserDirectory, hasher: CountingHasher, clock: Clock
+) -> None:
+    # MAX_FAILURES wrong guesses are held inside the hash check: while they are in
+    # flight every further attempt is refused, even with the right password.
+    hasher.hold.clear()
+    guesses = [threading.Thread(target=users.authenticate, args=("wang.li", f"guess {i:08}"))
+               for i in range(MAX_FAILURES)]  # fmt: skip
+    for g in guesses:
+        g.start()
+    for _ in guesses:
+        assert hasher.waiting.acquire(timeout=10)
+    assert users.authenticate("wang.li", PASSWORD) is None
+    hasher.hold.set()
+    for g in guesses:
+        g.join(10)
+    assert users.authenticate("wang.li", PASSWORD) is None  # they failed: locked out
+    clock.advance(LOCKOUT_S)
+    assert users.authenticate("wang.li", PASSWORD) is not None
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def test_sessions_slide_while_used_and_expire_when_not(users: UserDirectory, clock: Clock) -> None:
+    user = User("wang.li", Role.OPERATOR)
+    token = users.create_session(user, ttl_s=100)
+    assert token.startswith(SESSION_PREFIX) and len(token) >= len(SESSION_PREFIX) + 43
+    for _ in range(5):  # 450 s in all, never 100 s idle
+        clock.advance(90)
+        assert users.session_user(token) == user
+    clock.advance(100)
+    assert users.session_user(token) is None
+    clock.advance(-100)
+    assert users.session_user(token) is None  # expired sessions are gone, not just hidden
+
+
+def test_sessions_end_at_their_maximum_age_whatever_the_use(clock: Clock) -> None:
+    with UserDirectory(":memory:", clock=clock, hasher=CountingHasher(), max_session_s=250) as d:
+        user = d.add_user("wang.li", PASSWORD, Role.VIEWER)
+        token = d.create_session(user, ttl_s=100)
+        for _ in range(4):
+            clock.advance(60)
+            assert d.session_user(token) == user
+        clock.advance(20)  # 260 s after login
+        assert d.session_user(token) is None
+
+
+def test_logout_ends_only_that_session(users: UserDirectory) -> None:
+    user = User("wang.li", Role.OPERATOR)
+    a, b = users.create_session(user), users.create_session(user)
+    assert a != b
+    users.end_session(a)
+    users.end_session(a)  # again: nothing to do
+    assert users.session_user(a) is None and users.session_user(b) == user
+
+
+def test_a_role_change_applies_to_live_sessions_and_tokens(users: UserDirectory) -> None:
+    session = users.create_session(User("wang.li", Role.OPERATOR))
+    token = users.create_token("wang.li", "script")
+    users.set_role("wang.li", Role.VIEWER)
+    assert users.session_user(session) == User("wang.li", Role.VIEWER)
+    assert users.token_user(token) == User("wang.li", Role.VIEWER)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
+def test_bad_session_lifetimes_are_refused(users: UserDirectory, ttl: float) -> None:
+    with pytest.raises(AuthError, match="ttl_s"):
+        users.create_session(User("wang.li", Role.OPERATOR), ttl_s=ttl)
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+
+def test_tokens_work_until_revoked_or_expired(users: UserDirectory, clock: Clock) -> None:
+    forever = users.create_token("wang.li", "ci")
+    hour = users.create_token("wang.li", "one hour", ttl_s=3600)
+    assert forever.startswith(API_TOKEN_PREFIX)
+    assert users.token_user(forever) == users.token_user(hour) == User("wang.li", Role.OPERATOR)
+    clock.advance(3600)
+    assert users.token_user(hour) is None and users.token_user(forever) is not None
+    users.revoke_token("wang.li", "ci")
+    assert users.token_user(forever) is None
+    with pytest.raises(AuthError, match="no token named 'ci'"):
+        users.revoke_token("wang.li", "ci")
+    with pytest.raises(AuthError, match="no user 'nobody'"):
+        users.revoke_token("nobody", "ci")
+
+
+def test_token_names_are_per_user_and_unique(users: UserDirectory) -> None:
+    users.create_token("wang.li", "ci")
+    users.create_token("zhao", "ci")
+    with pytest.raises(AuthError, match="already has a token named 'ci'"):
+        users.create_token("wang.li", "ci")
+    with pytest.raises(AuthError, match="invalid token name"):
+        users.create_token("wang.li", "")
+    with pytest.raises(AuthError, match="no user"):
+        users.create_token("nobody", "x")
+    (account,) = [a for a in users.accounts() if a.username == "wang.li"]
+    assert account.tokens == ("ci",)
+    users.revoke_token("zhao", "ci")
+    assert users.token_user(users.create_token("zhao", "ci")) is not None  # name is free again
+
+
+def test_sessions_and_tokens_are_not_interchangeable(users: UserDirectory) -> None:
+    session = users.create_session(User("wang.li", Role.OPERATOR))
+    token = users.create_token("wang.li", "ci")
+    assert users.token_user(session) is None and users.session_user(token) is None
+    assert users.bearer_user(session) == users.bearer_user(token) == User("wang.li", Role.OPERATOR)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[REUSED])
+@given(st.one_of(
+    st.text(max_size=200),
+    st.text(max_size=60).map(lambda s: SESSION_PREFIX + s),
+    st.text(max_size=60).map(lambda s: API_TOKEN_PREFIX + s),
+    st.none(), st.integers(), st.binary(),
+))  # fmt: skip
+def test_forged_and_malformed_tokens_find_nobody(populated: UserDirectory, forged: object) -> None:
+    users = populated
+    for lookup in (users.session_user, users.token_user, users.bearer_user):
+        assert lookup(forged) is None  # type: ignore[arg-type]
+
+
+# --- the first admin -------------------------------------------------------------------------
+
+
+def test_first_start_creates_an_admin_with_a_generated_password_once(tmp_path: Path) -> None:
+    path = tmp_path / "users.sqlite"
+    with UserDirectory(path, hasher=CountingHasher()) as d:
+        password = d.ensure_admin()
+        assert password is not None and len(password) >= MIN_PASSWORD_LENGTH
+        assert d.authenticate("admin", password) == User("admin", Role.ADMIN)
+        assert d.ensure_admin() is None
+    with UserDirectory(path, hasher=CountingHasher()) as d:
+        assert d.ensure_admin() is None  # a later start
+        assert d.authenticate("admin", password) is not None
+    with UserDirectory(":memory:", hasher=CountingHasher()) as other:
+        assert other.ensure_admin() != password  # generated, not a default
+
+
+def test_no_admin_is_created_where_users_exist(users: UserDirectory) -> None:
+    assert users.ensure_admin() is None
+    assert [u.username for u in users.users()] == ["wang.li", "zhao"]
+
+
+def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(users: UserDirectory) -> None:
+    with pytest.raises(AuthError, match="only enabled admin"):
+        users.set_role("zhao", Role.MAINTAINER)
+    with pytest.raises(AuthError, match="only enabled admin"):
+        users.set_disabled("zhao", True)
+    users.set_role("wang.li", Role.ADMIN)
+    users.set_role("zhao", Role.MAINTAINER)
+    assert users.users() == [User("wang.li", Role.ADMIN), User("zhao", Role.MAINTAINER)]
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.from_regex(USERNAME_PATTERN, fullmatch=True))
+def test_every_valid_username_can_be_added(username: str) -> None:
+    with UserDirectory(":memory:", hasher=CountingHasher()) as d:
+        assert d.add_user(username, PASSWORD, Role.VIEWER) == User(username, Role.VIEWER)
+        assert d.authenticate(username, PASSWORD) == User(username, Role.VIEWER)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[REUSED])
+@given(st.text(max_size=40).filter(lambda s: not re.fullmatch(USERNAME_PATTERN, s)))
+def test_invalid_usernames_are_refused_naming_the_name(users: UserDirectory, name: str) -> None:
+    with pytest.raises(AuthError, match="invalid username") as err:
+        users.add_user(name, PASSWORD, Role.VIEWER)
+    assert repr(name) in str(err.value)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[REUSED])
+@given(st.text(max_size=MIN_PASSWORD_LENGTH - 1))
+def test_short_passwords_are_refused(users: UserDirectory, password: str) -> None:
+    with pytest.raises(AuthError, match="password too short"):
+        users.add_user("new.user", password, Role.VIEWER)
+    with pytest.raises(AuthError, match="password too short"):
+        users.set_password("wang.li", password)
+
+
+def test_other_bad_requests_say_what_is_wrong(users: UserDirectory) -> None:
+    with pytest.raises(AuthError, match="already exists"):
+        users.add_user("wang.li", PASSWORD, Role.VIEWER)
+    with pytest.raises(AuthError, match="only whitespace"):
+        users.add_user("new.user", " " * 20, Role.VIEWER)
+    with pytest.raises(AuthError, match="no user 'nobody'"):
+        users.set_password("nobody", PASSWORD)
+    with pytest.raises(AuthError, match="unknown role 'superuser'.*viewer, operator"):
+        users.set_role("wang.li", "superuser")  # type: ignore[arg-type]
+
+
+def test_roles_are_ordered_and_parsed() -> None:
+    assert Role.VIEWER < Role.OPERATOR < Role.MAINTAINER < Role.ADMIN
+    assert [Role.parse(r.name.lower()) for r in Role] == list(Role)
+    assert Role.parse(" Operator ") is Role.OPERATOR
+
+
+def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(AuthError, match="cannot create the user directory"):
+        UserDirectory(blocker / "users.sqlite")
