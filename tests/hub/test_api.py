@@ -2,6 +2,8 @@
 
 The live view is our own interface (a function returning a snapshot), so a plain
 function stands in for a running ingest; the store is the real one in ``tmp_path``.
+The clients log in as an operator of a real (in-memory) user directory; who may do
+what is tested in test_auth.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, get_args
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -27,10 +30,12 @@ from machinetwin.hub import DuckDBStore, Store
 from machinetwin.hub.api import (
     ExecutionName,
     LiveSnapshot,
+    LiveView,
     SeverityName,
     create_api,
     live_view_from,
 )
+from machinetwin.hub.auth import Role, UserDirectory
 from machinetwin.hub.ingest import HubIngest, IngestCounters, LiveState
 from machinetwin.model import (
     Alarm,
@@ -50,6 +55,7 @@ HARBIN = MachineDescriptor("harbin-1", "VMC Harbin", "Harbin", "VMC-600",
                            signals=("coolant.flow",))  # fmt: skip
 TIANJIN = MachineDescriptor("tianjin-1", "VMC Tianjin", "Tianjin", "VMC-600")
 DALIAN = "dalian-1"  # sent data but no birth message: no descriptor
+OPERATOR, PASSWORD = "wang.li", "lab password 2026"
 
 
 def make_batch(machine: str, seq: int) -> SampleBatch:
@@ -115,6 +121,16 @@ class FakeLive:
         )
 
 
+def api_client(store: Store, live: LiveView) -> TestClient:
+    """A client of the API, logged in as an operator (the session cookie)."""
+    users = UserDirectory(":memory:", hasher=PasswordHasher(time_cost=1, memory_cost=1024,
+                                                            parallelism=1))  # fmt: skip
+    users.add_user(OPERATOR, PASSWORD, Role.OPERATOR)
+    client = TestClient(create_api(store, live, users))
+    client.post("/api/login", json={"username": OPERATOR, "password": PASSWORD}).raise_for_status()
+    return client
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[DuckDBStore]:
     s = DuckDBStore(tmp_path / "hub.duckdb")
@@ -129,7 +145,7 @@ def alarm_ids(store: DuckDBStore) -> dict[str, int]:
 
 @pytest.fixture
 def client(store: DuckDBStore, alarm_ids: dict[str, int]) -> Iterator[TestClient]:
-    with TestClient(create_api(store, FakeLive())) as c:
+    with api_client(store, FakeLive()) as c:
         yield c
 
 
@@ -332,10 +348,10 @@ def test_alarms_filter_by_machine_active_and_since(
 
 def test_alarm_ack_round_trip(client: TestClient, alarm_ids: dict[str, int]) -> None:
     alarm_id = alarm_ids["overload"]
-    r = client.post(f"/api/alarms/{alarm_id}/ack",
-                    json={"user": "wang.li", "comment": "bearing check planned"})  # fmt: skip
+    r = client.post(f"/api/alarms/{alarm_id}/ack", json={"comment": "bearing check planned"})
     acked = r.raise_for_status().json()
-    assert acked["acknowledged_by"] == "wang.li" and acked["comment"] == "bearing check planned"
+    # The logged-in user is recorded.
+    assert acked["acknowledged_by"] == OPERATOR and acked["comment"] == "bearing check planned"
     assert acked["acknowledged_at"] > 0 and acked["active"]  # acknowledged is not cleared
     (listed,) = [a for a in client.get("/api/alarms").json() if a["id"] == alarm_id]
     assert listed == acked
@@ -350,7 +366,7 @@ def test_alarm_ack_round_trip(client: TestClient, alarm_ids: dict[str, int]) -> 
         ("x", {"user": "wang.li"}, 422),
         (1, {"user": ""}, 422),
         (1, {"user": "   "}, 422),
-        (1, {"comment": "who?"}, 422),
+        (1, {"user": "zhao", "comment": "signed as someone else"}, 422),
         (1, {"user": "wang.li", "role": "admin"}, 422),
     ],
 )
@@ -394,13 +410,16 @@ def test_websocket_rejects_a_bad_interval(client: TestClient) -> None:
 
 def test_openapi_lists_every_path_and_docs_are_served(client: TestClient) -> None:
     doc = client.get("/openapi.json").raise_for_status().json()
-    assert set(doc["paths"]) == {
+    data_paths = {
         "/api/machines", "/api/machines/{machine_id}/live", "/api/machines/{machine_id}/samples",
         "/api/machines/{machine_id}/export", "/api/alarms", "/api/alarms/{alarm_id}/ack",
         "/api/ingest", "/healthz",
     }  # fmt: skip
-    for path, ops in doc["paths"].items():
-        for op in ops.values():
+    assert set(doc["paths"]) == data_paths | {"/api/login", "/api/logout", "/api/me", "/api/users"}
+    for path in data_paths:
+        for op in doc["paths"][path].values():
+            if path != "/healthz":  # how to log in is documented on every protected route
+                assert {"HTTPBearer": []} in op["security"], path
             ok = op["responses"]["200"]["content"]
             if path.endswith("/export"):
                 assert set(ok) == {"text/csv", "application/vnd.apache.parquet"}
@@ -454,7 +473,7 @@ class BrokenStore:
 def test_store_failures_are_503_with_a_message(
     store: DuckDBStore, alarm_ids: dict[str, int], broken: str, path: str
 ) -> None:
-    client = TestClient(create_api(BrokenStore(store, {broken}), FakeLive()))  # type: ignore[arg-type]
+    client = api_client(BrokenStore(store, {broken}), FakeLive())  # type: ignore[arg-type]
     r = client.get(path)
     assert r.status_code == 503
     assert f"store.{broken} failed" in r.json()["detail"] and "No space left" in r.json()["detail"]
@@ -464,7 +483,7 @@ def test_live_view_failures_are_503_and_a_problem_frame(store: DuckDBStore) -> N
     def broken() -> LiveSnapshot:
         raise RuntimeError("ingest is gone")
 
-    client = TestClient(create_api(store, broken))
+    client = api_client(store, broken)
     r = client.get("/api/ingest")
     assert r.status_code == 503 and "ingest is gone" in r.json()["detail"]
     with client.websocket_connect("/api/ws/live?interval_ms=20") as ws:
@@ -475,7 +494,7 @@ def test_live_view_failures_are_503_and_a_problem_frame(store: DuckDBStore) -> N
 def test_feed_keeps_going_when_alarms_are_unavailable(
     store: DuckDBStore, alarm_ids: dict[str, int]
 ) -> None:
-    client = TestClient(create_api(BrokenStore(store, {"alarms"}), FakeLive()))  # type: ignore[arg-type]
+    client = api_client(BrokenStore(store, {"alarms"}), FakeLive())  # type: ignore[arg-type]
     with client.websocket_connect("/api/ws/live?interval_ms=20") as ws:
         frame = ws.receive_json()
     assert len(frame["machines"]) == 2 and "alarms unavailable" in frame["problem"]
@@ -496,7 +515,7 @@ def test_live_view_from_ingest_copies_under_the_lock(store: DuckDBStore) -> None
     assert snap.machines["harbin-1"].values == {"line": 7.0}
     assert snap.counters.stored == 5 and snap.counters.rejected == {"invalid batch": 2}
     assert snap.taken_at > 0
-    body = TestClient(create_api(store, view)).get("/api/ingest").json()
+    body = api_client(store, view).get("/api/ingest").json()
     assert body["rejected"] == {"invalid batch": 3}
 
 
@@ -507,7 +526,7 @@ def test_live_view_from_ingest_copies_under_the_lock(store: DuckDBStore) -> None
 def shared_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     store = DuckDBStore(tmp_path_factory.mktemp("api") / "hub.duckdb")
     fill(store)
-    with TestClient(create_api(store, FakeLive())) as c:
+    with api_client(store, FakeLive()) as c:
         yield c
     store.close()
 

@@ -1,9 +1,23 @@
 """The hub's REST/WebSocket API: machines, live state, samples, alarms, export, ingest.
 
-``create_api(store, live)`` builds the FastAPI app over a :class:`Store` and a
+``create_api(store, live, users)`` builds the FastAPI app over a :class:`Store`, a
 :class:`LiveView` (a function returning a copy of every machine's live state and the
 ingest counters; ``live_view_from(ingest)`` makes one from a running
-:class:`HubIngest`). OpenAPI is at ``/openapi.json`` and the docs at ``/docs``.
+:class:`HubIngest`) and the hub's :class:`UserDirectory`. OpenAPI is at
+``/openapi.json`` and the docs at ``/docs``.
+
+Who may ask (fail closed):
+
+- ``POST /api/login`` (JSON username and password) answers a session token and sets it
+  as an HttpOnly, SameSite=Strict cookie; ``POST /api/logout`` ends it; ``GET /api/me``
+  says who is logged in.
+- Every other path under ``/api`` (HTTP and WebSocket, also routes added later) needs
+  the session cookie or ``Authorization: Bearer <session or API token>``: a gate in
+  front of the routes answers 401 (a WebSocket is closed with 1008) before any route
+  runs. Without a user directory nobody gets in. ``/healthz`` and the OpenAPI docs
+  stay open.
+- Routes that need more than a login declare ``Depends(require_role(Role.X))`` and
+  answer 403 to a lower role; other modules may reuse it on their own routes.
 
 Where the answers come from, and why:
 
@@ -36,17 +50,30 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Protocol, cast
 
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import (
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import APIKeyCookie, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import MachinetwinError
 from ..model import MachineDescriptor, signal_unit
 from ..model.signals import SIGNALS, VIBRATION, Execution
+from .auth import MAX_PASSWORD_LENGTH, Role, User, UserDirectory
 from .ingest import HubIngest, IngestCounters, LiveState
 from .store import ExportFormat, Series, Store, StoredAlarm, StoreError
 
@@ -200,8 +227,42 @@ class SamplesOut(BaseModel):
 class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    user: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"\S",
+        description="Optional; if given it must be the logged-in user, who is recorded",
+    )  # fmt: skip
     comment: str | None = Field(None, max_length=4000)
+
+
+RoleName = Literal["viewer", "operator", "maintainer", "admin"]
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH)
+
+
+class SessionOut(BaseModel):
+    token: str = Field(description="Session token: send as `Authorization: Bearer <token>` "
+                                   "(the login also sets it as a cookie)")  # fmt: skip
+    username: str
+    role: RoleName
+    expires_in: float = Field(description="Seconds of inactivity after which the session ends")
+
+
+class MeOut(BaseModel):
+    username: str
+    role: RoleName
+
+
+class AccountOut(BaseModel):
+    username: str
+    role: RoleName
+    disabled: bool
+    locked_until: float | None = Field(description="Wall clock, s, while logins are locked out")
+    tokens: list[str] = Field(description="Names of the user's API tokens")
 
 
 class IngestOut(BaseModel):
@@ -219,6 +280,110 @@ class IngestOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     machines: int
+
+
+# --- who is asking ------------------------------------------------------------------------------
+
+SESSION_COOKIE = "machinetwin_session"
+SESSION_TTL_S = 8 * 3600.0
+OPEN_API_PATHS = frozenset({"/api/login", "/api/logout"})  # the rest of /api needs a login
+
+# Declared only so that the OpenAPI document (and /docs' "Authorize") shows how to
+# authenticate; the checking is done by _auth_gate and current_user.
+_bearer_scheme = HTTPBearer(auto_error=False, description="Session token or API token")
+_cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                              description="Set by POST /api/login")  # fmt: skip
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _needs_login(scope: Scope) -> bool:
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]  # mounted under a prefix: judge the app's own path
+    return (path == "/api" or path.startswith("/api/")) and path not in OPEN_API_PATHS
+
+
+def identify(users: UserDirectory | None, conn: HTTPConnection) -> User | None:
+    """Who sent the request: an ``Authorization: Bearer`` header (session or API
+    token) or else the session cookie. A header that is there but not a valid bearer
+    token is refused outright, never passed over for the cookie."""
+    if users is None:
+        return None
+    header = conn.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        return users.bearer_user(token) if scheme.lower() == "bearer" and token else None
+    cookie = conn.cookies.get(SESSION_COOKIE)
+    return users.session_user(cookie) if cookie else None
+
+
+class _AuthGate:
+    """ASGI middleware in front of every route: a path under /api (HTTP or WebSocket)
+    that is not open gets through only with a valid session or token. Being in front
+    of the router, it also covers routes added later that forget a dependency."""
+
+    def __init__(self, app: ASGIApp, users: UserDirectory | None) -> None:
+        self.app = app
+        self.users = users
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not _needs_login(scope):
+            await self.app(scope, receive, send)
+            return
+        user = await run_in_threadpool(identify, self.users, HTTPConnection(scope))
+        if user is not None:
+            scope.setdefault("state", {})["user"] = user  # read back by current_user
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            # Closing before accepting: the server answers the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": "not logged in"})
+        else:
+            detail = "not logged in: send the session cookie or Authorization: Bearer <token>"
+            if self.users is None:
+                detail = "this hub has no user directory: nobody can log in"
+            exc = _unauthorized(detail)
+            await JSONResponse({"detail": exc.detail}, 401, exc.headers)(scope, receive, send)
+
+
+def current_user(
+    conn: HTTPConnection,
+    _bearer: Any = Depends(_bearer_scheme),
+    _cookie: Any = Depends(_cookie_scheme),
+) -> User:
+    """The logged-in user (a dependency): the gate's finding, or, on a route outside
+    /api, the request's own credentials; 401 if there are none."""
+    user = conn.scope.get("state", {}).get("user")
+    if user is None:
+        user = identify(getattr(conn.app.state, "users", None), conn)
+    if user is None:
+        raise _unauthorized(
+            "not logged in: send the session cookie or Authorization: Bearer <token>"
+        )
+    return user
+
+
+def require_role(role: Role) -> Callable[..., User]:
+    """A dependency that answers 401 without a login and 403 below ``role``, and
+    gives the route the :class:`User` (``user: User = Depends(require_role(Role.X))``)."""
+
+    def dependency(user: User = Depends(current_user)) -> User:
+        if user.role < role:
+            raise HTTPException(
+                403, f"{user.username} is {user.role.name.lower()}: this needs {role.name.lower()}"
+            )
+        return user
+
+    dependency.__name__ = f"require_{role.name.lower()}"
+    return dependency
+
+
+def _role_name(role: Role) -> RoleName:
+    return cast(RoleName, role.name.lower())
 
 
 # --- the service behind the routes -----------------------------------------------------------
@@ -375,14 +540,19 @@ class _Hub:
     ) -> list[AlarmOut]:
         return [_alarm_out(a) for a in self.store.alarms(machine, active, since)[:limit]]
 
-    def acknowledge(self, alarm_id: int, ack: AckIn) -> AlarmOut:
+    def acknowledge(self, alarm_id: int, ack: AckIn, user: User) -> AlarmOut:
+        # The record names who is logged in, never what the body claims.
+        if ack.user is not None and ack.user.strip() != user.username:
+            raise RequestValidationError([{
+                "type": "value_error", "loc": ("body", "user"), "input": ack.user,
+                "msg": f"user must be the logged-in user {user.username!r} (or left out)",
+            }])  # fmt: skip
         try:
             stored = self.store.update_alarm(
-                alarm_id, acknowledged_by=ack.user.strip(), comment=ack.comment
+                alarm_id, acknowledged_by=user.username, comment=ack.comment
             )
         except StoreError as exc:
-            # The body is validated (a user is given), so the store refuses only an
-            # unknown id.
+            # The user is given, so the store refuses only an unknown id.
             raise HTTPException(404, str(exc)) from None
         return _alarm_out(stored)
 
@@ -527,20 +697,80 @@ Start = Annotated[float, Query(description="Start (inclusive), machine clock s",
 End = Annotated[float, Query(description="End (exclusive), machine clock s, > t0", **_TIME)]
 
 
-def create_api(store: Store, live: LiveView) -> FastAPI:
-    """The hub's API over ``store`` and ``live`` (see the module docstring)."""
+def create_api(store: Store, live: LiveView, users: UserDirectory | None = None) -> FastAPI:
+    """The hub's API over ``store``, ``live`` and ``users`` (see the module docstring).
+
+    Without ``users`` the API fails closed: nobody can log in and every route under
+    /api except login and logout answers 401."""
     app = FastAPI(
         title="machinetwin hub",
         version="0.1.0",
         description="Machines, live state, samples, alarms and exports of the fleet. "
-        "A WebSocket at /api/ws/live pushes FleetLiveOut frames (OpenAPI cannot list it).",
+        "Log in with POST /api/login; every other /api route needs the session cookie or "
+        "`Authorization: Bearer <token>`. A WebSocket at /api/ws/live pushes FleetLiveOut "
+        "frames (OpenAPI cannot list it).",
     )
+    app.state.users = users
+    app.add_middleware(_AuthGate, users=users)
     hub = _Hub(store, live)
     _add_error_handlers(app)
+    _add_auth_routes(app, users)
     _add_machine_routes(app, hub)
     _add_alarm_routes(app, hub)
     _add_feed_routes(app, hub)
     return app
+
+
+_LOGGED_IN = [Depends(require_role(Role.VIEWER))]  # documents the gate's rule in OpenAPI
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Not logged in"},
+    403: {"model": Problem, "description": "The user's role is too low"},
+}
+
+
+def _add_auth_routes(app: FastAPI, users: UserDirectory | None) -> None:
+    @app.post("/api/login", response_model=SessionOut, tags=["auth"],
+              responses={401: {"model": Problem, "description": "Wrong username or password"}})  # fmt: skip
+    def login(credentials: LoginIn, request: Request, response: Response) -> SessionOut:
+        """Check the password and start a session: the token is in the answer and in
+        an HttpOnly, SameSite=Strict cookie. Unknown user, wrong password, disabled or
+        locked-out user all get the same 401."""
+        user = users.authenticate(credentials.username, credentials.password) if users else None
+        if users is None or user is None:
+            raise _unauthorized("wrong username or password")
+        token = users.create_session(user, SESSION_TTL_S)
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
+                            secure=request.url.scheme == "https")  # fmt: skip
+        return SessionOut(token=token, username=user.username, role=_role_name(user.role),
+                          expires_in=SESSION_TTL_S)  # fmt: skip
+
+    @app.post("/api/logout", status_code=204, response_class=Response, tags=["auth"])
+    def logout(request: Request) -> Response:
+        """End the session of the cookie or bearer token (nothing to do if there is
+        none) and clear the cookie. API tokens are revoked by an admin, not here."""
+        header = request.headers.get("authorization", "")
+        for token in (request.cookies.get(SESSION_COOKIE), header.partition(" ")[2].strip()):
+            if users is not None and token:
+                users.end_session(token)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @app.get("/api/me", response_model=MeOut, responses=_AUTH_ERRORS, tags=["auth"])
+    def me(user: User = Depends(current_user)) -> MeOut:
+        """Who is logged in, with which role."""
+        return MeOut(username=user.username, role=_role_name(user.role))
+
+    @app.get("/api/users", response_model=list[AccountOut], responses=_AUTH_ERRORS,
+             tags=["auth"], dependencies=[Depends(require_role(Role.ADMIN))])  # fmt: skip
+    def list_users() -> list[AccountOut]:
+        """Every user with role, disabled flag, lockout and token names (admins only)."""
+        assert users is not None  # the gate lets nobody in without a directory
+        return [
+            AccountOut(username=a.username, role=_role_name(a.role), disabled=a.disabled,
+                       locked_until=a.locked_until, tokens=list(a.tokens))
+            for a in users.accounts()
+        ]  # fmt: skip
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -554,19 +784,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_machine_routes(app: FastAPI, hub: _Hub) -> None:
-    @app.get("/api/machines", response_model=list[MachineOut], responses={503: _ERRORS[503]},
+    @app.get("/api/machines", dependencies=_LOGGED_IN, response_model=list[MachineOut], responses={503: _ERRORS[503]},
              tags=["machines"])  # fmt: skip
     def list_machines() -> list[MachineOut]:
         """Every machine the hub knows, with a summary of its live state."""
         return hub.machines()
 
-    @app.get("/api/machines/{machine_id}/live", response_model=MachineLiveOut, responses=_ERRORS,
+    @app.get("/api/machines/{machine_id}/live", dependencies=_LOGGED_IN, response_model=MachineLiveOut, responses=_ERRORS,
              tags=["machines"])  # fmt: skip
     def machine_live(machine_id: MachineId) -> MachineLiveOut:
         """Latest values of every signal, execution, active alarms, online, latency."""
         return hub.live(machine_id)
 
-    @app.get("/api/machines/{machine_id}/samples", response_model=SamplesOut, responses=_ERRORS,
+    @app.get("/api/machines/{machine_id}/samples", dependencies=_LOGGED_IN, response_model=SamplesOut, responses=_ERRORS,
              tags=["machines"])  # fmt: skip
     def machine_samples(
         machine_id: MachineId,
@@ -583,6 +813,7 @@ def _add_machine_routes(app: FastAPI, hub: _Hub) -> None:
 
     @app.get(
         "/api/machines/{machine_id}/export", response_class=FileResponse, tags=["machines"],
+        dependencies=_LOGGED_IN,
         responses={**_ERRORS, 200: {"description": "Rows machine, signal, t, value ordered by signal, t",
                                     "content": {m: {"schema": {"type": "string", "format": "binary"}}
                                                 for m in _MEDIA.values()}}},
@@ -599,7 +830,7 @@ def _add_machine_routes(app: FastAPI, hub: _Hub) -> None:
 
 
 def _add_alarm_routes(app: FastAPI, hub: _Hub) -> None:
-    @app.get("/api/alarms", response_model=list[AlarmOut], responses={503: _ERRORS[503]},
+    @app.get("/api/alarms", dependencies=_LOGGED_IN, response_model=list[AlarmOut], responses={503: _ERRORS[503]},
              tags=["alarms"])  # fmt: skip
     def list_alarms(
         machine: str | None = Query(None, description="Only this machine's alarms"),
@@ -616,13 +847,18 @@ def _add_alarm_routes(app: FastAPI, hub: _Hub) -> None:
         "/api/alarms/{alarm_id}/ack", response_model=AlarmOut, tags=["alarms"],
         responses={404: {"model": Problem, "description": "Unknown alarm"}, 503: _ERRORS[503]},
     )  # fmt: skip
-    def acknowledge_alarm(ack: AckIn, alarm_id: int = PathParam(ge=1, le=2**63 - 1)) -> AlarmOut:
-        """Acknowledge an alarm; acknowledging again records the newer user and comment."""
-        return hub.acknowledge(alarm_id, ack)
+    def acknowledge_alarm(
+        ack: AckIn,
+        alarm_id: int = PathParam(ge=1, le=2**63 - 1),
+        user: User = Depends(require_role(Role.VIEWER)),
+    ) -> AlarmOut:
+        """Acknowledge an alarm as the logged-in user (any role); acknowledging again
+        records the newer user and comment."""
+        return hub.acknowledge(alarm_id, ack, user)
 
 
 def _add_feed_routes(app: FastAPI, hub: _Hub) -> None:
-    @app.get("/api/ingest", response_model=IngestOut, responses={503: _ERRORS[503]},
+    @app.get("/api/ingest", dependencies=_LOGGED_IN, response_model=IngestOut, responses={503: _ERRORS[503]},
              tags=["hub"])  # fmt: skip
     def ingest_counters() -> IngestOut:
         """What ingest received, stored, found duplicate and rejected (by reason)."""
