@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 from argon2 import PasswordHasher, Type
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.websockets import WebSocketDisconnect
 
+from machinetwin.hub import DuckDBStore
+from machinetwin.hub.api import SESSION_COOKIE, LiveSnapshot, create_api, require_role
 from machinetwin.hub.auth import (
     API_TOKEN_PREFIX,
     MIN_PASSWORD_LENGTH,
@@ -29,6 +38,7 @@ from machinetwin.hub.auth import (
     UserDirectory,
     users_path_for,
 )
+from machinetwin.model import Alarm, AlarmCode, Severity
 
 PASSWORD = "correct horse battery"
 MAX_FAILURES = 3
@@ -427,3 +437,220 @@ def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(AuthError, match="cannot create the user directory"):
         UserDirectory(blocker / "users.sqlite")
+
+
+# --- the API: who may ask -------------------------------------------------------------------
+
+VIEWER_PW, OPERATOR_PW, ADMIN_PW = "viewer password 1", "operator password 2", "admin password 3"
+
+
+@dataclass
+class Api:
+    client: TestClient
+    users: UserDirectory
+    clock: Clock
+    alarm_id: int
+
+    def login(self, username: str, password: str) -> str:
+        r = self.client.post("/api/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        self.client.cookies.clear()  # tests pass credentials explicitly
+        return r.json()["token"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(tmp_path: Path, clock: Clock) -> Iterator[Api]:
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    alarm = Alarm(AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT, "spindle load 130 %", "spindle", 5.0)
+    alarm_id = store.write_alarm("harbin-1", alarm)
+    users = UserDirectory(":memory:", clock=clock, hasher=CountingHasher(),
+                          max_failures=MAX_FAILURES, lockout_s=LOCKOUT_S)  # fmt: skip
+    users.add_user("viewer", VIEWER_PW, Role.VIEWER)
+    users.add_user("operator", OPERATOR_PW, Role.OPERATOR)
+    users.add_user("boss", ADMIN_PW, Role.ADMIN)
+    app = create_api(store, LiveSnapshot, users)
+    with TestClient(app) as client:
+        yield Api(client, users, clock, alarm_id)
+    users.close()
+    store.close()
+
+
+def protected_requests(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every HTTP route under /api except login and logout, with
+    path parameters filled in."""
+    out = []
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith("/api/"):
+            continue
+        if route.path not in ("/api/login", "/api/logout"):
+            path = re.sub(r"\{[^}]+\}", "1", route.path)
+            out += [(m, path) for m in sorted(route.methods)]
+    return out
+
+
+def test_every_api_route_needs_a_login(api: Api) -> None:
+    requests = protected_requests(api.client.app)  # type: ignore[arg-type]
+    assert len(requests) >= 8  # the data routes are all there
+    for method, path in requests:
+        r = api.client.request(method, path, json={})
+        assert r.status_code == 401, (method, path, r.status_code)
+        assert r.headers["www-authenticate"] == "Bearer"
+    with pytest.raises(WebSocketDisconnect) as closed, api.client.websocket_connect("/api/ws/live"):
+        pass
+    assert closed.value.code == 1008
+
+
+def test_health_docs_and_login_stay_open(api: Api) -> None:
+    assert api.client.get("/healthz").status_code == 200
+    assert api.client.get("/docs").status_code == 200
+    assert api.client.get("/openapi.json").status_code == 200
+    assert api.client.post("/api/logout").status_code == 204
+
+
+def test_login_sets_a_strict_http_only_cookie_that_works(api: Api) -> None:
+    r = api.client.post("/api/login", json={"username": "operator", "password": OPERATOR_PW})
+    body = r.raise_for_status().json()
+    assert body["username"] == "operator" and body["role"] == "operator"
+    cookie = r.headers["set-cookie"]
+    assert f"{SESSION_COOKIE}={body['token']}" in cookie
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert api.client.get("/api/me").json() == {"username": "operator", "role": "operator"}
+    assert api.client.get("/api/machines").status_code == 200
+    with api.client.websocket_connect("/api/ws/live?interval_ms=20") as ws:
+        assert "machines" in ws.receive_json()
+    assert api.client.post("/api/logout").status_code == 204
+    assert api.client.get("/api/me").status_code == 401
+    assert api.users.session_user(body["token"]) is None
+
+
+def test_bearer_session_and_api_tokens_work_and_end(api: Api) -> None:
+    session = api.login("viewer", VIEWER_PW)
+    token = api.users.create_token("operator", "script")
+    assert api.client.get("/api/me", headers=bearer(session)).json()["username"] == "viewer"
+    assert api.client.get("/api/me", headers=bearer(token)).json()["username"] == "operator"
+    with api.client.websocket_connect("/api/ws/live", headers=bearer(token)) as ws:
+        assert "machines" in ws.receive_json()
+    api.client.post("/api/logout", headers=bearer(session))
+    api.users.revoke_token("operator", "script")
+    for gone in (session, token):
+        assert api.client.get("/api/machines", headers=bearer(gone)).status_code == 401
+
+
+@pytest.mark.parametrize("password", [OPERATOR_PW + "x", "", VIEWER_PW])
+@pytest.mark.parametrize("username", ["operator", "nobody", "OPERATOR"])
+def test_wrong_logins_get_the_same_401(api: Api, username: str, password: str) -> None:
+    r = api.client.post("/api/login", json={"username": username, "password": password})
+    assert r.status_code == 401 and r.json() == {"detail": "wrong username or password"}
+    assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
+
+
+def test_login_locks_out_after_failures(api: Api) -> None:
+    wrong = {"username": "operator", "password": "not the password"}
+    for _ in range(MAX_FAILURES):
+        assert api.client.post("/api/login", json=wrong).status_code == 401
+    right = {"username": "operator", "password": OPERATOR_PW}
+    assert api.client.post("/api/login", json=right).status_code == 401
+    api.clock.advance(LOCKOUT_S)
+    assert api.client.post("/api/login", json=right).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"username": "operator"}, {"username": "operator", "password": "p" * 5000},
+     {"username": "operator", "password": OPERATOR_PW, "role": "admin"}],
+)  # fmt: skip
+def test_malformed_login_bodies_are_422(api: Api, body: dict) -> None:
+    assert api.client.post("/api/login", json=body).status_code == 422
+
+
+def bypass_headers(api: Api) -> dict[str, dict[str, str]]:
+    """Requests that must not get in, by what is wrong with them."""
+    user = User("operator", Role.OPERATOR)
+    expired = api.users.create_session(user, ttl_s=10)
+    api_token = api.users.create_token("operator", "script")
+    disabled = api.users.create_token("viewer", "old")
+    api.users.set_disabled("viewer", True)
+    valid = api.users.create_session(user)
+    api.clock.advance(11)
+    forged = SESSION_PREFIX + secrets.token_urlsafe(32)
+    return {
+        "no credentials": {},
+        "empty bearer": {"Authorization": "Bearer "},
+        "scheme only": {"Authorization": "Bearer"},
+        "basic auth": {"Authorization": "Basic b3BlcmF0b3I6b3BlcmF0b3IgcGFzc3dvcmQgMg=="},
+        "garbage": {"Authorization": "Bearer \x7f\x01 nonsense"},
+        "expired session": bearer(expired),
+        "forged session": bearer(forged),
+        "forged api token": bearer(API_TOKEN_PREFIX + secrets.token_urlsafe(32)),
+        "tampered session": bearer(valid[:-2] + ("AA" if valid[-2:] != "AA" else "BB")),
+        "disabled user's token": bearer(disabled),
+        "password as token": bearer(OPERATOR_PW),
+        "api token as cookie": {"Cookie": f"{SESSION_COOKIE}={api_token}"},
+        "forged cookie": {"Cookie": f"{SESSION_COOKIE}={forged}"},
+        "bad header beats a good cookie": {"Authorization": "Bearer nope",
+                                           "Cookie": f"{SESSION_COOKIE}={valid}"},
+    }  # fmt: skip
+
+
+def test_bypass_attempts_are_all_401(api: Api) -> None:
+    for why, headers in bypass_headers(api).items():
+        for path in ("/api/machines", "/api/me", "/api/alarms", "/api/users"):
+            r = api.client.get(path, headers=headers)
+            assert r.status_code == 401, (why, path, r.status_code)
+        with pytest.raises(WebSocketDisconnect), \
+                api.client.websocket_connect("/api/ws/live", headers=headers):  # fmt: skip
+            pass
+
+
+@pytest.mark.parametrize("path", ["/api/machines/", "/api//machines", "/api/./machines",
+                                  "/api/login/../machines", "/api/%6dachines", "/api"])  # fmt: skip
+def test_path_variants_do_not_slip_past_the_gate(api: Api, path: str) -> None:
+    r = api.client.get(path, follow_redirects=True)
+    assert r.status_code in (401, 404), (path, r.status_code)
+
+
+def test_roles_are_checked_per_route(api: Api) -> None:
+    viewer, admin = api.login("viewer", VIEWER_PW), api.login("boss", ADMIN_PW)
+    operator = api.login("operator", OPERATOR_PW)
+    for token in (viewer, operator):
+        r = api.client.get("/api/users", headers=bearer(token))
+        assert r.status_code == 403 and "this needs admin" in r.json()["detail"]
+    listed = api.client.get("/api/users", headers=bearer(admin)).raise_for_status().json()
+    assert [(u["username"], u["role"]) for u in listed] == [
+        ("boss", "admin"), ("operator", "operator"), ("viewer", "viewer")]  # fmt: skip
+    # Any logged-in user may acknowledge an alarm; the record names them.
+    r = api.client.post(f"/api/alarms/{api.alarm_id}/ack", json={"comment": "seen"},
+                        headers=bearer(viewer))  # fmt: skip
+    assert r.raise_for_status().json()["acknowledged_by"] == "viewer"
+    # A promotion applies to the live session at once.
+    api.users.set_role("viewer", Role.ADMIN)
+    assert api.client.get("/api/users", headers=bearer(viewer)).status_code == 200
+
+
+def test_require_role_guards_routes_other_modules_add(api: Api) -> None:
+    app = cast(FastAPI, api.client.app)
+
+    @app.post("/control/feed-hold")
+    def feed_hold(user: User = Depends(require_role(Role.OPERATOR))) -> dict[str, str]:
+        return {"by": user.username}
+
+    viewer, operator = api.login("viewer", VIEWER_PW), api.login("operator", OPERATOR_PW)
+    assert api.client.post("/control/feed-hold").status_code == 401  # outside /api: the dependency
+    assert api.client.post("/control/feed-hold", headers=bearer(viewer)).status_code == 403
+    r = api.client.post("/control/feed-hold", headers=bearer(operator))
+    assert r.json() == {"by": "operator"}
+
+
+def test_without_a_user_directory_nobody_gets_in(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    client = TestClient(create_api(store, LiveSnapshot))
+    login = client.post("/api/login", json={"username": "admin", "password": "x" * 12})
+    assert login.status_code == 401
+    for method, path in protected_requests(client.app):  # type: ignore[arg-type]
+        assert client.request(method, path).status_code == 401
+    assert client.get("/healthz").status_code == 200
+    store.close()
