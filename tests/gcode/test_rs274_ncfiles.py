@@ -21,19 +21,10 @@ NCFILES = Path("/usr/share/linuxcnc/ncfiles")
 # Programs that need features this interpreter does not cover (yet). Strict xfail: a
 # program that starts agreeing fails the suite until it is taken off this list.
 OUT_OF_SCOPE = {
-    "comp-g1.ngc": "cutter radius compensation (G41/G42)",
-    "comp.ngc": "cutter radius compensation (G41/G42)",
-    "comp311.ngc": "cutter radius compensation (G41/G42)",
-    "comp311_2.ngc": "cutter radius compensation (G41/G42)",
-    "gmoccapy_2_tools_with_cutter_radius_compensation.ngc": "cutter radius compensation (G41)",
-    "mmount.ngc": "cutter radius compensation (G41)",
-    "useful-subroutines.ngc": "cutter radius compensation (G41)",
     "lathe_g70_71_demo.ngc": "lathe cycles (G70/G71)",
     "lathe_g7x_face_boring.ngc": "lathe cycles (G72)",
     "lathe_g7x_quadrants.ngc": "lathe cycles (G70-G72)",
     "lathe_pawn.ngc": "lathe radius/diameter mode (G7/G8) and lathe cycles",
-    "systems.ngc": "splines (G5.1)",
-    "threading.ngc": "spindle-synchronized motion (G33)",
 }
 
 

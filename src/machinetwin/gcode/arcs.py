@@ -28,52 +28,72 @@ R_FORM_AXES = {170: ("x", "y", "X and y words missing for arc in xy plane"),
 RADIUS_TOLERANCE = {"inch": 0.00005, "mm": 0.00127}
 SPIRAL_ABS_TOLERANCE = {"inch": 0.002828427, "mm": 0.02828427}
 SPIRAL_REL_TOLERANCE = 0.001
+PLANE_NAMES = {170: "XY", 180: "XZ", 190: "YZ"}
 
 
 def execute_arc(interp: Interpreter, motion: int, block: Block, target: list[float]) -> None:
     s = interp.state
     w = block.words
     plane = s.plane
-    first, second, normal, centre_words, letters = PLANES[plane]
-    has_r = "r" in w
-    has_ijk = any(k in w for k in "ijk")
-    if not has_r and not has_ijk:
+    first, second, normal, _, _ = PLANES[plane]
+    if s.arc_not_allowed:
+        raise interp.error(
+            "The move just after exiting cutter compensation mode must be straight, not an arc"
+        )
+    if "r" not in w and not any(k in w for k in "ijk"):
         raise interp.error("R i j k words all missing for arc")
-    if has_r and has_ijk:
+    if "r" in w and any(k in w for k in "ijk"):
         raise interp.error("Mixed radius ijk format for arc")
     check_arc_feed(interp, block)
     turns = arc_turns(interp, block)
+    if s.comp_side and s.comp_radius > 0.0 and plane != 190:  # YZ arcs ignore compensation
+        interp.comp_arc(motion, block, target, turns)
+        return
     start = s.position
     s1, s2 = start[first], start[second]
     e1, e2 = target[first], target[second]
-    if has_ijk:
-        bad, plane_name = FORBIDDEN_CENTRE_WORD[plane]
-        if bad in w:
-            raise interp.error(
-                f"{bad.upper()} word given for arc in {plane_name} plane", block.columns[bad]
-            )
-        if s.arc_incremental:
-            c1 = s1 + w.get(centre_words[0], 0.0)
-            c2 = s2 + w.get(centre_words[1], 0.0)
-        else:
-            for word in sorted(centre_words):
-                if word not in w:
-                    raise interp.error(f"{word.upper()} word missing in absolute center arc")
-            c1, c2 = w[centre_words[0]], w[centre_words[1]]
-        check_radii(interp, letters, (s1, s2), (c1, c2), (e1, e2))
-    else:
-        a1, a2, message = R_FORM_AXES[plane]
-        if a1 not in w and a2 not in w:
-            raise interp.error(message)
-        c1, c2 = centre_from_radius(interp, motion, w["r"], (s1, s2), (e1, e2))
+    c1, c2 = find_centre(interp, motion, block, (s1, s2), (e1, e2))
     rotation = turns if motion == 30 else -turns
     if s.feed_mode == 930:
         length = arc_length((s1, s2), (c1, c2), (e1, e2), rotation, target[normal] - start[normal])
         interp.emit(canon.SetFeedRate(interp.line, length * w["f"]))
     interp.emit(
         canon.ArcFeed(interp.line, e1, e2, c1, c2, rotation, target[normal], *target[3:6],
-                      plane=("XY", "XZ", "YZ")[(plane - 170) // 10])
+                      plane=PLANE_NAMES[plane])
     )  # fmt: skip
+
+
+def find_centre(
+    interp: Interpreter,
+    motion: int,
+    block: Block,
+    start: tuple[float, float],
+    end: tuple[float, float],
+) -> tuple[float, float]:
+    """The arc's centre in the plane's (first, second) axes, with LinuxCNC's checks."""
+    w = block.words
+    plane = interp.state.plane
+    _, _, _, centre_words, letters = PLANES[plane]
+    if "r" in w:
+        a1, a2, message = R_FORM_AXES[plane]
+        if a1 not in w and a2 not in w:
+            raise interp.error(message)
+        return centre_from_radius(interp, motion, w["r"], start, end)
+    bad, plane_name = FORBIDDEN_CENTRE_WORD[plane]
+    if bad in w:
+        raise interp.error(
+            f"{bad.upper()} word given for arc in {plane_name} plane", block.columns[bad]
+        )
+    if interp.state.arc_incremental:
+        c1 = start[0] + w.get(centre_words[0], 0.0)
+        c2 = start[1] + w.get(centre_words[1], 0.0)
+    else:
+        for word in sorted(centre_words):
+            if word not in w:
+                raise interp.error(f"{word.upper()} word missing in absolute center arc")
+        c1, c2 = w[centre_words[0]], w[centre_words[1]]
+    check_radii(interp, letters, start, (c1, c2), end)
+    return c1, c2
 
 
 def check_arc_feed(interp: Interpreter, block: Block) -> None:
@@ -158,3 +178,19 @@ def arc_length(start, centre, end, rotation: int, helix: float) -> float:
             sweep += 2 * math.pi
         sweep += 2 * math.pi * (-rotation - 1)
     return math.hypot(radius * sweep, helix)
+
+
+def find_turn(x1: float, y1: float, cx: float, cy: float, turn: int, x2: float, y2: float) -> float:
+    """Signed angle swept from (x1, y1) to (x2, y2) about (cx, cy) in ``turn`` turns
+    (LinuxCNC's find_turn: counter-clockwise positive)."""
+    if turn == 0:
+        return 0.0
+    alpha = math.atan2(y1 - cy, x1 - cx)
+    beta = math.atan2(y2 - cy, x2 - cx)
+    if turn > 0:
+        if beta <= alpha:
+            beta += 2 * math.pi
+        return beta - alpha + (turn - 1) * 2 * math.pi
+    if alpha <= beta:
+        alpha += 2 * math.pi
+    return beta - alpha + (turn + 1) * 2 * math.pi

@@ -100,6 +100,63 @@ class ArcFeed(CanonOp):
 
 
 @dataclass(slots=True, frozen=True)
+class NurbsFeed(CanonOp):
+    """A rational B-spline in the XY plane at the feed rate (G5.1 quadratic splines).
+
+    ``points`` are the control points (x, y, weight), the first being the start point;
+    ``order`` is the spline's order (3 for G5.1). The other axes stay where they are:
+    ``z a b c`` repeat the current position so that the move can be followed without
+    knowing it (rs274 prints only the number of control points).
+    """
+
+    order: int
+    points: tuple[tuple[float, float, float], ...]
+    z: float = 0.0
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    rs274_name: ClassVar[str] = "NURBS_FEED"
+
+    def sample(self, segments: int) -> list[tuple[float, float]]:
+        """Points along the curve (a rational Bezier: as many control points as the order)."""
+        pts = self.points
+        out = []
+        for n in range(1, segments + 1):
+            u = n / segments
+            # de Casteljau on homogeneous coordinates (x*w, y*w, w)
+            h = [(x * w, y * w, w) for x, y, w in pts]
+            while len(h) > 1:
+                h = [tuple((1 - u) * a + u * b for a, b in zip(p, q, strict=True))
+                     for p, q in zip(h, h[1:], strict=False)]  # fmt: skip
+            x, y, w = h[0]
+            out.append((x / w, y / w))
+        return out
+
+
+@dataclass(slots=True, frozen=True)
+class StartSpeedFeedSync(CanonOp):
+    """G33/G33.1: motion follows the spindle, ``pitch`` program units per revolution."""
+
+    pitch: float
+    rs274_name: ClassVar[str] = "START_SPEED_FEED_SYNC"
+
+
+@dataclass(slots=True, frozen=True)
+class StopSpeedFeedSync(CanonOp):
+    rs274_name: ClassVar[str] = "STOP_SPEED_FEED_SYNCH"
+
+
+@dataclass(slots=True, frozen=True)
+class RigidTap(CanonOp):
+    """G33.1: feed to the point in step with the spindle, reverse, and come back out."""
+
+    x: float
+    y: float
+    z: float
+    rs274_name: ClassVar[str] = "RIGID_TAP"
+
+
+@dataclass(slots=True, frozen=True)
 class Dwell(CanonOp):
     seconds: float
     rs274_name: ClassVar[str] = "DWELL"

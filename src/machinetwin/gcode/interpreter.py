@@ -19,7 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import GCodeError
-from . import arcs, canon, cycles, fastpath
+from . import arcs, canon, cycles, fastpath, spindle_sync, splines
+from .comp import COMP_AXES, QUEUED_OPS, CutterCompensation
 from .modal import ModalCodes
 from .offsets import OffsetHandling
 from .owords import CallFrame, ModalContext, OWordFlow
@@ -99,7 +100,7 @@ class CanonPositionEcho:
                 self.units = units
 
 
-class Interpreter(OWordFlow, OffsetHandling):
+class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
     """Interprets one program; iterate :meth:`run` for its canonical operations."""
 
     def __init__(
@@ -143,6 +144,8 @@ class Interpreter(OWordFlow, OffsetHandling):
         # after G38.x: (where the probe tripped, where the machine stopped), taken in when
         # the next line is read, as LinuxCNC does
         self.probe_result: tuple[list[float], list[float]] | None = None
+        self.comp_queue = []  # cutter compensation's held-back calls (comp.py)
+        self.comp_endpoint = None
 
     # --- running -----------------------------------------------------------------
 
@@ -214,6 +217,14 @@ class Interpreter(OWordFlow, OffsetHandling):
         return self.frames[-1].source
 
     def emit(self, op: canon.CanonOp) -> None:
+        if self.comp_queue and type(op) in QUEUED_OPS:
+            self.comp_queue.append(op)  # waits behind a compensated move (comp.py)
+            return
+        self.out.append(op)
+        if self.rs274_quirks:
+            self.echo.observe(op)
+
+    def emit_now(self, op: canon.CanonOp) -> None:
         self.out.append(op)
         if self.rs274_quirks:
             self.echo.observe(op)
@@ -233,7 +244,7 @@ class Interpreter(OWordFlow, OffsetHandling):
             self.fast_cooldown -= 1
             return
         s = self.state
-        if s.feed_mode != 940 or self.toolchange_pending:
+        if s.feed_mode != 940 or self.toolchange_pending or s.comp_side or s.arc_not_allowed:
             return
         source = self.current_source
         start = source.tell()
@@ -335,7 +346,7 @@ class Interpreter(OWordFlow, OffsetHandling):
             "_coord_system": float(WORK_SYSTEM_CODES[s.origin_index]),
             "_plane": float(s.plane),
             "_motion_mode": float(s.motion_mode),
-            "_ccomp": 400.0,
+            "_ccomp": float((400, 410, 420)[s.comp_side]),
             "_tool_offset": float(any(s.tool_offset)),
             "_call_level": float(self.params.call_level),
             "_line": float(self.line),
@@ -383,8 +394,8 @@ class Interpreter(OWordFlow, OffsetHandling):
             self.select_plane(g[2])
         if 6 in g:
             self.set_units(g[6])
-        if 7 in g:  # G40: cutter compensation is never on here
-            self.emit(canon.Comment(self.line, "interpreter: cutter radius compensation off"))
+        if 7 in g:
+            self.set_cutter_comp(g[7], block)
         if 8 in g:
             self.set_tool_length_offset(g[8], block)
         if 12 in g:
@@ -529,22 +540,28 @@ class Interpreter(OWordFlow, OffsetHandling):
         if "r" in w and not (motion in (20, 30, 730) or 800 < motion <= 890 or non_modal == 100):
             fail("r", "R word with no g code that uses it")
         if "l" in w and not (
-            non_modal == 100 or motion == 730 or 800 < motion <= 890 or m.get(5) == 66
+            non_modal == 100
+            or motion == 730
+            or 800 < motion <= 890
+            or m.get(5) == 66
+            or g.get(7) in (411, 421)
         ):
             fail("l", "L word with no G10, cutter compensation, canned cycle, digital/analog input, "
                       "M98 or NURBS code")  # fmt: skip
         if "h" in w and g.get(8) not in (430, 432):
             fail("h", "H word with no G43 or G76 to use it")
-        if "d" in w:
+        if "d" in w and g.get(7) not in (410, 411, 420, 421):
             fail("d", "D word with no G41, G41.1, G42, G42.1, G71, G71.1, G71.2 or G96 to use it")
         if "e" in w and m.get(5) not in (66, 67, 68):
             fail("e", "E word with no G70, G76, M66, M67 or M68 to use it")
-        if "i" in w and not (motion in (20, 30, 870) or non_modal == 100):
+        if "i" in w and not (motion in (20, 30, 51, 331, 870) or non_modal == 100):
             fail("i", "I word with no G2, G3, G5, G5.1, G10, G33.1, G76, or G87 to use it")
-        if "j" in w and not (motion in (20, 30, 870) or non_modal == 100):
+        if "j" in w and not (motion in (20, 30, 51, 870) or non_modal == 100):
             fail("j", "J word with no G2, G3, G5, G5.1, G10, G76 or G87 to use it")
-        if "k" in w and motion not in (20, 30, 870):
+        if "k" in w and motion not in (20, 30, 330, 331, 870):
             fail("k", "K word with no G2, G3, G33, G33.1, G76, or G87 to use it")
+        if motion in spindle_sync.CODES and (1 in g or any(a in w for a in AXES)):
+            spindle_sync.check_words(self, block, motion)
 
     # --- comments and messages -------------------------------------------------------
 
@@ -893,7 +910,7 @@ class Interpreter(OWordFlow, OffsetHandling):
                 raise self.error(
                     "Cannot use two g codes that both use axis values", codes.g_cols[1]
                 )
-            if code in PROBE_CODES and not has_axes:
+            if (code in PROBE_CODES or code in spindle_sync.CODES) and not has_axes:
                 raise self.error("All axes missing with motion code", codes.g_cols[1])
             return code
         if codes.g.get(8) == 431:
@@ -910,6 +927,11 @@ class Interpreter(OWordFlow, OffsetHandling):
         """End point in the program frame from the axis words and the distance mode."""
         s = self.state
         target = list(s.position)
+        if s.comp_side and not s.comp_firstmove:
+            # compensation on: words continue from the programmed point, not the tool's
+            first, second, _ = COMP_AXES[s.plane]
+            target[first] = s.program_point[first]
+            target[second] = s.program_point[second]
         words = block.words
         for i, a in enumerate(AXES):
             if a in words:
@@ -930,6 +952,8 @@ class Interpreter(OWordFlow, OffsetHandling):
                 raise self.error("Must use G0 or G1 with G53")
             if s.incremental:
                 raise self.error("Cannot use g53 incremental")
+            if s.comp_side and s.comp_radius > 0.0:
+                raise self.error("Cannot use G53 with cutter radius compensation")
             machine = s.to_machine(s.position)
             for i, a in enumerate(AXES):
                 if a in block.words:
@@ -945,6 +969,19 @@ class Interpreter(OWordFlow, OffsetHandling):
             self.probe(motion, target)
             return
         s.motion_mode = motion
+        if motion in spindle_sync.CODES:
+            spindle_sync.execute(self, motion, block, target)
+            return
+        if motion == 51:
+            splines.execute_quadratic(self, block, target)
+            return
+        if motion in (0, 10):
+            s.arc_not_allowed = False
+        if motion in (0, 10) and s.comp_side and s.comp_radius > 0.0:
+            if motion == 10:
+                self.feed_move(block, target, move=False)
+            self.comp_straight(motion, block, target)
+            return
         if motion == 0:
             self.emit(canon.StraightTraverse(self.line, *target))
         elif motion == 10:
@@ -954,6 +991,8 @@ class Interpreter(OWordFlow, OffsetHandling):
                 # a polar end point counts as the X and Y words an R-format arc needs
                 block.words.setdefault("x", target[0])
             arcs.execute_arc(self, motion, block, target)
+            if s.comp_side and s.comp_radius > 0.0 and s.plane != 190:
+                return  # the compensated arc has set the position
         s.position = target
 
     # --- G38.2-G38.5 probing -------------------------------------------------------------
@@ -989,7 +1028,7 @@ class Interpreter(OWordFlow, OffsetHandling):
         self.state.position = list(stop)
         self.echo.position = list(stop)
 
-    def feed_move(self, block: Block, target: list[float]) -> None:
+    def feed_move(self, block: Block, target: list[float], move: bool = True) -> None:
         s = self.state
         if s.feed_mode == 930:
             if "f" not in block.words:
@@ -1001,11 +1040,16 @@ class Interpreter(OWordFlow, OffsetHandling):
                 raise self.error("Cannot feed with zero spindle speed in feed per rev mode")
         elif s.feed_rate == 0.0:
             raise self.error("Cannot do g1 with zero feed rate")
-        self.emit(canon.StraightFeed(self.line, *target))
+        if move:
+            self.emit(canon.StraightFeed(self.line, *target))
 
     # --- program stops -----------------------------------------------------------------
 
     def stop(self, code: int) -> None:
+        if self.comp_queue:  # a held compensated move ends where it is
+            x, y, _ = self.comp_current()
+            self.move_endpoint_and_flush(x, y)
+            self.dequeue()
         if code == 0:
             self.emit(canon.ProgramStop(self.line))
         elif code == 1:
@@ -1038,6 +1082,8 @@ class Interpreter(OWordFlow, OffsetHandling):
         if not s.feed_override:
             s.feed_override = True
             self.emit(canon.OverrideSwitch(line, "feed", True))
+        s.comp_side = 0
+        s.comp_firstmove = True
         s.spindle = 5
         self.emit(canon.StopSpindleTurning(line, 0))
         self.emit(canon.SetSpindleMode(line, 0, 0.0))

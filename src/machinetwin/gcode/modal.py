@@ -12,7 +12,7 @@ from .reader import Block
 G_GROUPS: dict[int, int] = {}
 for _code in (40, 100, 280, 281, 300, 301, 520, 530, 920, 921, 922, 923):
     G_GROUPS[_code] = 0
-for _code in (0, 10, 20, 30, 730, 800, 810, 820, 830, 840, 850, 860, 870, 880, 890):
+for _code in (0, 10, 20, 30, 51, 330, 331, 730, 800, 810, 820, 830, 840, 850, 860, 870, 880, 890):
     G_GROUPS[_code] = 1
 for _code in (382, 383, 384, 385):  # G38.2-G38.5 probing
     G_GROUPS[_code] = 1
@@ -22,7 +22,7 @@ for _codes, _group in (
     ((901, 911), 4),
     ((930, 940, 950), 5),
     ((200, 210), 6),
-    ((400,), 7),
+    ((400, 410, 411, 420, 421), 7),
     ((430, 431, 432, 490), 8),
     ((980, 990), 10),
     ((540, 550, 560, 570, 580, 590, 591, 592, 593), 12),
@@ -34,12 +34,9 @@ for _codes, _group in (
 # Codes LinuxCNC knows but this interpreter does not implement (yet): named so the
 # error says "not supported" rather than "unknown".
 G_NOT_SUPPORTED = {
-    50: "G5 (cubic spline)", 51: "G5.1 (quadratic spline)", 52: "G5.2 (NURBS)",
+    50: "G5 (cubic spline)", 52: "G5.2 (NURBS)",
     53: "G5.3 (NURBS end)", 70: "G7 (lathe diameter mode)", 80: "G8 (lathe radius mode)",
-    330: "G33 (spindle-synchronized motion)", 331: "G33.1 (rigid tapping)",
-    410: "G41 (cutter radius compensation)",
-    411: "G41.1 (cutter radius compensation)", 420: "G42 (cutter radius compensation)",
-    421: "G42.1 (cutter radius compensation)", 700: "G70 (lathe finishing cycle)",
+    700: "G70 (lathe finishing cycle)",
     710: "G71 (lathe roughing cycle)", 711: "G71.1", 712: "G71.2", 720: "G72 (lathe facing)",
     721: "G72.1", 722: "G72.2", 740: "G74", 760: "G76 (lathe threading cycle)",
     960: "G96 (constant surface speed)", 970: "G97", 150: "G15", 160: "G16",

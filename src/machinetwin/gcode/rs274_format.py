@@ -68,6 +68,10 @@ def _tool_offset(op: canon.UseToolLengthOffset) -> str:
 
 
 _FORMATTERS = {
+    canon.NurbsFeed: lambda op: f"NURBS_FEED({len(op.points)}, ...)",
+    canon.StartSpeedFeedSync: lambda op: f"START_SPEED_FEED_SYNC({op.pitch:.6f},0)",
+    canon.StopSpeedFeedSync: lambda op: "STOP_SPEED_FEED_SYNCH()",
+    canon.RigidTap: lambda op: f"RIGID_TAP({_nums(op.x, op.y, op.z)})",
     canon.Dwell: lambda op: f"DWELL({op.seconds:.4f})",
     canon.SetFeedRate: lambda op: f"SET_FEED_RATE({op.rate:.4f})",
     canon.SetFeedMode: lambda op: f"SET_FEED_MODE({op.spindle}, {op.mode})",

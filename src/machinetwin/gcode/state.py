@@ -61,6 +61,13 @@ class ModalState:
     cycle_initial_level: float | None = None  # G98 height, kept across cycle blocks
     feed_override: bool = True
     speed_override: bool = True
+    # cutter radius compensation (see comp.py); position is the tool centre while it is on
+    comp_side: int = 0  # 0 off (G40), 1 left (G41), 2 right (G42)
+    comp_radius: float = 0.0  # program units, never negative
+    comp_orientation: int = 0  # lathe tool orientation (0 and 9: no origin shift)
+    comp_firstmove: bool = True  # the next move is the entry move
+    arc_not_allowed: bool = False  # the move after G40 must be straight
+    program_point: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # uncompensated
 
     @property
     def mm_per_unit(self) -> float:
