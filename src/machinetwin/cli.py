@@ -258,16 +258,35 @@ def _fail_on_config_error(run) -> None:
         raise typer.Exit(1) from None
 
 
-@app.command("hub")
+hub_app = typer.Typer(help="The hub: run it (--config), and manage its users (user ...).")
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.callback(invoke_without_command=True)
 def hub_command(
-    config: Path = typer.Option(
-        ..., "--config", "-c", exists=True, dir_okay=False, help="Hub file (TOML)"
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", exists=True, dir_okay=False, help="Hub file (TOML)"
     ),  # fmt: skip
 ) -> None:
     """Run the hub: broker (embedded unless configured), ingest, store and API."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"hub_config": config}  # `hub --config X user ...` finds the same hub
+        return
+    if config is None:
+        raise typer.BadParameter("a hub file is needed to run the hub", param_hint="--config")
     from .hub.service import main as hub_main
 
     _fail_on_config_error(lambda: hub_main(config))
+
+
+def _add_hub_user_commands() -> None:
+    from .hub.user_cli import user_app
+
+    hub_app.add_typer(user_app, name="user")
+
+
+_add_hub_user_commands()
 
 
 @app.command("edge")
