@@ -1,0 +1,401 @@
+"""An MTConnect agent for machinetwin's machines (any ``Adapter``), over HTTP.
+
+``/probe``, ``/current``, ``/sample`` (``from``, ``count``, ``to``, ``interval`` with
+``multipart/x-mixed-replace`` streaming and ``heartbeat``) and ``/assets`` (``/asset/ID``),
+each also per device (``/DEVICE/sample``), in XML (MTConnect 2.0 namespaces) or JSON
+(``Accept: application/json`` or ``?format=json``). Errors are MTConnectError documents
+with the standard error codes (OUT_OF_RANGE, INVALID_REQUEST, NO_DEVICE, ...).
+
+The HTTP side is Starlette served by uvicorn in the caller's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ...model import Adapter, SampleBatch
+from .assets import Asset
+from .buffer import ObservationBuffer, Observations
+from .documents import (
+    HeaderInfo,
+    ItemTable,
+    assets_document,
+    error_document,
+    probe_document,
+    streams_document,
+)
+from .feed import DeviceFeed
+from .model import Device, build_device
+
+log = logging.getLogger(__name__)
+
+_MEDIA = {"xml": "application/xml", "json": "application/json"}
+_STATUS = {"OUT_OF_RANGE": 400, "INVALID_REQUEST": 400, "UNSUPPORTED": 400,
+           "NO_DEVICE": 404, "INVALID_URI": 404, "ASSET_NOT_FOUND": 404}  # fmt: skip
+
+
+class RequestError(Exception):
+    """A request the agent answers with an MTConnectError document."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class SampleQuery:
+    start: int
+    count: int
+    to: int | None
+    mask: np.ndarray  # bool per item: the devices asked for
+
+
+class MTConnectAgent:
+    """Serves the devices of several adapters; ``async with agent.serving(port=...)``."""
+
+    def __init__(self, adapters: Iterable[Adapter], assets: Iterable[Asset] = (),
+                 buffer_size: int = 131072, sender: str = "machinetwin",
+                 filter_samples: bool = True, max_count: int | None = None) -> None:  # fmt: skip
+        self.adapters = list(adapters)
+        self.devices: list[Device] = [build_device(a.descriptor) for a in self.adapters]
+        self.table = ItemTable.build(self.devices)
+        self.buffer = ObservationBuffer(len(self.table.items), buffer_size)
+        self.feeds = [DeviceFeed(d, self.buffer, filter_samples) for d in self.devices]
+        self.assets: dict[str, Asset] = {a.asset_id: a for a in assets}
+        # a fresh instanceId on every start tells clients that sequences restarted
+        self.instance_id = secrets.randbits(31) or 1
+        self.sender = sender
+        self.max_count = max_count or buffer_size
+        self.new_data = asyncio.Event()
+        self.closing = False
+        self.tasks: list[asyncio.Task[None]] = []
+        now = time.time()
+        for feed in self.feeds:
+            feed.set_unavailable(now)
+            for item in feed.items:  # the spindle's mode is a constant of the machine
+                if item.type == "ROTARY_MODE":
+                    feed.set_value(item, now, "SPINDLE")
+        self.app = Starlette(routes=self._routes())
+
+    # ------------------------------------------------------------ data in
+
+    def header(self) -> HeaderInfo:
+        live = sum(not a.removed for a in self.assets.values())
+        return HeaderInfo(self.sender, self.instance_id, self.buffer.capacity, asset_count=live)
+
+    def notify(self) -> None:
+        """Wake the streams: new observations are in the buffer."""
+        self.new_data.set()
+        self.new_data = asyncio.Event()
+
+    def add_asset(self, asset: Asset) -> None:
+        self.assets[asset.asset_id] = asset
+
+    async def feed_from(self, adapter: Adapter, feed: DeviceFeed) -> None:
+        """Consume an adapter until it ends; its device is UNAVAILABLE before and after."""
+        started = False
+        try:
+            async for item in adapter.batches():
+                if not started:
+                    started = True
+                    feed.set_available(time.time())
+                    feed.set_normal(time.time())
+                if isinstance(item, SampleBatch):
+                    feed.ingest_batch(item)
+                else:
+                    feed.ingest_event(item)
+                self.notify()
+        except Exception:
+            log.exception("%s: adapter failed", feed.device.name)
+        finally:
+            feed.set_unavailable(time.time())
+            self.notify()
+
+    def start(self) -> None:
+        for adapter, feed in zip(self.adapters, self.feeds, strict=True):
+            self.tasks.append(asyncio.create_task(self.feed_from(adapter, feed)))
+
+    async def stop(self) -> None:
+        self.closing = True
+        self.notify()
+        for adapter in self.adapters:
+            await adapter.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Run the adapters and the HTTP server; yields the agent's base URL."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=1)  # fmt: skip
+        server = uvicorn.Server(config)
+        self.start()
+        serve = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serve.done():
+            await asyncio.sleep(0.01)
+        try:
+            yield f"http://{host}:{sock.getsockname()[1]}"
+        finally:
+            await self.stop()
+            server.should_exit = True
+            await serve
+            sock.close()
+
+    # ------------------------------------------------------------ HTTP
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/", self.probe), Route("/probe", self.probe),
+            Route("/current", self.current), Route("/sample", self.sample),
+            Route("/assets", self.get_assets), Route("/assets/{ids}", self.get_assets),
+            Route("/asset/{ids}", self.get_assets),
+            Route("/{device}/probe", self.probe), Route("/{device}", self.probe),
+            Route("/{device}/current", self.current), Route("/{device}/sample", self.sample),
+            Route("/{device}/assets", self.get_assets),
+            Route("/{path:path}", self.invalid_uri),
+        ]  # fmt: skip
+
+    def _error(self, error: RequestError, fmt: str) -> Response:
+        body = error_document(self.header(), error.code, error.message, fmt)
+        return Response(body, _STATUS.get(error.code, 400), media_type=_MEDIA[fmt])
+
+    async def invalid_uri(self, request: Request) -> Response:
+        return self._error(RequestError("INVALID_URI", f"no such request: {request.url.path}"),
+                           _format(request))  # fmt: skip
+
+    def _devices(self, request: Request) -> list[Device]:
+        name = request.path_params.get("device")
+        if name is None:
+            return self.devices
+        found = [d for d in self.devices if name in (d.name, d.uuid)]
+        if not found:
+            raise RequestError("NO_DEVICE", f"no device named {name!r}")
+        return found
+
+    def _mask(self, devices: list[Device]) -> np.ndarray:
+        mask = np.zeros(len(self.table.items), bool)
+        for d in devices:
+            mask[[i.index for i in d.items()]] = True
+        return mask
+
+    async def probe(self, request: Request) -> Response:
+        fmt = _format(request)
+        try:
+            devices = self._devices(request)
+        except RequestError as e:
+            return self._error(e, fmt)
+        return Response(probe_document(self.header(), devices, fmt), media_type=_MEDIA[fmt])
+
+    async def current(self, request: Request) -> Response:
+        fmt = _format(request)
+        try:
+            _reject(request, ("at", "path"))
+            mask = self._mask(self._devices(request))
+            interval = _int_param(request, "interval", None, minimum=0)
+        except RequestError as e:
+            return self._error(e, fmt)
+        if interval is None:
+            return Response(self._current_doc(mask, fmt), media_type=_MEDIA[fmt])
+        return self._multipart(self._current_parts(mask, interval, fmt), fmt)
+
+    def _current_obs(self, mask: np.ndarray) -> Observations:
+        b = self.buffer
+        items = np.flatnonzero(mask & (b.latest_seq > 0))
+        conds = [i for i in items if self.table.items[i].kind == "cond"]
+        plain = np.array([i for i in items if self.table.items[i].kind != "cond"], np.int64)
+        seqs = [b.latest_seq[plain]]
+        obs = Observations(b.latest_seq[plain], plain.astype(np.int32), b.latest_t[plain],
+                           b.latest_value[plain], b.latest_text[plain])  # fmt: skip
+        active = [(i, entry) for i in conds for entry in b.active.get(int(i), {}).values()]
+        active += [(i, (int(b.latest_seq[i]), 0.0, ("NORMAL", "", "", "", ""))) for i in conds
+                   if not b.active.get(int(i))]  # fmt: skip
+        if not active:
+            return obs
+        text = np.empty(len(active), object)
+        for k, (_, entry) in enumerate(active):
+            text[k] = entry[2]
+        seqs.append(np.array([e[0] for _, e in active], np.int64))
+        extra = Observations(seqs[-1], np.array([i for i, _ in active], np.int32),
+                             np.array([e[1] or b.latest_t[i] for i, e in active]),
+                             np.full(len(active), np.nan), text)  # fmt: skip
+        return _concat(obs, extra)
+
+    def _current_doc(self, mask: np.ndarray, fmt: str) -> str:
+        b = self.buffer
+        seq = (b.first_sequence, b.last_sequence, b.next_sequence)
+        return streams_document(self.header(), self.table, self._current_obs(mask), seq, fmt)
+
+    async def _current_parts(self, mask: np.ndarray, interval_ms: int,
+                             fmt: str) -> AsyncIterator[str]:  # fmt: skip
+        while not self.closing:
+            yield self._current_doc(mask, fmt)
+            await asyncio.sleep(max(interval_ms, 10) / 1000)
+
+    async def sample(self, request: Request) -> Response:
+        fmt = _format(request)
+        try:
+            _reject(request, ("path",))
+            query = self._sample_query(request)
+            interval = _int_param(request, "interval", None, minimum=0)
+            heartbeat = _int_param(request, "heartbeat", 10000, minimum=1)
+            if interval is None:
+                obs, nxt = self.query(query)
+                return Response(self._streams(obs, nxt, fmt), media_type=_MEDIA[fmt])
+        except RequestError as e:
+            return self._error(e, fmt)
+        assert heartbeat is not None
+        return self._multipart(self._sample_parts(query, interval, heartbeat, fmt), fmt)
+
+    def _sample_query(self, request: Request) -> SampleQuery:
+        mask = self._mask(self._devices(request))
+        count = _int_param(request, "count", 100)
+        assert count is not None
+        if count == 0 or abs(count) > self.max_count:
+            raise RequestError("OUT_OF_RANGE", f"'count' must be non-zero and at most "
+                               f"{self.max_count} in magnitude, got {count}")  # fmt: skip
+        start = _int_param(request, "from", None)
+        to = _int_param(request, "to", None)
+        b = self.buffer
+        if start is None:
+            start = b.first_sequence if count > 0 else b.next_sequence
+        if (why := b.check_range(start)) is not None:
+            raise RequestError("OUT_OF_RANGE", why)
+        if to is not None and (to < start or to > b.next_sequence):
+            raise RequestError("OUT_OF_RANGE", f"'to' must be between 'from' ({start}) and "
+                               f"nextSequence {b.next_sequence}, got {to}")  # fmt: skip
+        return SampleQuery(start, count, to, mask)
+
+    def query(self, q: SampleQuery) -> tuple[Observations, int]:
+        """Observations a sample request returns, and the nextSequence to continue from."""
+        b = self.buffer
+        stop = b.next_sequence if q.to is None else min(q.to, b.next_sequence)
+        if q.count > 0:
+            sel = b.select(q.start, stop)
+            hits = np.flatnonzero(q.mask[sel.item])[: q.count]
+            # a full page continues after its last observation; otherwise after the scan
+            nxt = int(sel.seq[hits[-1]]) + 1 if len(hits) == q.count else max(stop, q.start)
+            return sel.take(hits), nxt
+        sel = b.select(b.first_sequence, stop)
+        hits = np.flatnonzero(q.mask[sel.item])[q.count :]
+        return sel.take(hits), stop
+
+    def _streams(self, obs: Observations, nxt: int, fmt: str) -> str:
+        b = self.buffer
+        seq = (b.first_sequence, b.last_sequence, nxt)
+        return streams_document(self.header(), self.table, obs, seq, fmt)
+
+    async def _sample_parts(self, q: SampleQuery, interval_ms: int, heartbeat_ms: int,
+                            fmt: str) -> AsyncIterator[str]:  # fmt: skip
+        """Documents while the client reads: new data at most every interval, else heartbeats."""
+        last_sent = time.monotonic()
+        first = True
+        while not self.closing:
+            if (why := self.buffer.check_range(q.start)) is not None:
+                # the client fell behind the ring: it must resynchronise
+                yield error_document(self.header(), "OUT_OF_RANGE", why, fmt)
+                return
+            obs, nxt = self.query(q)
+            now = time.monotonic()
+            if len(obs) or first or now - last_sent >= heartbeat_ms / 1000:
+                yield self._streams(obs, nxt, fmt)
+                q.start, last_sent, first = nxt, now, False
+            if interval_ms:
+                await asyncio.sleep(interval_ms / 1000)
+            if len(obs) < abs(q.count) and q.start >= self.buffer.next_sequence:
+                wait = max(0.0, last_sent + heartbeat_ms / 1000 - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.new_data.wait(), wait)
+
+    def _multipart(self, documents: AsyncIterator[str], fmt: str) -> StreamingResponse:
+        boundary = secrets.token_hex(16)
+        media = _MEDIA[fmt]
+
+        async def parts() -> AsyncIterator[bytes]:
+            async for doc in documents:
+                body = doc.encode()
+                yield (f"--{boundary}\r\nContent-type: {media}\r\nContent-length: {len(body)}"
+                       "\r\n\r\n").encode() + body + b"\r\n"  # fmt: skip
+
+        return StreamingResponse(
+            parts(), media_type=f"multipart/x-mixed-replace;boundary={boundary}"
+        )
+
+    async def get_assets(self, request: Request) -> Response:
+        fmt = _format(request)
+        ids = request.path_params.get("ids")
+        try:
+            devices = {d.uuid for d in self._devices(request)}
+            if ids is not None:
+                chosen = [self._asset(i) for i in ids.split(";")]
+            else:
+                chosen = self._asset_list(request, devices)
+        except RequestError as e:
+            return self._error(e, fmt)
+        body = assets_document(self.header(), [a.element() for a in chosen],
+                               [a.as_json() for a in chosen], fmt)  # fmt: skip
+        return Response(body, media_type=_MEDIA[fmt])
+
+    def _asset(self, asset_id: str) -> Asset:
+        if asset_id not in self.assets:
+            raise RequestError("ASSET_NOT_FOUND", f"no asset with assetId {asset_id!r}")
+        return self.assets[asset_id]
+
+    def _asset_list(self, request: Request, devices: set[str]) -> list[Asset]:
+        type_ = request.query_params.get("type")
+        removed = request.query_params.get("removed", "false") == "true"
+        count = _int_param(request, "count", 100, minimum=1)
+        chosen = [a for a in self.assets.values() if a.device_uuid in devices
+                  and (type_ is None or a.asset_type == type_) and (removed or not a.removed)]  # fmt: skip
+        chosen.sort(key=lambda a: a.timestamp, reverse=True)
+        return chosen[:count]
+
+
+def _format(request: Request) -> str:
+    explicit = request.query_params.get("format")
+    if explicit in ("json", "xml"):
+        return explicit
+    return "json" if "application/json" in request.headers.get("accept", "") else "xml"
+
+
+def _reject(request: Request, names: tuple[str, ...]) -> None:
+    for name in names:
+        if name in request.query_params:
+            raise RequestError("UNSUPPORTED", f"the '{name}' parameter is not supported here")
+
+
+def _int_param(request: Request, name: str, default: int | None,
+               minimum: int | None = None) -> int | None:  # fmt: skip
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError("INVALID_REQUEST", f"'{name}' must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise RequestError("OUT_OF_RANGE", f"'{name}' must be at least {minimum}, got {value}")
+    return value
+
+
+def _concat(a: Observations, b: Observations) -> Observations:
+    return Observations(*(np.concatenate([getattr(a, f), getattr(b, f)])
+                          for f in ("seq", "item", "t", "value", "text")))  # fmt: skip

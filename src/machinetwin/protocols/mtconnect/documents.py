@@ -1,0 +1,288 @@
+"""MTConnect response documents (Devices, Streams, Assets, Error) as XML and JSON.
+
+XML uses the MTConnect 2.0 namespaces; JSON follows the agent's JSON version 2 layout
+(``{"Samples": {"Position": [{...}]}}``) that current agents and pymtconnect read.
+Observations are grouped by device, component and category and ordered by sequence
+within each, as the standard requires.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from .buffer import Observations
+from .model import NS_VERSION, SCHEMA_VERSION, Component, DataItem, Device
+
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_SCHEMAS = "http://schemas.mtconnect.org/schemas"
+_CATEGORY_ORDER = {"SAMPLE": 0, "EVENT": 1, "CONDITION": 2}
+_CATEGORY_ELEMENT = ("Samples", "Events", "Condition")
+
+
+@dataclass(slots=True)
+class HeaderInfo:
+    sender: str
+    instance_id: int
+    buffer_size: int
+    asset_buffer_size: int = 1024
+    asset_count: int = 0
+    version: str = "2.0.0.0"
+
+
+def iso_times(t: np.ndarray) -> np.ndarray:
+    """Seconds since the epoch -> ISO 8601 UTC strings with microseconds, vectorised."""
+    us = np.round(np.asarray(t, np.float64) * 1e6).astype(np.int64).astype("datetime64[us]")
+    return np.char.add(np.datetime_as_string(us, unit="us"), "Z")
+
+
+def parse_iso_times(values: list[str]) -> np.ndarray:
+    """ISO 8601 UTC strings (``...Z``, any fraction) -> seconds since the epoch, vectorised."""
+    if not values:
+        return np.zeros(0)
+    stripped = [v[:-1] if v.endswith("Z") else v for v in values]
+    stamps = np.array(stripped, dtype="datetime64[us]")
+    return stamps.astype(np.int64) / 1e6
+
+
+def _now() -> str:
+    return str(iso_times(np.array([time.time()]))[0])
+
+
+def _header_attrs(h: HeaderInfo, kind: str, seq: tuple[int, int, int] | None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"creationTime": _now(), "sender": h.sender,
+                             "instanceId": h.instance_id, "version": h.version}  # fmt: skip
+    if kind == "Assets":
+        attrs.update(assetBufferSize=h.asset_buffer_size, assetCount=h.asset_count)
+        return attrs
+    attrs["bufferSize"] = h.buffer_size
+    if kind == "Devices":
+        attrs.update(assetBufferSize=h.asset_buffer_size, assetCount=h.asset_count)
+    if seq is not None:
+        attrs.update(firstSequence=seq[0], lastSequence=seq[1], nextSequence=seq[2])
+    return attrs
+
+
+def _xml_open(kind: str) -> str:
+    ns = f"urn:mtconnect.org:MTConnect{kind}:{NS_VERSION}"
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<MTConnect{kind} xmlns="{ns}" '
+            f'xmlns:m="{ns}" xmlns:xsi="{_XSI}" schemaVersion="{SCHEMA_VERSION}" '
+            f'xsi:schemaLocation="{ns} {_SCHEMAS}/MTConnect{kind}_{NS_VERSION}.xsd">')  # fmt: skip
+
+
+def _attrs(attrs: dict[str, Any]) -> str:
+    return "".join(f" {k}={quoteattr(str(v))}" for k, v in attrs.items() if v is not None)
+
+
+def _json_doc(kind: str, header: dict[str, Any], body: dict[str, Any]) -> str:
+    doc = {"jsonVersion": 2, "schemaVersion": SCHEMA_VERSION, "Header": header, **body}
+    return json.dumps({f"MTConnect{kind}": doc}, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def error_document(h: HeaderInfo, code: str, message: str, fmt: str) -> str:
+    """An MTConnectError document with one error (errorCode per the standard)."""
+    header = _header_attrs(h, "Error", None)
+    if fmt == "json":
+        err = {"Error": {"errorCode": code, "value": message}}
+        return _json_doc("Error", header, {"Errors": [err]})
+    return (f"{_xml_open('Error')}<Header{_attrs(header)}/><Errors><Error errorCode="
+            f"{quoteattr(code)}>{escape(message)}</Error></Errors></MTConnectError>")  # fmt: skip
+
+
+# ---------------------------------------------------------------- probe
+
+
+def _item_attrs(item: DataItem) -> dict[str, Any]:
+    return {"category": item.category, "id": item.id, "type": item.type,
+            "subType": item.sub_type, "units": item.units, "name": item.name}  # fmt: skip
+
+
+def _component_xml(c: Component) -> str:
+    inner = ""
+    if c.items:
+        inner += "<DataItems>" + "".join(f"<DataItem{_attrs(_item_attrs(i))}/>" for i in c.items)
+        inner += "</DataItems>"
+    if c.children:
+        inner += "<Components>" + "".join(_component_xml(k) for k in c.children) + "</Components>"
+    return f"<{c.type}{_attrs({'id': c.id, 'name': c.name})}>{inner}</{c.type}>"
+
+
+def _component_json(c: Component) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in {"id": c.id, "name": c.name}.items() if v}
+    if c.items:
+        out["DataItems"] = {"DataItem": [
+            {k: v for k, v in _item_attrs(i).items() if v is not None} for i in c.items]}  # fmt: skip
+    if c.children:
+        kids: dict[str, list[dict[str, Any]]] = {}
+        for k in c.children:
+            kids.setdefault(k.type, []).append(_component_json(k))
+        out["Components"] = kids
+    return out
+
+
+def probe_document(h: HeaderInfo, devices: list[Device], fmt: str) -> str:
+    header = _header_attrs(h, "Devices", None)
+    if fmt == "json":
+        devs = [{**_component_json(d.root), "uuid": d.uuid, "name": d.name} for d in devices]
+        return _json_doc("Devices", header, {"Devices": {"Device": devs}})
+    body = "".join(
+        _component_xml(d.root).replace(f'<Device id="{d.id}"',
+                                       f'<Device id="{d.id}" uuid={quoteattr(d.uuid)}', 1)
+        for d in devices)  # fmt: skip
+    return f"{_xml_open('Devices')}<Header{_attrs(header)}/><Devices>{body}</Devices></MTConnectDevices>"
+
+
+# ---------------------------------------------------------------- streams
+
+
+@dataclass(slots=True)
+class ItemTable:
+    """The agent's data items by index, with the arrays rendering groups by."""
+
+    items: list[DataItem]
+    devices: list[Device]
+    component: np.ndarray  # int32: global component index of each item
+    category: np.ndarray  # int8: 0 SAMPLE, 1 EVENT, 2 CONDITION
+    components: list[tuple[int, Component]]  # (device index, component) by global index
+
+    @classmethod
+    def build(cls, devices: list[Device]) -> ItemTable:
+        items: list[DataItem] = []
+        comps: list[tuple[int, Component]] = []
+        comp_of: list[int] = []
+        for d_index, dev in enumerate(devices):
+            for comp in dev.components():
+                comps.append((d_index, comp))
+                for item in comp.items:
+                    item.index = len(items)
+                    items.append(item)
+                    comp_of.append(len(comps) - 1)
+        category = np.array([_CATEGORY_ORDER[i.category] for i in items], np.int8)
+        return cls(items, devices, np.array(comp_of, np.int32), category, comps)
+
+
+def _value_text(item: DataItem, value: float, text: object) -> str:
+    kind = item.kind
+    if kind == "num":
+        return "UNAVAILABLE" if np.isnan(value) else f"{value:.12g}"
+    if kind == "enum":
+        return "UNAVAILABLE" if np.isnan(value) else item.values[int(value)]  # type: ignore[index]
+    return "UNAVAILABLE" if text is None else str(text)
+
+
+def _observation(item: DataItem, seq: int, stamp: str, value: float, text: object,
+                 fmt: str) -> tuple[str, dict[str, Any], Any]:  # fmt: skip
+    """(element, attributes, value) of one observation."""
+    attrs: dict[str, Any] = {"dataItemId": item.id, "timestamp": stamp, "sequence": int(seq)}
+    if item.name:
+        attrs["name"] = item.name
+    if item.sub_type:
+        attrs["subType"] = item.sub_type
+    if item.kind == "cond":
+        level, code, severity, qualifier, message = text  # type: ignore[misc]
+        attrs["type"] = item.type
+        attrs.update({k: v for k, v in (("nativeCode", code), ("nativeSeverity", severity),
+                                        ("qualifier", qualifier)) if v})  # fmt: skip
+        return level.capitalize(), attrs, message or None
+    out = _value_text(item, value, text)
+    if fmt == "json" and item.kind == "num" and out != "UNAVAILABLE":
+        return item.element, attrs, float(f"{value:.12g}")
+    return item.element, attrs, out
+
+
+Grouped = dict[int, dict[int, dict[int, list[tuple[str, dict[str, Any], Any]]]]]
+
+
+def _group(table: ItemTable, obs: Observations, fmt: str) -> Grouped:
+    """device -> component -> category -> observations, each list in sequence order."""
+    order = np.lexsort((obs.seq, table.category[obs.item], table.component[obs.item]))
+    obs = obs.take(order)
+    stamps = iso_times(obs.t)
+    out: Grouped = {}
+    comps = table.component[obs.item]
+    cats = table.category[obs.item]
+    for k in range(len(obs)):
+        item = table.items[obs.item[k]]
+        d_index = table.components[comps[k]][0]
+        bucket = out.setdefault(d_index, {}).setdefault(int(comps[k]), {})
+        bucket.setdefault(int(cats[k]), []).append(
+            _observation(item, obs.seq[k], stamps[k], obs.value[k], obs.text[k], fmt)
+        )
+    return out
+
+
+def streams_document(h: HeaderInfo, table: ItemTable, obs: Observations,
+                     seq: tuple[int, int, int], fmt: str) -> str:  # fmt: skip
+    """An MTConnectStreams document of these observations (empty = heartbeat)."""
+    header = _header_attrs(h, "Streams", seq)
+    grouped = _group(table, obs, fmt)
+    if fmt == "json":
+        return _json_doc("Streams", header, {"Streams": _streams_json(table, grouped)})
+    parts = [f"{_xml_open('Streams')}<Header{_attrs(header)}/><Streams>"]
+    for d_index, comps in grouped.items():
+        dev = table.devices[d_index]
+        parts.append(f"<DeviceStream name={quoteattr(dev.name)} uuid={quoteattr(dev.uuid)}>")
+        for c_index, cats in comps.items():
+            comp = table.components[c_index][1]
+            parts.append(f"<ComponentStream{_attrs(_stream_attrs(comp))}>")
+            for cat, observations in sorted(cats.items()):
+                parts.append(f"<{_CATEGORY_ELEMENT[cat]}>")
+                parts.extend(_obs_xml(o) for o in observations)
+                parts.append(f"</{_CATEGORY_ELEMENT[cat]}>")
+            parts.append("</ComponentStream>")
+        parts.append("</DeviceStream>")
+    parts.append("</Streams></MTConnectStreams>")
+    return "".join(parts)
+
+
+def _stream_attrs(comp: Component) -> dict[str, Any]:
+    return {"component": comp.type, "name": comp.name, "componentId": comp.id}
+
+
+def _obs_xml(o: tuple[str, dict[str, Any], Any]) -> str:
+    element, attrs, value = o
+    if value is None:
+        return f"<{element}{_attrs(attrs)}/>"
+    return f"<{element}{_attrs(attrs)}>{escape(str(value))}</{element}>"
+
+
+def _streams_json(table: ItemTable, grouped: Grouped) -> dict[str, Any]:
+    streams = []
+    for d_index, comps in grouped.items():
+        dev = table.devices[d_index]
+        cstreams = []
+        for c_index, cats in comps.items():
+            cs: dict[str, Any] = {
+                k: v for k, v in _stream_attrs(table.components[c_index][1]).items() if v
+            }
+            for cat, observations in sorted(cats.items()):
+                by_type: dict[str, list[dict[str, Any]]] = {}
+                for element, attrs, value in observations:
+                    entry = dict(attrs)
+                    if value is not None:
+                        entry["value"] = value
+                    by_type.setdefault(element, []).append(entry)
+                cs[_CATEGORY_ELEMENT[cat]] = by_type
+            cstreams.append(cs)
+        streams.append({"name": dev.name, "uuid": dev.uuid, "ComponentStream": cstreams})
+    return {"DeviceStream": streams}
+
+
+# ---------------------------------------------------------------- assets
+
+
+def assets_document(h: HeaderInfo, assets_xml: list[str], assets_json: list[dict[str, Any]],
+                    fmt: str) -> str:  # fmt: skip
+    header = _header_attrs(h, "Assets", None)
+    if fmt == "json":
+        return _json_doc("Assets", header, {"Assets": assets_json})
+    return (f"{_xml_open('Assets')}<Header{_attrs(header)}/><Assets>{''.join(assets_xml)}"
+            "</Assets></MTConnectAssets>")  # fmt: skip
