@@ -17,7 +17,7 @@ from ..errors import GCodeError
 
 WORD_LETTERS = frozenset("abcdefghijklmpqrstxyz@^")
 POLAR_WORDS = frozenset("@^")  # polar radius and angle; LinuxCNC lets a later one win
-INTEGER_WORDS = frozenset("dhlmt")  # read with read_integer_value, as LinuxCNC does
+INTEGER_WORDS = frozenset("hlmt")  # read with read_integer_value, as LinuxCNC does (D is real)
 NEGATIVE_WORD_ERRORS = {"m": "Negative m code used", "l": "Negative l word used"}
 
 O_KEYWORDS = (
