@@ -181,13 +181,24 @@ class Controller:
 
     # --- alarms --------------------------------------------------------------------------
 
-    def raise_alarm(self, code: AlarmCode, severity: Severity, message: str, source: str) -> Alarm:
-        """Raise an alarm once (an active alarm with the same code and source is kept)."""
+    def raise_alarm(
+        self,
+        code: AlarmCode,
+        severity: Severity,
+        message: str,
+        source: str,
+        at: float | None = None,
+    ) -> Alarm:
+        """Raise an alarm once (an active alarm with the same code and source is kept).
+
+        ``at``: when the cause appeared (machine clock, s), if it is known more
+        precisely than "now" (the simulator checks a block of ticks at once).
+        """
         s = self.state
         for alarm in s.alarms:
             if alarm.active and alarm.code == code and alarm.source == source:
                 return alarm
-        alarm = Alarm(code, severity, message, source, self.clock())
+        alarm = Alarm(code, severity, message, source, self.clock() if at is None else at)
         s.alarms.append(alarm)
         if severity >= Severity.FAULT and s.execution in (Execution.ACTIVE, Execution.INTERRUPTED):
             s.execution = Execution.STOPPED

@@ -87,6 +87,10 @@ class FaultSchedule:
         """Combined severity of one kind at time t (the strongest fault of that kind)."""
         return max((f.severity_at(t) for f in self.faults if f.kind == kind), default=0.0)
 
+    def next_start(self, after: float) -> float | None:
+        """The earliest start of a fault later than ``after`` (s), or None."""
+        return min((f.start for f in self.faults if f.start > after), default=None)
+
     def ground_truth(self, t: float) -> dict[str, float]:
         return {f"fault.{k.value}": self.severity(k, t) for k in FaultKind}
 

@@ -10,6 +10,7 @@ deterministic for a given seed: every random source is spawned from one seed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from .vibration import VibrationFaults, VibrationModel, orders_of
 AXES = ("x", "y", "z")
 SPINDLE_OVERLOAD_PCT = 120.0
 OVER_TEMPERATURE_C = 70.0
+OVERLOAD_TICKS = 100  # ticks over the limit (0.1 s at 1 kHz) before a spindle overload
 BACKLASH_AT_FULL_SEVERITY = 0.05  # mm
 ENCODER_NOISE_AT_FULL_SEVERITY = 0.005  # mm
 WEAR_RATE_AT_FULL_SEVERITY = 20.0  # times the normal wear rate
@@ -42,7 +44,10 @@ BEARING_SEVERITY_SCALE = 2.0  # fault severity 1 → about twice a CWRU 0.007" d
 @dataclass
 class SimOptions:
     seed: int = 0
-    block_ticks: int = 1000  # servo ticks per step (1 s); the planner and stock like long blocks
+    # servo ticks per step (5 s): per-block costs (planner, stock, physics calls) are
+    # shared by more ticks. ``simulate`` still ends a block where a fault starts, where
+    # an alarm stops the program and where the program ends, so nothing lags by a block.
+    block_ticks: int = 5000
     sample_rate_hz: float = 100.0  # telemetry rate the columns are averaged down to
     vibration_every_s: float = 60.0  # one vibration window this often while the spindle turns
     vibration_duration_s: float = 1.0
@@ -54,6 +59,9 @@ class StepResult:
     columns: dict[str, np.ndarray]
     waveforms: list[Waveform] = field(default_factory=list)
     alarms: list[Alarm] = field(default_factory=list)
+    # last tick of the block that belongs to the run when the program ended or an
+    # alarm stopped it inside the block (None: the block ran to its end)
+    stop_tick: int | None = None
 
 
 def tool_table_from(config: MachineConfig) -> ToolTable:
@@ -103,6 +111,7 @@ class Simulator:
         self.ticks_since_feed = 1 << 30  # servo ticks since the last tick on a feed line
         self.next_vibration_at = 0.0
         self.broken_tools: set[int] = set()
+        self.rapid_flags = np.zeros(0, dtype=bool)  # the last block's rapid ticks
 
     # --- programs ----------------------------------------------------------------------
 
@@ -154,27 +163,52 @@ class Simulator:
 
     # --- one block -------------------------------------------------------------------------
 
-    def step(self, n: int | None = None) -> StepResult:
+    def step(self, n: int | None = None, truncate: bool = False) -> StepResult:
+        """Advance by ``n`` servo ticks (default ``block_ticks``), vectorised over them.
+
+        ``truncate``: when the program ends or an alarm stops it inside the block, end
+        the block there (columns, clock and stock), as a whole-program run wants; a
+        live machine (the adapter) keeps its fixed block length instead.
+        """
         n = n or self.options.block_ticks
-        self.apply_faults()
+        self.apply_faults(n)
         block = self.planner.advance(n)
         t = self.t + self.dt * np.arange(1, n + 1)
         rpm_cmd, tool_per_tick = self.apply_events(block, n)
+        stock_state = self.stock.checkpoint() if truncate else None
         cut, cutting, spindle_rpm = self.machine_process(block, t, rpm_cmd, tool_per_tick)
         sp = self.spindle.load(spindle_rpm, cutting["torque"])
         axes = self.servo.step(block.pos, cutting["feed_force"])
         power, energy = self.meter.step(sp.power, axes.power, self.coolant)
         self.t = float(t[-1])
-        alarms = self.check_alarms(block, axes, sp, cut, cutting)
+        alarms, stop = self.check_alarms(t, axes, sp, cut, cutting)
+        columns = self.block_columns(block, t, tool_per_tick, rpm_cmd, spindle_rpm,
+                                     cut, cutting, sp, axes, power, energy)  # fmt: skip
+        waveforms = self.maybe_vibration(t, spindle_rpm, cutting, cut)
+        state = self.controller.state
+        if self.planner.done and state.execution == Execution.ACTIVE:
+            self.controller.on_program_end()
+            end = self.end_tick(block)
+            stop = end if stop is None else min(stop, end)
+        if truncate and stop is not None and stop < n - 1:
+            self.stop_block_at(stop, columns, block, tool_per_tick, stock_state)
+            waveforms = [w for w in waveforms if w.t0 + self.options.vibration_duration_s
+                         <= self.t + 1e-9]  # fmt: skip
+        return StepResult(columns, waveforms, alarms, stop)
+
+    def block_columns(self, block, t, tools, rpm_cmd, rpm, cut, cutting, sp, axes, power,
+                      energy) -> dict[str, np.ndarray]:  # fmt: skip
+        """The block's signals as columns of one value per tick."""
+        n = len(t)
         columns = {
             "t": t,
             "line": block.line.astype(float),
-            "tool": tool_per_tick.astype(float),
+            "tool": tools.astype(float),
             "feed_cmd": block.feed,
             "feed": np.linalg.norm(np.gradient(axes.pos, self.dt, axis=0), axis=1) * 60.0
             if n > 1 else block.feed,
             "spindle.speed_cmd": rpm_cmd,
-            "spindle.speed": spindle_rpm,
+            "spindle.speed": rpm,
             "spindle.load": sp.load,
             "spindle.power": sp.power,
             "spindle.temp": sp.temp,
@@ -186,17 +220,36 @@ class Simulator:
         }  # fmt: skip
         for i, axis in enumerate(AXES):
             columns[f"{axis}.pos"] = axes.pos[:, i]
-            columns[f"{axis}.pos_cmd"] = np.ascontiguousarray(block.pos[:, i])
+            columns[f"{axis}.pos_cmd"] = block.pos[:, i]
             columns[f"{axis}.ferr"] = axes.ferr[:, i]
             columns[f"{axis}.load"] = axes.load[:, i]
         state = self.controller.state
         columns["execution"] = np.full(n, float(state.execution))
         columns["part_count"] = np.full(n, float(state.part_count))
         columns.update(self.faults.ground_truth_over(t))
-        waveforms = self.maybe_vibration(spindle_rpm, cutting, cut)
-        if self.planner.done and state.execution == Execution.ACTIVE:
-            self.controller.on_program_end()
-        return StepResult(columns, waveforms, alarms)
+        return columns
+
+    def end_tick(self, block: SetpointBlock) -> int:
+        """The tick of this block at which the program's motion settled at its end."""
+        end = self.planner.end_time
+        n = len(block.t)
+        if end is None or n == 0:
+            return n - 1
+        return int(min(max(round((end - float(block.t[0])) / self.dt), 0), n - 1))
+
+    def stop_block_at(self, stop, columns, block, tools, stock_state) -> None:
+        """End the block after tick ``stop``: cut columns, clock and stock back to there."""
+        keep = stop + 1
+        for name, values in columns.items():
+            columns[name] = values[:keep]
+        self.t = float(columns["t"][-1])
+        if stock_state is not None and self.stock.revision != stock_state.revision:
+            # the material the tool reached after the stop was never cut: redo the cut
+            self.stock.restore(stock_state)
+            tool = self.tools.get(int(tools[stop]))
+            if tool is not None and (tools[:keep] == tool.number).all():
+                tips = block.pos[:keep] - self.g54 - np.array([0.0, 0.0, tool.length])
+                self.stock.cut(tips, tool, self.rapid_flags[:keep])
 
     def apply_events(self, block: SetpointBlock, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Spindle, tool and coolant changes at their ticks; piecewise-constant columns."""
@@ -249,7 +302,8 @@ class Simulator:
             cut = CutResult.idle(n, tool.diameter if tool else 0.0)
         else:
             tips = block.pos - self.g54 - np.array([0.0, 0.0, tool.length])
-            cut = self.stock.cut(tips, tool, self.rapid_ticks(block.line))
+            self.rapid_flags = self.rapid_ticks(block.line)
+            cut = self.stock.cut(tips, tool, self.rapid_flags)
         mrr = cut.volume / self.dt
         fz = feed_per_tooth(block.feed, spindle_rpm, tool.flutes if tool else 1)
         if tool is None:
@@ -291,7 +345,8 @@ class Simulator:
 
     # --- faults and alarms ---------------------------------------------------------------
 
-    def apply_faults(self) -> None:
+    def apply_faults(self, n: int) -> None:
+        """Fault severities for the coming block of ``n`` ticks (set at its start)."""
         sev = self.faults.severity
         t = self.t
         self.cutting.wear_rate_factor = 1.0 + WEAR_RATE_AT_FULL_SEVERITY * sev(
@@ -303,64 +358,126 @@ class Simulator:
         self.servo.backlash = np.full(3, BACKLASH_AT_FULL_SEVERITY * sev(FaultKind.BACKLASH, t))
         self.servo.encoder_noise = np.full(3, ENCODER_NOISE_AT_FULL_SEVERITY
                                            * sev(FaultKind.ENCODER_NOISE, t))  # fmt: skip
+        horizon = t + n * self.dt  # a breakage inside the block happens at its own time
         for fault in self.faults.faults:
-            if (fault.kind == FaultKind.TOOL_BREAKAGE and fault.start <= t + 1.0
+            if (fault.kind == FaultKind.TOOL_BREAKAGE and fault.start <= horizon
                     and self.tool and self.tool not in self.broken_tools):  # fmt: skip
                 self.cutting.break_tool(self.tool, fault.start)
                 self.broken_tools.add(self.tool)
 
-    def check_alarms(self, block, axes, sp, cut, cutting) -> list[Alarm]:
+    def block_length(self, ticks: int, multiple: int = 1) -> int:
+        """``ticks``, or fewer so that the block ends where the next fault starts.
+
+        The fault's start is rounded up to a ``multiple`` of ticks (the telemetry's
+        decimation), so that the samples stay evenly spaced.
+        """
+        start = self.faults.next_start(self.t)
+        if start is None:
+            return ticks
+        until = math.ceil((start - self.t) / self.dt - 1e-9)
+        until = -(-until // multiple) * multiple
+        return max(multiple, min(ticks, until))
+
+    def check_alarms(self, t, axes, sp, cut, cutting) -> tuple[list[Alarm], int | None]:
+        """Alarms the block raised, each at the tick its cause appeared.
+
+        Returns them and the first tick at which one of them stopped the program.
+        """
         c = self.controller
         raised: list[Alarm] = []
+        stop: list[int] = []
 
-        def alarm(code: AlarmCode, severity: Severity, message: str, source: str) -> None:
+        def alarm(tick, code: AlarmCode, severity: Severity, message: str, source: str) -> None:
             before = len(c.state.alarms)
-            a = c.raise_alarm(code, severity, message, source)
+            running = self.running
+            a = c.raise_alarm(code, severity, message, source, at=float(t[tick]))
             if len(c.state.alarms) > before:
                 raised.append(a)
+                if running and not self.running:
+                    stop.append(tick)
 
         for i, axis in enumerate(AXES):
-            if axes.over_limit[:, i].any():
+            over = np.flatnonzero(axes.over_limit[:, i])
+            if len(over):
                 worst = float(np.abs(axes.ferr[:, i]).max())
-                alarm(AlarmCode.FOLLOWING_ERROR, Severity.FAULT,
+                alarm(int(over[0]), AlarmCode.FOLLOWING_ERROR, Severity.FAULT,
                       f"{axis.upper()} following error {worst:.3f} mm over its limit", axis)  # fmt: skip
-        if (sp.load > SPINDLE_OVERLOAD_PCT).sum() > 100:  # sustained for 0.1 s
-            alarm(AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT,
+        over = np.flatnonzero(sp.load > SPINDLE_OVERLOAD_PCT)
+        if len(over) > OVERLOAD_TICKS:  # sustained for 0.1 s
+            alarm(int(over[OVERLOAD_TICKS]), AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT,
                   f"spindle load {float(sp.load.max()):.0f} % above {SPINDLE_OVERLOAD_PCT:.0f} %",
                   "spindle")  # fmt: skip
         if float(sp.temp[-1]) > OVER_TEMPERATURE_C:
-            alarm(AlarmCode.OVER_TEMPERATURE, Severity.WARNING,
-                  f"spindle temperature {float(sp.temp[-1]):.1f} °C", "spindle")  # fmt: skip
-        if cutting["broken"].any():
-            alarm(AlarmCode.TOOL_BREAKAGE, Severity.FAULT, f"tool T{self.tool} broken", "spindle")
-        if cut.rapid_collision.any():
-            alarm(AlarmCode.COLLISION, Severity.CRITICAL, "rapid move into material", "program")
-        if cut.holder_collision.any():
-            alarm(AlarmCode.COLLISION, Severity.CRITICAL, "tool holder touched the part", "spindle")
+            cool = np.flatnonzero(sp.temp <= OVER_TEMPERATURE_C)
+            alarm(int(cool[-1]) + 1 if len(cool) else 0, AlarmCode.OVER_TEMPERATURE,
+                  Severity.WARNING, f"spindle temperature {float(sp.temp[-1]):.1f} °C",
+                  "spindle")  # fmt: skip
+        broken = np.flatnonzero(cutting["broken"])
+        if len(broken):
+            alarm(int(broken[0]), AlarmCode.TOOL_BREAKAGE, Severity.FAULT,
+                  f"tool T{self.tool} broken", "spindle")  # fmt: skip
+        rapid = np.flatnonzero(cut.rapid_collision)
+        if len(rapid):
+            alarm(int(rapid[0]), AlarmCode.COLLISION, Severity.CRITICAL,
+                  "rapid move into material", "program")  # fmt: skip
+        holder = np.flatnonzero(cut.holder_collision)
+        if len(holder):
+            alarm(int(holder[0]), AlarmCode.COLLISION, Severity.CRITICAL,
+                  "tool holder touched the part", "spindle")  # fmt: skip
         if raised and not self.running:
             self.planner.feed_hold()
-        return raised
+        return raised, min(stop) if stop else None
 
-    def maybe_vibration(self, rpm: np.ndarray, cutting: dict, cut: CutResult) -> list[Waveform]:
-        mean_rpm = float(np.abs(rpm).mean())
-        if self.t < self.next_vibration_at or mean_rpm < 60.0:
+    def maybe_vibration(
+        self, t: np.ndarray, rpm: np.ndarray, cutting: dict, cut: CutResult
+    ) -> list[Waveform]:
+        """Vibration windows due in this block (one every ``vibration_every_s`` of turning).
+
+        A window ends at the first tick at or after the time it is due at which the
+        spindle turned (mean over the window) at 60 rpm or more; its inputs are the
+        means over the window's ticks in this block.
+        """
+        opts = self.options
+        if opts.vibration_every_s <= 0 or t[-1] < self.next_vibration_at:
             return []
-        self.next_vibration_at = self.t + self.options.vibration_every_s
+        n = len(t)
+        span = max(1, min(n, round(opts.vibration_duration_s / self.dt)))
+        speed = np.abs(rpm)
+        # mean |rpm| over the span of ticks ending at each tick from span - 1 on
+        total = np.concatenate(([0.0], np.cumsum(speed)))
+        mean = (total[span:] - total[:-span]) / span
+        ends = np.arange(span - 1, n)
+        out = []
+        while True:
+            due = (t[ends] >= self.next_vibration_at - 1e-9) & (mean >= 60.0)
+            hit = np.flatnonzero(due)
+            if not len(hit):
+                return out
+            end = int(ends[hit[0]])
+            out.append(self.vibration_window(t[end], slice(end + 1 - span, end + 1), rpm,
+                                             cutting, cut))  # fmt: skip
+            self.next_vibration_at = float(t[end]) + opts.vibration_every_s
+
+    def vibration_window(
+        self, t_end: float, ticks: slice, rpm: np.ndarray, cutting: dict, cut: CutResult
+    ) -> Waveform:
+        duration = self.options.vibration_duration_s
+        mean_rpm = float(np.abs(rpm[ticks]).mean())
         sev = self.faults.severity
         faults = VibrationFaults(
-            outer_race=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_OUTER, self.t),
-            inner_race=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_INNER, self.t),
-            ball=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_BALL, self.t),
+            outer_race=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_OUTER, t_end),
+            inner_race=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_INNER, t_end),
+            ball=BEARING_SEVERITY_SCALE * sev(FaultKind.BEARING_BALL, t_end),
         )
         tool = self.tools.get(self.tool)
         values = self.vibration.waveform(
-            self.t - self.options.vibration_duration_s, self.options.vibration_duration_s, mean_rpm,
-            tooth_force=float(cutting["tooth_force"].mean()), flutes=tool.flutes if tool else 1,
-            faults=faults, depth_of_cut=float(cut.ap.mean()), kc=float(cutting["kc"].mean()),
-            teeth_in_cut=float(cutting["teeth_in_cut"].mean()),
+            t_end - duration, duration, mean_rpm,
+            tooth_force=float(cutting["tooth_force"][ticks].mean()),
+            flutes=tool.flutes if tool else 1, faults=faults,
+            depth_of_cut=float(cut.ap[ticks].mean()), kc=float(cutting["kc"][ticks].mean()),
+            teeth_in_cut=float(cutting["teeth_in_cut"][ticks].mean()),
         )  # fmt: skip
-        start = self.t - self.options.vibration_duration_s
-        return [Waveform("spindle.vib", start, self.vibration.rate_hz, values, mean_rpm)]
+        return Waveform("spindle.vib", t_end - duration, self.vibration.rate_hz, values, mean_rpm)
 
 
 def line_kinds(ops: list[canon.CanonOp]) -> tuple[np.ndarray, np.ndarray]:
@@ -378,23 +495,27 @@ def line_kinds(ops: list[canon.CanonOp]) -> tuple[np.ndarray, np.ndarray]:
     return rapid & ~feed, feed
 
 
+DISCRETE = frozenset({"t", "line", "tool", "execution", "part_count", "energy"})
+
+
 def decimate(columns: dict[str, np.ndarray], factor: int) -> dict[str, np.ndarray]:
-    """Average continuous signals over ``factor`` ticks; keep the last of discrete ones."""
-    if factor <= 1:
+    """Average continuous signals over ``factor`` ticks; keep the last of discrete ones.
+
+    A shorter last group (a block that ended early) makes one more sample of its own.
+    """
+    n = len(columns["t"])
+    if factor <= 1 or n == 0:
         return columns
-    n = len(columns["t"]) // factor * factor
+    full = n // factor * factor
     out = {}
     for name, values in columns.items():
-        v = values[:n].reshape(-1, factor)
-        discrete = name in (
-            "t",
-            "line",
-            "tool",
-            "execution",
-            "part_count",
-            "energy",
-        ) or name.startswith("fault.")
-        out[name] = v[:, -1] if discrete else v.mean(axis=1)
+        if name in DISCRETE or name.startswith("fault."):
+            v = values[factor - 1 : full : factor]
+            tail = values[-1:]
+        else:
+            v = values[:full].reshape(-1, factor).mean(axis=1)
+            tail = values[full:].mean(keepdims=True) if full < n else None
+        out[name] = np.concatenate((v, tail)) if full < n else v
     return out
 
 
@@ -414,7 +535,7 @@ def simulate(
     chunks: list[dict[str, np.ndarray]] = []
     waveforms: list[Waveform] = []
     while sim.running and sim.t < max_time_s:
-        result = sim.step()
+        result = sim.step(sim.block_length(opts.block_ticks, factor), truncate=True)
         chunks.append(decimate(result.columns, factor))
         waveforms.extend(result.waveforms)
         if progress:

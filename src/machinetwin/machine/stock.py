@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .config import StockConfig, ToolConfig
 
-__all__ = ["CutResult", "Stock", "ToolShape"]
+__all__ = ["CutResult", "Stock", "StockState", "ToolShape"]
 
 DRILL_POINT_ANGLE = 118.0  # degrees, standard twist-drill point
 RIDGE_TOLERANCE = 0.04  # allowed scallop between key positions, as a fraction of a cell
@@ -109,6 +109,16 @@ class CutResult:
         return cls(zeros, zeros.copy(), zeros.copy(), flags, flags.copy(), diameter)
 
 
+@dataclass(frozen=True, slots=True)
+class StockState:
+    """What :meth:`Stock.restore` needs to undo the cuts made since :meth:`Stock.checkpoint`."""
+
+    revision: int
+    heights: NDArray[np.float32]
+    last_tip: Floats | None
+    last_tool: ToolConfig | None
+
+
 class Stock:
     """A rectangular block of material as a height field over a regular XY grid."""
 
@@ -127,6 +137,7 @@ class Stock:
         self.initial_volume = self.volume()
         self._last_tip: Floats | None = None
         self._last_tool: ToolConfig | None = None
+        self.revision = 0  # counts the changes of ``heights``
 
     # --- queries -------------------------------------------------------------------
 
@@ -164,6 +175,16 @@ class Stock:
         return out
 
     # --- cutting -------------------------------------------------------------------
+
+    def checkpoint(self) -> StockState:
+        """The current material and tool path, to go back to with :meth:`restore`."""
+        return StockState(self.revision, self.heights.copy(), self._last_tip, self._last_tool)
+
+    def restore(self, state: StockState) -> None:
+        """Go back to a checkpoint (e.g. to cut only up to the tick an alarm stopped at)."""
+        self.heights[...] = state.heights
+        self._last_tip, self._last_tool = state.last_tip, state.last_tool
+        self.revision = state.revision
 
     def reset_path(self) -> None:
         """Forget where the tool was: the next batch does not continue the previous one."""
@@ -374,6 +395,7 @@ class Stock:
         top = float(before[removed].max()) if removed.any() else floor
         ap = np.where(volume > ENGAGED_VOLUME, np.maximum(top - xyz[:, 2], 0.0), 0.0)
         self.heights[block] = after
+        self.revision += 1
         return volume, ap
 
     def _crop_to_material(
