@@ -4,7 +4,10 @@ Everything runs in this process on loopback ports: the embedded MQTT broker, the
 (ingest into DuckDB, live state, the API), and one edge per site (Harbin, Tianjin,
 Dalian), each with a virtual machining centre running part programs in a loop and
 connected through a link emulator whose delay follows the site's distance. Faults
-appear over time, as on a real shop floor. A live table shows what the lab sees.
+appear over time, as on a real shop floor. The web UI is served at
+http://127.0.0.1:8080/; the demo prints the login (user ``admin`` and a password
+generated afresh at every start, since the demo's data directory is thrown away), and
+a live table in the terminal shows what the lab sees.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rich.table import Table
 
 from .edge.agent import EdgeAgent
 from .edge.buffer import DurableBuffer
-from .hub.service import Hub, HubConfig
+from .hub.service import Hub, HubConfig, login_message
 from .machine import load_machine_config
 from .machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from .machine.faults import FaultSchedule, parse_fault
@@ -62,7 +65,7 @@ def link_profile(site: Site) -> LinkProfile:
 def live_table(hub: Hub, started: float) -> Table:
     assert hub.ingest is not None
     table = Table(title=f"machinetwin demo — lab in Dalian, {time.time() - started:,.0f} s",
-                  caption="API: http://127.0.0.1:8080/docs · Ctrl-C stops")  # fmt: skip
+                  caption=f"web UI: {hub.ui_url} · Ctrl-C stops")  # fmt: skip
     for column in ("machine", "site", "online", "execution", "line", "spindle load", "alarms",
                    "latency", "batches"):  # fmt: skip
         table.add_column(column, no_wrap=True)
@@ -84,59 +87,90 @@ def live_table(hub: Hub, started: float) -> Table:
     return table
 
 
+class Demo:
+    """The demo's parts, started and stopped together (also what the UI tests run).
+
+    ``adapters`` maps machine id to its virtual machine, so a test can inject a fault
+    through the machine, as a real fault would arise at the site.
+    """
+
+    def __init__(self, data_dir: Path, api_port: int = 8080, sites: tuple[Site, ...] = SITES,
+                 speedup: float = 1.0) -> None:  # fmt: skip
+        self.data_dir = data_dir
+        self.sites = sites
+        self.speedup = speedup
+        self.hub = Hub(HubConfig(store=data_dir / "hub.duckdb", embedded_broker_port=0,
+                                 api_port=api_port))  # fmt: skip
+        self.adapters: dict[str, VirtualMachineAdapter] = {}
+        self.links: list[LinkEmulator] = []
+        self.agents: list[EdgeAgent] = []
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        """A fresh data directory (a new admin password each start), hub, sites, API."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(parents=True)
+        self.hub.start()
+        machine = load_machine_config()
+        for site in self.sites:
+            link = LinkEmulator(self.hub.broker_address.host, self.hub.broker_address.port,
+                                link_profile(site), seed=len(self.links))  # fmt: skip
+            await link.start()
+            self.links.append(link)
+            settings = VirtualMachineSettings(
+                site.machine_id, site.name, [EXAMPLES / p for p in site.programs],
+                seed=len(self.agents), speedup=self.speedup,
+                faults=FaultSchedule([parse_fault(f) for f in site.faults]),
+            )  # fmt: skip
+            adapter = VirtualMachineAdapter(machine, settings)
+            self.adapters[site.machine_id] = adapter
+            buffer = DurableBuffer(self.data_dir / f"edge-{site.name.lower()}.sqlite", 256 * 2**20)
+            agent = EdgeAgent([adapter], BrokerAddress("127.0.0.1", link.port), buffer)
+            self.agents.append(agent)
+            self.tasks.append(asyncio.create_task(agent.run()))
+        self.tasks.append(asyncio.create_task(self.hub.serve_api()))
+
+    def check(self) -> None:
+        """Raise what a part died of."""
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for agent in self.agents:
+            agent.close()
+            agent.buffer.close()
+        for link in self.links:
+            await link.stop()
+        self.hub.stop()
+
+
 async def run_demo(data_dir: Path, api_port: int = 8080, duration_s: float | None = None,
                    console: Console | None = None) -> Hub:  # fmt: skip
     console = console or Console()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True)
-    hub = Hub(HubConfig(store=data_dir / "hub.duckdb", embedded_broker_port=0, api_port=api_port))
-    hub.start()
-    machine = load_machine_config()
-    links: list[LinkEmulator] = []
-    agents: list[EdgeAgent] = []
-    tasks: list[asyncio.Task] = []
+    demo = Demo(data_dir, api_port)
     started = time.time()
     try:
-        for site in SITES:
-            link = LinkEmulator(hub.broker_address.host, hub.broker_address.port,
-                                link_profile(site), seed=len(links))  # fmt: skip
-            await link.start()
-            links.append(link)
-            settings = VirtualMachineSettings(
-                site.machine_id, site.name, [EXAMPLES / p for p in site.programs],
-                seed=len(agents), speedup=1.0,
-                faults=FaultSchedule([parse_fault(f) for f in site.faults]),
-            )  # fmt: skip
-            buffer = DurableBuffer(data_dir / f"edge-{site.name.lower()}.sqlite", 256 * 2**20)
-            agent = EdgeAgent([VirtualMachineAdapter(machine, settings)],
-                              BrokerAddress("127.0.0.1", link.port), buffer)  # fmt: skip
-            agents.append(agent)
-            tasks.append(asyncio.create_task(agent.run()))
-        tasks.append(asyncio.create_task(hub.serve_api()))
+        await demo.start()
+        hub = demo.hub
         console.print(f"[bold]machinetwin demo[/bold]: hub with embedded broker on port "
-                      f"{hub.broker_address.port}, API and docs at http://127.0.0.1:{api_port}/docs")  # fmt: skip
+                      f"{hub.broker_address.port}; three sites on emulated links")  # fmt: skip
+        console.print(login_message(hub), markup=False, highlight=False)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         with Live(live_table(hub, started), console=console, refresh_per_second=2) as live:
             while deadline is None or time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
-                for task in tasks:
-                    if task.done() and task.exception():
-                        raise task.exception()  # type: ignore[misc]
+                demo.check()
                 live.update(live_table(hub, started))
     finally:
-        for agent in agents:
-            agent.stop()
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for agent in agents:
-            agent.close()
-            agent.buffer.close()
-        for link in links:
-            await link.stop()
-        hub.stop()
-    return hub
+        await demo.stop()
+    return demo.hub
 
 
 def main(data_dir: Path, api_port: int, duration_s: float | None) -> None:

@@ -1,14 +1,23 @@
-"""The hub process: broker (embedded unless one is configured), ingest, store, API.
+"""The hub process: broker (embedded unless one is configured), ingest, store, users,
+API and web UI.
 
 ``machinetwin hub --config HUB.toml`` runs it; the demo runs the same pieces in one
 process. Without a ``[broker]`` section the hub starts its own broker, so one command
 runs everything; with one, the same code talks to Mosquitto or EMQX.
+
+Next to the store the hub keeps its user directory (``users.sqlite``, see
+``hub.auth``), the web UI's cookie-signing secret (``ui-secret``, generated on the
+first start, readable by the owner only) and the UI's per-browser storage
+(``ui-storage/``). On the first start ``Hub.admin_password`` holds the generated
+password of ``admin``, which the caller prints once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..configfile import load_toml
 from ..protocols.broker import BrokerAddress, BrokerConfig
+from .auth import UserDirectory, users_path_for
 from .broker import EmbeddedBroker
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
@@ -34,6 +44,7 @@ class HubConfig(Strict):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=0, lt=65536)
     retention_days: float = Field(30.0, gt=0)
+    ui: bool = True  # serve the web UI at / (the API stays under /api)
 
 
 def load_hub_config(path: str | Path) -> HubConfig:
@@ -52,6 +63,8 @@ class Hub:
     store: DuckDBStore | None = None
     broker: EmbeddedBroker | None = None
     ingest: HubIngest | None = None
+    users: UserDirectory | None = None
+    admin_password: str | None = None  # set once, on the first start: print it
 
     @property
     def broker_address(self) -> BrokerAddress:
@@ -65,6 +78,8 @@ class Hub:
             self.broker = EmbeddedBroker(port=self.config.embedded_broker_port)
             self.broker.start()
         self.store = DuckDBStore(self.config.store)
+        self.users = UserDirectory(users_path_for(self.config.store))
+        self.admin_password = self.users.ensure_admin()
         self.ingest = HubIngest(self.store, self.broker_address)
         self.ingest.start()
 
@@ -73,6 +88,8 @@ class Hub:
             self.ingest.stop()
         if self.store:
             self.store.close()
+        if self.users:
+            self.users.close()
         if self.broker:
             self.broker.stop()
 
@@ -81,19 +98,63 @@ class Hub:
         from .api import create_api, live_view_from
 
         assert self.store is not None and self.ingest is not None
-        return create_api(self.store, live_view_from(self.ingest))
+        live = live_view_from(self.ingest)
+        app = create_api(self.store, live, users=self.users)
+        if self.config.ui:
+            self._mount_ui(app, live)
+        return app
+
+    def _mount_ui(self, app, live) -> None:  # noqa: ANN001 - FastAPI app, LiveView
+        from ..machine import load_machine_config
+        from ..ui import UiContext, mount_ui
+
+        assert self.store is not None
+        context = UiContext(self.store, live, self.users, load_machine_config())
+        data_dir = Path(self.config.store).resolve().parent
+        mount_ui(app, context, ui_secret(data_dir / "ui-secret"), data_dir / "ui-storage")
+
+    @property
+    def ui_url(self) -> str:
+        host = (
+            self.config.api_host if self.config.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        )
+        return f"http://{host}:{self.config.api_port}/"
 
     async def serve_api(self) -> None:
         import uvicorn
 
         config = uvicorn.Config(self.api_app(), host=self.config.api_host, port=self.config.api_port,
-                                log_level="warning", lifespan="off")  # fmt: skip
+                                log_level="warning", lifespan="on")  # fmt: skip
         await uvicorn.Server(config).serve()
+
+
+def ui_secret(path: Path) -> str:
+    """The UI's cookie-signing secret: generated on the first start, owner-only."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return secret
+
+
+def login_message(hub: Hub) -> str:
+    """Where to log in; the generated admin password only on the first start."""
+    where = f"web UI: {hub.ui_url} (API docs at {hub.ui_url}docs)"
+    if hub.admin_password:
+        return (f"{where}\nlog in as user 'admin' with password {hub.admin_password} "
+                "(generated now and shown only once: keep it)")  # fmt: skip
+    return f"{where}\nlog in with your user (`machinetwin hub user add` creates users)"
 
 
 async def run_hub(config: HubConfig) -> None:
     hub = Hub(config)
     hub.start()
+    print(login_message(hub), flush=True)
     try:
         await hub.serve_api()
     finally:

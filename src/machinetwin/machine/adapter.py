@@ -43,6 +43,19 @@ class VirtualMachineSettings:
     epoch: float | None = None  # wall-clock time of machine time 0 (default: when created)
 
 
+MAX_PROGRAM_TEXT = 512 * 1024  # larger programs travel by name only
+PROGRAM_ANNOUNCE_S = 5.0
+
+
+def program_event_value(path: Path) -> dict[str, str | None]:
+    """The "program" event's value: the name and, up to MAX_PROGRAM_TEXT bytes, the text,
+    so that the hub can show the program with its executing line and draw its path."""
+    text: str | None = None
+    if path.stat().st_size <= MAX_PROGRAM_TEXT:
+        text = path.read_text(errors="replace")
+    return {"name": path.name, "text": text}
+
+
 class VirtualMachineAdapter:
     """A virtual machining centre that produces telemetry like a real one."""
 
@@ -66,21 +79,38 @@ class VirtualMachineAdapter:
         self.program_index = 0
         self.closed = False
         self.last_execution: Execution | None = None
+        self.program_event: MachineEvent | None = None
+        self.program_announced = -1e9  # machine time the program event was last sent
 
-    def start_next_program(self) -> None:
+    @property
+    def announce_s(self) -> float:
+        """How often the program event is repeated: rarely when it carries a long text."""
+        value = self.program_event.value if self.program_event else None
+        text = value.get("text") if isinstance(value, dict) else None
+        return PROGRAM_ANNOUNCE_S if not text or len(text) < 16_384 else 12 * PROGRAM_ANNOUNCE_S
+
+    def start_next_program(self) -> Path:
         programs = self.settings.programs
         program = programs[self.program_index % len(programs)]
         self.program_index += 1
         self.sim.start_program(program)
+        return Path(program)
 
     def step(self) -> tuple[SampleBatch, list[MachineEvent]]:
         """One batch period of machine time (no pacing)."""
         sim = self.sim
         events: list[MachineEvent] = []
         if not sim.running and self.settings.loop and not sim.controller.state.active_alarms():
-            self.start_next_program()
-            events.append(MachineEvent(self.settings.machine_id, self.epoch + sim.t, "program",
-                                       value=sim.controller.state.program))  # fmt: skip
+            path = self.start_next_program()
+            self.program_event = MachineEvent(self.settings.machine_id, self.epoch + sim.t,
+                                              "program", value=program_event_value(path))  # fmt: skip
+            self.program_announced = -1e9
+        if self.program_event is not None and sim.t - self.program_announced >= self.announce_s:
+            # The same event again (the hub stores it once): an edge that was not yet
+            # connected when the program started drops events, and the lab still needs
+            # to know which program runs.
+            events.append(self.program_event)
+            self.program_announced = sim.t
         result = sim.step()
         factor = max(1, round(self.config.servo_rate_hz / self.settings.sample_rate_hz))
         columns = decimate(result.columns, factor)
