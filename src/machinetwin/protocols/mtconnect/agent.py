@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ...model import Adapter, SampleBatch
+from ...model import Adapter, MachineEvent, SampleBatch
 from .assets import Asset
 from .buffer import ObservationBuffer, Observations
 from .documents import (
@@ -40,8 +40,11 @@ from .documents import (
 )
 from .feed import DeviceFeed
 from .model import Device, build_device
+from .shdr import asset_from_event
 
 log = logging.getLogger(__name__)
+
+_ASSET_EVENTS = ("asset", "asset_removed", "assets_removed")
 
 _MEDIA = {"xml": "application/xml", "json": "application/json"}
 _STATUS = {"OUT_OF_RANGE": 400, "INVALID_REQUEST": 400, "UNSUPPORTED": 400,
@@ -108,13 +111,15 @@ class MTConnectAgent:
 
     async def feed_from(self, adapter: Adapter, feed: DeviceFeed) -> None:
         """Consume an adapter until it ends; its device is UNAVAILABLE before and after."""
-        started = False
         try:
             async for item in adapter.batches():
-                if not started:
-                    started = True
+                if isinstance(item, MachineEvent) and item.kind in _ASSET_EVENTS:
+                    self._asset_event(item, feed.device)
+                    continue
+                if not feed.available and not (
+                    isinstance(item, MachineEvent) and item.kind == "unavailable"
+                ):
                     feed.set_available(time.time())
-                    feed.set_normal(time.time())
                 if isinstance(item, SampleBatch):
                     feed.ingest_batch(item)
                 else:
@@ -125,6 +130,20 @@ class MTConnectAgent:
         finally:
             feed.set_unavailable(time.time())
             self.notify()
+
+    def _asset_event(self, event: MachineEvent, device: Device) -> None:
+        """Assets an SHDR adapter sent: added, removed by id, or all of a type removed."""
+        value = event.value or {}
+        if event.kind == "asset":
+            asset = asset_from_event(event, device.uuid)
+            if asset is not None:
+                self.add_asset(asset)
+        elif event.kind == "asset_removed" and value.get("asset_id") in self.assets:
+            self.assets[value["asset_id"]].removed = True
+        elif event.kind == "assets_removed":
+            for a in self.assets.values():
+                if a.device_uuid == device.uuid and a.asset_type == value.get("type"):
+                    a.removed = True
 
     def start(self) -> None:
         for adapter, feed in zip(self.adapters, self.feeds, strict=True):

@@ -27,6 +27,7 @@ class DeviceFeed:
         self.by_id = {i.id: i for i in items}
         self.by_signal = {i.signal: i for i in items if i.signal}
         self.avail = next(i for i in items if i.type == "AVAILABILITY")
+        self.available = False
         numeric = [i for i in items if i.signal and i.kind in ("num", "enum")]
         self.numeric = numeric
         self.numeric_index = np.array([i.index for i in numeric], np.int32)
@@ -77,7 +78,9 @@ class DeviceFeed:
 
     def ingest_event(self, event: MachineEvent) -> None:
         kind, t = event.kind, event.t
-        if kind in ("alarm", "alarm_cleared") and event.alarm is not None:
+        if kind == "unavailable":
+            self.set_unavailable(t)
+        elif kind in ("alarm", "alarm_cleared") and event.alarm is not None:
             self._alarm(event, t)
         elif kind == "execution":
             self.set_value(self.by_signal["execution"], t, str(event.value))
@@ -103,10 +106,16 @@ class DeviceFeed:
         self.buffer.append_condition(item.index, t, payload)
 
     def set_available(self, t: float) -> None:
+        """The machine reports: AVAILABLE, and its conditions NORMAL until it says otherwise."""
+        self.available = True
         self.set_value(self.avail, t, AVAILABILITY_VALUES[0])
+        for item in self.items:
+            if item.category == "CONDITION":
+                self.buffer.append_condition(item.index, t, ("NORMAL", "", "", "", ""))
 
     def set_unavailable(self, t: float) -> None:
         """Every data item UNAVAILABLE (the machine or its adapter is gone)."""
+        self.available = False
         for item in self.items:
             if item is self.avail:
                 self.set_value(item, t, AVAILABILITY_VALUES[1])
@@ -114,9 +123,3 @@ class DeviceFeed:
                 self.buffer.append_condition(item.index, t, ("UNAVAILABLE", "", "", "", ""))
             elif item.type != "ROTARY_MODE":  # a constant of the machine's build
                 self.set_value(item, t, None)
-
-    def set_normal(self, t: float) -> None:
-        """Conditions NORMAL: the machine reports, and nothing is wrong yet."""
-        for item in self.items:
-            if item.category == "CONDITION":
-                self.buffer.append_condition(item.index, t, ("NORMAL", "", "", "", ""))
