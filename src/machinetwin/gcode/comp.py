@@ -141,9 +141,9 @@ class CutterCompensation:
         w = block.words
         name = f"G{code // 10}"
         if s.plane not in COMP_AXES:
-            raise self.error("Radius compensation only in XY or XZ plane")
+            raise self.error("Cutter radius compensation allowed only in XY, XZ planes")
         if s.comp_side:
-            raise self.error("Cannot turn cutter radius comp on when already on")
+            raise self.error("Cannot turn cutter radius comp on when on")
         if code in (411, 421):  # G41.1/G42.1: D is the diameter itself
             if "d" not in w:
                 raise self.error(f"{name}.1 with no D word")
@@ -313,6 +313,8 @@ class CutterCompensation:
         cx, cy, _ = self.comp_current()
         px, py, pz = p
         radius = s.comp_radius
+        if motion not in (0, 10):
+            raise self.error("Bug code not g0 or g1")  # LinuxCNC's words (G33 under comp)
         if math.hypot(px - cx, py - cy) <= radius:
             raise self.error(
                 "Length of cutter compensation entry move is not greater than the tool radius"
@@ -331,6 +333,8 @@ class CutterCompensation:
         opx, opy, _ = self.comp_programmed()
         px, py, pz = p
         if px == opx and py == opy:  # no motion in the plane: the corner is decided later
+            if motion not in (0, 10):
+                raise self.error("Bug code not g0 or g1")
             self.comp_queue.append(self.held_line(motion, (0.0, 0.0), (cx, cy), target))
             self.comp_set((cx, cy, pz), p)
             return
@@ -360,8 +364,10 @@ class CutterCompensation:
             if motion == 10:
                 turn = -1 if side == LEFT else 1
                 self.comp_queue.append(self.held_arc(0.0, mid, (opx, opy), turn, cz, target))
-            else:  # no rapid arcs: a traverse along the corner's chord
+            elif motion == 0:  # no rapid arcs: a traverse along the corner's chord
                 self.comp_queue.append(self.held_line(motion, (0.0, 0.0), mid, target))
+            else:
+                raise self.error("Bug code not g0 or g1")
             self.dequeue()
             self.set_endpoint(*mid)
         elif concave:

@@ -63,6 +63,8 @@ class CycleRun:
 
 def execute_cycle(interp: Interpreter, motion: int, block: Block) -> None:
     s = interp.state
+    if s.comp_side:
+        raise interp.error("Cannot use canned cycles with cutter compensation on")
     w = block.words
     same = s.cycle_motion == motion
     if s.feed_rate == 0.0 and s.feed_mode != 930:

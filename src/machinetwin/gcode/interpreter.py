@@ -658,6 +658,8 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
         else:
             number = max(s.selected_tool, 0)
             pocket = self.find_tool(number, 1)
+            if s.comp_side:
+                raise self.error("Cannot change tools with cutter radius compensation on")
             self.emit(canon.StartChange(self.line))
             self.emit(canon.StopSpindleTurning(self.line, 0))
             s.spindle = 5
@@ -834,6 +836,8 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
     # --- plane, units, modes ----------------------------------------------------------
 
     def select_plane(self, code: int) -> None:
+        if self.state.comp_side and code != self.state.plane:
+            raise self.error("Cannot change planes with cutter radius compensation on")
         self.state.plane = code
         self.emit(canon.SelectPlane(self.line, PLANE_NAMES[code]))
 
@@ -855,6 +859,8 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
 
     def set_control_mode(self, code: int, block: Block) -> None:
         s = self.state
+        if s.comp_side:
+            raise self.error("Cannot change control mode with cutter radius compensation on")
         s.control_mode = code
         if code == 640:
             p = block.words.get("p", -1.0)
@@ -953,7 +959,7 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
             if s.incremental:
                 raise self.error("Cannot use g53 incremental")
             if s.comp_side and s.comp_radius > 0.0:
-                raise self.error("Cannot use G53 with cutter radius compensation")
+                raise self.error("Cannot use g53 with cutter radius comp")
             machine = s.to_machine(s.position)
             for i, a in enumerate(AXES):
                 if a in block.words:
@@ -968,12 +974,12 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
         if motion in PROBE_CODES:
             self.probe(motion, target)
             return
+        if motion == 51:  # G5.1 leaves the motion mode as it was
+            splines.execute_quadratic(self, block, target)
+            return
         s.motion_mode = motion
         if motion in spindle_sync.CODES:
             spindle_sync.execute(self, motion, block, target)
-            return
-        if motion == 51:
-            splines.execute_quadratic(self, block, target)
             return
         if motion in (0, 10):
             s.arc_not_allowed = False
@@ -999,6 +1005,8 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
 
     def probe(self, code: int, target: list[float]) -> None:
         s = self.state
+        if s.comp_side:
+            raise self.error("Cannot probe with cutter radius comp on")
         if s.feed_rate == 0.0:
             raise self.error("Cannot probe with zero feed rate")
         if s.feed_mode == 950:

@@ -100,6 +100,8 @@ class OffsetHandling:
 
     def select_work_system(self, index: int) -> None:
         s = self.state
+        if s.comp_side:
+            raise self.error("Cannot change coordinate systems with cutter radius compensation on")
         if index == s.origin_index:
             self.emit(
                 canon.Comment(self.line, "interpreter: continuing to use same coordinate system")
@@ -131,6 +133,8 @@ class OffsetHandling:
 
     def set_tool_length_offset(self, code: int, block: Block) -> None:
         s = self.state
+        if s.comp_side:
+            raise self.error("Cannot change tool offset with cutter radius compensation on")
         w = block.words
         has_axes = any(a in w for a in AXES)
         if code == 432 and "h" in w and has_axes:
@@ -201,6 +205,10 @@ class OffsetHandling:
             raise self.error("P value out of range (0-9) with G10 L2")
         if index == 0:
             index = s.origin_index
+        if s.comp_side and index == s.origin_index:
+            raise self.error(
+                "Cannot change the active coordinate system with cutter radius compensation on"
+            )
         if l_word == 20 and "r" in w:
             raise self.error("R not allowed in G10 L20")
         old_offset, old_rotation = self.work_offset(index)
@@ -354,6 +362,8 @@ class OffsetHandling:
 
     def go_home(self, code: int, block: Block) -> None:
         s = self.state
+        if s.comp_side:
+            raise self.error("Cannot use g28 or g30 with cutter radius comp")
         waypoint = self.axis_target(block)
         self.emit(canon.StraightTraverse(self.line, *waypoint))
         s.position = waypoint
@@ -365,6 +375,8 @@ class OffsetHandling:
 
     def set_axis_offsets(self, code: int, block: Block) -> None:
         s = self.state
+        if s.comp_side:
+            raise self.error("Cannot change axis offsets with cutter radius comp")
         w = block.words
         p = self.params.numbered
         if code in (520, 920):

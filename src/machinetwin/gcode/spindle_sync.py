@@ -29,12 +29,15 @@ def check_words(interp: Interpreter, block: Block, motion: int) -> None:
 
 def execute(interp: Interpreter, motion: int, block: Block, target: list[float]) -> None:
     s = interp.state
+    s.arc_not_allowed = False
     if s.comp_side and s.comp_radius > 0.0:
-        raise interp.error("Bug code not g0 or g1")  # what LinuxCNC says, word for word
+        # LinuxCNC compensates it as a plain feed, without synchronisation (and refuses
+        # it as the entry move)
+        interp.comp_straight(motion, block, target)
+        return
     name = "G33" if motion == 330 else "G33.1"
     if s.spindle not in (3, 4):
         raise interp.error(f"Spindle not turning in {name}")
-    s.arc_not_allowed = False
     line = interp.line
     interp.emit(canon.StartSpeedFeedSync(line, block.words["k"]))
     if motion == 330:
