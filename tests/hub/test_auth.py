@@ -182,6 +182,23 @@ def test_wrong_credentials_are_refused_at_the_cost_of_one_hash_check(
     assert len(hasher.verified) == 1
 
 
+def test_refusals_write_alike_whether_the_user_exists_or_not(
+    users: UserDirectory, hasher: CountingHasher
+) -> None:
+    # A commit costs an fsync: a known user's refused attempt must not be the only one
+    # that writes, or timing would tell which names exist.
+    def writes(username: str) -> int:
+        before = users._db.total_changes
+        assert users.authenticate(username, "wrong password!") is None
+        return users._db.total_changes - before
+
+    assert writes("wang.li") == writes("nobody") == 1
+    for _ in range(MAX_FAILURES - 2):
+        writes("wang.li")
+    writes("wang.li")  # the attempt that locks the user out
+    assert writes("wang.li") == writes("nobody") == 1  # while locked out
+
+
 def test_a_disabled_user_is_refused_and_loses_sessions_and_tokens(
     users: UserDirectory, hasher: CountingHasher
 ) -> None:

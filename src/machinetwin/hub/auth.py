@@ -75,6 +75,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (username);
+CREATE TABLE IF NOT EXISTS refused_logins (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    attempts INTEGER NOT NULL  -- unknown or locked-out user: refused whatever the password
+);
+INSERT OR IGNORE INTO refused_logins VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS api_tokens (
     token_hash BLOB PRIMARY KEY,
     username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
@@ -405,11 +410,16 @@ class UserDirectory:
     def _reserve_attempt(self, username: str) -> tuple[int, str, int, bool, bool] | None:
         """Count the attempt before checking it, so that at most ``max_failures``
         guesses are in flight; None for an unknown user. The last item says whether
-        the attempt may succeed at all (False while locked out)."""
+        the attempt may succeed at all (False while locked out).
+
+        Every path writes once: a commit costs an fsync, which timing would otherwise
+        show, telling unknown and locked-out users from the others."""
         now = self._clock()
         with self._tx() as db:
             row = db.execute("SELECT pw_hash, role, disabled, failures, locked_until FROM users "
                              "WHERE username = ?", (username,)).fetchone()  # fmt: skip
+            if row is None or row[4] > now or row[3] >= self._max_failures:
+                db.execute("UPDATE refused_logins SET attempts = attempts + 1 WHERE id = 1")
             if row is None:
                 return None
             pw_hash, role, disabled, failures, locked_until = row
