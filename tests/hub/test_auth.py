@@ -7,16 +7,20 @@ hundreds of logins stay fast; the storage test uses the production defaults.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import httpx
 import pytest
+import uvicorn
 from argon2 import PasswordHasher, Type
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -24,6 +28,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from machinetwin.hub import DuckDBStore
 from machinetwin.hub.api import SESSION_COOKIE, LiveSnapshot, create_api, require_role
@@ -671,3 +677,45 @@ def test_without_a_user_directory_nobody_gets_in(tmp_path: Path) -> None:
         assert client.request(method, path).status_code == 401
     assert client.get("/healthz").status_code == 200
     store.close()
+
+
+# --- over a real HTTP server ------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(api: Api) -> Iterator[str]:
+    """The API of ``api`` behind a real uvicorn on a free port; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(api.client.app, host="127.0.0.1", port=0,
+                                           log_level="warning", lifespan="off"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_browser_like_client_over_http_and_websocket(api: Api, served: str) -> None:
+    with httpx.Client(base_url=f"http://{served}") as browser:
+        assert browser.get("/api/machines").status_code == 401
+        r = browser.post("/api/login", json={"username": "viewer", "password": VIEWER_PW})
+        assert r.status_code == 200 and browser.cookies.get(SESSION_COOKIE) == r.json()["token"]
+        assert "secure" not in r.headers["set-cookie"].lower()  # plain http on loopback
+        assert browser.get("/api/machines").status_code == 200  # the cookie is sent back
+        cookie = f"{SESSION_COOKIE}={r.json()['token']}"
+        browser.post("/api/logout")
+        assert browser.get("/api/machines").status_code == 401
+    url = f"ws://{served}/api/ws/live?interval_ms=20"
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(url, open_timeout=10).close()
+    assert refused.value.response.status_code == 403  # refused at the handshake
+    with pytest.raises(InvalidStatus):
+        ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10).close()  # ended
+    token = api.users.create_token("operator", "dashboard")
+    with ws_connect(url, additional_headers=bearer(token), open_timeout=10) as ws:
+        assert "machines" in json.loads(ws.recv(timeout=10))

@@ -286,11 +286,13 @@ class UserDirectory:
     def ensure_admin(self) -> str | None:
         """On the first start (no users at all) create ``admin`` with a generated
         password and return it, for the caller to print once; afterwards None."""
+        if self._query("SELECT 1 FROM users LIMIT 1"):
+            return None  # checked first: a later start need not pay for a hash
         password = generate_password()
         pw_hash = self._hasher.hash(password)
         with self._tx() as db:
             if db.execute("SELECT 1 FROM users LIMIT 1").fetchone():
-                return None
+                return None  # another process got there first
             self._insert_user(db, ADMIN_USERNAME, pw_hash, Role.ADMIN)
         return password
 
