@@ -668,6 +668,18 @@ def test_require_role_guards_routes_other_modules_add(api: Api) -> None:
     assert r.json() == {"by": "operator"}
 
 
+def test_a_failing_user_directory_is_503_not_500(api: Api) -> None:
+    token = api.users.create_token("operator", "script")
+    api.users.close()  # as if its file had gone bad
+    r = api.client.get("/api/machines", headers=bearer(token))
+    assert r.status_code == 503 and "user directory failed" in r.json()["detail"]
+    r = api.client.post("/api/login", json={"username": "operator", "password": OPERATOR_PW})
+    assert r.status_code == 503 and "user directory failed" in r.json()["detail"]
+    with pytest.raises(WebSocketDisconnect), \
+            api.client.websocket_connect("/api/ws/live", headers=bearer(token)):  # fmt: skip
+        pass
+
+
 def test_without_a_user_directory_nobody_gets_in(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "hub.duckdb")
     client = TestClient(create_api(store, LiveSnapshot))

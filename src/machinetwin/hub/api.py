@@ -73,7 +73,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import MachinetwinError
 from ..model import MachineDescriptor, signal_unit
 from ..model.signals import SIGNALS, VIBRATION, Execution
-from .auth import MAX_PASSWORD_LENGTH, Role, User, UserDirectory
+from .auth import MAX_PASSWORD_LENGTH, AuthError, Role, User, UserDirectory
 from .ingest import HubIngest, IngestCounters, LiveState
 from .store import ExportFormat, Series, Store, StoredAlarm, StoreError
 
@@ -335,19 +335,29 @@ class _AuthGate:
         if scope["type"] not in ("http", "websocket") or not _needs_login(scope):
             await self.app(scope, receive, send)
             return
-        user = await run_in_threadpool(identify, self.users, HTTPConnection(scope))
+        try:
+            user = await run_in_threadpool(identify, self.users, HTTPConnection(scope))
+        except AuthError as exc:  # the directory's file failed: say so, never a 500
+            log.error("api: %s", exc)
+            await self._refuse(scope, receive, send, 503, f"cannot check the login: {exc}")
+            return
         if user is not None:
             scope.setdefault("state", {})["user"] = user  # read back by current_user
             await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            # Closing before accepting: the server answers the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": "not logged in"})
         else:
             detail = "not logged in: send the session cookie or Authorization: Bearer <token>"
             if self.users is None:
                 detail = "this hub has no user directory: nobody can log in"
-            exc = _unauthorized(detail)
-            await JSONResponse({"detail": exc.detail}, 401, exc.headers)(scope, receive, send)
+            await self._refuse(scope, receive, send, 401, detail)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accepting: the server answers the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+            return
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        await JSONResponse({"detail": detail}, status, headers)(scope, receive, send)
 
 
 async def current_user(
@@ -780,6 +790,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     app.add_exception_handler(HubUnavailable, unavailable)
+    # The user directory's file failed (a login, a token check outside /api).
+    app.add_exception_handler(AuthError, unavailable)
     # Routes pass StoreError on only where input was validated: the store refused
     # something it should not have, which is its fault, not the client's.
     app.add_exception_handler(StoreError, unavailable)

@@ -268,7 +268,7 @@ class UserDirectory:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken up front so read-modify-write is atomic also
         against another process (the CLI) writing the same file."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -278,8 +278,16 @@ class UserDirectory:
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """A failing file (locked too long, disk full, closed) as an AuthError naming it."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise AuthError(f"{self.path}: user directory failed: {exc}") from exc
 
     # --- users -----------------------------------------------------------------------------
 
