@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from machinetwin.errors import GCodeError
 from machinetwin.gcode import (
@@ -136,3 +139,55 @@ def test_motion_batches_convert_like_the_ops_they_hold() -> None:
                 assert abs(value - db[key]) < 1e-9, (key, a, b)
             else:
                 assert value == db[key], (key, a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.tuples(st.floats(-50, 50), st.floats(-50, 50)),
+    control=st.tuples(st.floats(-50, 50), st.floats(-50, 50)),
+    end=st.tuples(st.floats(-50, 50), st.floats(-50, 50)),
+    inch=st.booleans(),
+)
+def test_quadratic_spline_becomes_feeds_on_the_curve(start, control, end, inch):
+    """G5.1 reaches the machine as straight feeds whose points lie on the quadratic
+    Bezier through the three control points, ending at the programmed end, with the
+    work offset applied."""
+    k = 25.4 if inch else 1.0
+    text = (
+        f"{'G20' if inch else 'G21'} G10 L2 P1 X100 Y50 Z-20\nG54 F100\n"
+        f"G0 X{start[0]:.4f} Y{start[1]:.4f} Z1\n"
+        f"G5.1 X{end[0]:.4f} Y{end[1]:.4f} I{control[0] - start[0]:.4f} "
+        f"J{control[1] - start[1]:.4f}\nM2\n"
+    )
+    feeds = [m for m in machine_moves(text) if isinstance(m, canon.StraightFeed)]
+    assert len(feeds) >= 4
+    p0, p2 = (float(f"{v:.4f}") for v in start), (float(f"{v:.4f}") for v in end)
+    p0, p2 = list(p0), list(p2)
+    p1 = [
+        p0[0] + float(f"{control[0] - start[0]:.4f}"),
+        p0[1] + float(f"{control[1] - start[1]:.4f}"),
+    ]
+    u = np.linspace(0.0, 1.0, 4001)
+    curve = np.column_stack([bez(p0[0], p1[0], p2[0], u), bez(p0[1], p1[1], p2[1], u)])
+    pts = np.array([(f.x / k - 100, f.y / k - 50) for f in feeds])
+    # on the curve: close to B(u) for some u (searched finely)
+    gap = np.min(np.hypot(*(pts[:, None, :] - curve[None, :, :]).transpose(2, 0, 1)), axis=1)
+    polygon = math.dist(p0, p1) + math.dist(p1, p2)  # bounds the curve's length
+    assert gap.max() < 1e-3 * max(1.0, polygon)  # the search's spacing is polygon / 4000
+    assert all(f.z == pytest.approx((1 - 20) * k) for f in feeds)
+    assert feeds[-1].x / k - 100 == pytest.approx(p2[0], abs=1e-9)
+    assert feeds[-1].y / k - 50 == pytest.approx(p2[1], abs=1e-9)
+
+
+def bez(a: float, b: float, c: float, u):
+    return (1 - u) ** 2 * a + 2 * u * (1 - u) * b + u * u * c
+
+
+def test_rigid_tap_point_in_machine_frame():
+    ops = list(
+        to_machine_frame(
+            interpret_text("G21 G10 L2 P1 X10 Y20 Z-30\nG54\nS500 M3\nG33.1 X1 Y2 Z-5 K1\nM2\n")
+        )
+    )
+    taps = [op for op in ops if isinstance(op, canon.RigidTap)]
+    assert [(t.x, t.y, t.z) for t in taps] == [(11.0, 22.0, -35.0)]

@@ -8,6 +8,7 @@ move into machine coordinates in mm. Rotary axes stay in degrees.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
@@ -102,6 +103,9 @@ class MachineFrame:
             return self.convert_arc(op)  # type: ignore[arg-type]
         if t is canon.SetFeedRate:
             return replace(op, rate=op.rate * self.scale)  # type: ignore[attr-defined]
+        if t is canon.RigidTap:
+            m = self.point([op.x, op.y, op.z, 0.0, 0.0, 0.0])  # type: ignore[attr-defined]
+            return canon.RigidTap(op.line, m[0], m[1], m[2])
         self.observe(op)
         return op
 
@@ -134,7 +138,30 @@ class MachineFrame:
 
 
 def to_machine_frame(ops: Iterable[canon.CanonOp]) -> Iterator[canon.CanonOp]:
-    """Rewrite a program-frame op stream into machine coordinates in mm (feeds in mm/min)."""
+    """Rewrite a program-frame op stream into machine coordinates in mm (feeds in mm/min).
+
+    Splines (``NurbsFeed``) become short straight feeds along the curve, which every
+    follower of the stream (planner, stock, statistics) already understands.
+    """
     frame = MachineFrame()
     for op in ops:
-        yield frame.convert(op)
+        if type(op) is canon.NurbsFeed:
+            yield from spline_feeds(frame, op)  # type: ignore[arg-type]
+        else:
+            yield frame.convert(op)
+
+
+SPLINE_STEP_MM = 0.5  # chord length along a spline's control polygon
+SPLINE_MAX_SEGMENTS = 500
+
+
+def spline_feeds(frame: MachineFrame, op: canon.NurbsFeed) -> Iterator[canon.StraightFeed]:
+    pts = op.points
+    polygon = (
+        sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(pts, pts[1:], strict=False))
+        * frame.scale
+    )
+    segments = min(SPLINE_MAX_SEGMENTS, max(4, math.ceil(polygon / SPLINE_STEP_MM)))
+    for x, y in op.sample(segments):
+        m = frame.point([x, y, op.z, op.a, op.b, op.c])
+        yield canon.StraightFeed(op.line, *m)
