@@ -2,8 +2,16 @@
 
 It follows LinuxCNC 2.9 (``src/emc/rs274ngc``): each line is read (``reader``), its
 codes are checked (``modal``), and the block is executed in LinuxCNC's fixed order,
-emitting :mod:`.canon` operations. O-word flow control (``owords``), arcs and canned
-cycles live in their own modules.
+emitting :mod:`.canon` operations. This module holds the main loop, the block order
+and the plain codes; the rest lives beside it, most as mixins of :class:`Interpreter`:
+
+- ``owords``: O-word subroutines and flow control; ``modal_context``: M70-M73;
+- ``offsets``: G10, G28/G30, G43/G49, G52/G92, G54-G59.3;
+- ``arcs``: G2/G3; ``cycles``: G73, G81-G89; ``comp``: cutter radius compensation
+  (G40-G42.1); ``spindle_sync``: G33/G33.1; ``splines``: G5.1; ``probing``: G38.x;
+  ``polar``: ``@``/``^`` words;
+- ``fastpath``: runs of plain motion lines, column-wise; ``echo``: the position
+  standalone rs274's canonical layer believes in.
 
 Two unit systems meet here. *Program units* follow G20/G21. *Machine units* are
 those of the tool table and of the persistent parameters (#5161…, #5221…): millimetres
@@ -13,7 +21,6 @@ for our machines; standalone LinuxCNC ``rs274`` uses inches, which
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,12 +28,13 @@ from pathlib import Path
 from ..errors import GCodeError
 from . import arcs, canon, cycles, fastpath, spindle_sync, splines
 from .comp import COMP_AXES, QUEUED_OPS, CutterCompensation
+from .echo import CanonPositionEcho
 from .modal import ModalCodes
+from .modal_context import WORK_SYSTEM_CODES, WORK_SYSTEMS, ModalContextHandling
 from .offsets import OffsetHandling
-from .owords import CallFrame, ModalContext, OWordFlow
+from .owords import CallFrame, OWordFlow
 from .parameters import (
     CURRENT_POSITION,
-    G92_ENABLED,
     TOOL_DIAMETER,
     TOOL_NUMBER,
     TOOL_OFFSET,
@@ -34,6 +42,8 @@ from .parameters import (
     Parameters,
     work_offset_index,
 )
+from .polar import PolarCoordinates
+from .probing import PROBE_CODES, Probing
 from .reader import Block, read_line
 from .source import Position, ProgramSource
 from .state import AXES, INCH_MM, LINEAR, ModalState
@@ -41,10 +51,6 @@ from .tooltable import Tool, ToolTable
 
 PLANE_NAMES = {170: "XY", 180: "XZ", 190: "YZ"}
 CONTROL_MODE_NAMES = {610: "EXACT_PATH", 611: "EXACT_STOP", 640: "CONTINUOUS"}
-WORK_SYSTEMS = {540: 1, 550: 2, 560: 3, 570: 4, 580: 5, 590: 6, 591: 7, 592: 8, 593: 9}
-WORK_SYSTEM_CODES = {v: k for k, v in WORK_SYSTEMS.items()}
-PROBE_CODES = (382, 383, 384, 385)  # G38.2-G38.5
-PROBE_RESULT = 5061  # #5061-#5066 probe point, #5067-#5069 U V W, #5070 tripped
 MAX_REPORTED_ERRORS = 200
 FAST_CHUNK_MIN = 16 * 1024  # bytes the fast path reads at a time, doubling while it pays
 FAST_CHUNK_MAX = 128 * 1024  # keeps the fast path's arrays to a few MB
@@ -55,52 +61,14 @@ class ProgramEnded(Exception):
     """Raised internally when M2/M30 or a closing ``%`` ends the program."""
 
 
-class CanonPositionEcho:
-    """The position the canonical layer believes in, as LinuxCNC's standalone canon keeps it.
-
-    After a tool change LinuxCNC re-reads the position from its canonical layer; in
-    standalone ``rs274`` that layer tracks moves and work/G92 offsets but not tool
-    length offsets, so the re-read position can differ from the interpreter's. This
-    mirror lets ``rs274_quirks=True`` reproduce that.
-    """
-
-    __slots__ = ("position", "g5x", "g92", "units")
-
-    def __init__(self) -> None:
-        self.position = [0.0] * 6
-        self.g5x = [0.0] * 6
-        self.g92 = [0.0] * 6
-        self.units = "mm"
-
-    def observe(self, op: canon.CanonOp) -> None:
-        t = type(op)
-        if t is canon.StraightTraverse or t is canon.StraightFeed:
-            self.position = [op.x, op.y, op.z, op.a, op.b, op.c]  # type: ignore[attr-defined]
-        elif t is canon.ArcFeed:
-            assert isinstance(op, canon.ArcFeed)
-            p = self.position
-            first, second, normal = canon.ARC_AXES[op.plane]
-            p[first], p[second], p[normal] = op.first_end, op.second_end, op.axis_end
-            p[3], p[4], p[5] = op.a, op.b, op.c
-        elif t is canon.StraightProbe:
-            assert isinstance(op, canon.StraightProbe)
-            self.position = probe_stop(self.position, op, self.units)
-        elif t is canon.SetWorkOffset or t is canon.SetG92Offset:
-            new = [op.x, op.y, op.z, op.a, op.b, op.c]  # type: ignore[attr-defined]
-            old = self.g5x if t is canon.SetWorkOffset else self.g92
-            self.position = [self.position[i] + old[i] - new[i] for i in range(6)]
-            old[:] = new
-        elif t is canon.UseLengthUnits:
-            units = op.units  # type: ignore[attr-defined]
-            if units != self.units:
-                factor = 1 / INCH_MM if units == "inch" else INCH_MM
-                for values in (self.position, self.g5x, self.g92):
-                    for i in range(LINEAR):
-                        values[i] *= factor
-                self.units = units
-
-
-class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
+class Interpreter(
+    OWordFlow,
+    OffsetHandling,
+    CutterCompensation,
+    PolarCoordinates,
+    ModalContextHandling,
+    Probing,
+):
     """Interprets one program; iterate :meth:`run` for its canonical operations."""
 
     def __init__(
@@ -419,98 +387,6 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
         p = self.params.numbered
         p[CURRENT_POSITION : CURRENT_POSITION + 6] = s.position
 
-    # --- polar coordinates (@ radius, ^ angle in degrees) ----------------------------
-
-    def check_polar(self, block: Block, codes: ModalCodes) -> None:
-        """LinuxCNC's checks on ``@``/``^`` when the line is read (before any of it runs)."""
-        w = block.words
-        g = codes.g
-        if self.state.plane != 170:  # the plane in force before this line
-            raise self.error("Cannot use polar coordinate except in G17 plane")
-        if "x" in w:
-            raise self.error("Cannot specify both polar coordinate and X word", block.columns["x"])
-        if "y" in w:
-            raise self.error("Cannot specify both polar coordinate and Y word", block.columns["y"])
-        non_modal = g.get(0)
-        covets_axes = non_modal in (100, 280, 300, 520, 920)
-        motion = g.get(1)
-        if motion is not None:
-            if motion == 800 and not covets_axes:
-                raise self.error("Cannot use axis values with g80", codes.g_cols[1])
-            if motion == 800 and non_modal == 920:
-                raise self.error("Polar coordinates can only be used for motion")
-            if motion != 800 and covets_axes:
-                raise self.error(
-                    "Cannot use two g codes that both use axis values", codes.g_cols[1]
-                )
-        elif covets_axes:
-            if non_modal == 520 and not any(a in w for a in AXES):
-                raise self.error("All axes missing with g52 or g92")
-            raise self.error("Polar coordinates can only be used for motion")
-        elif g.get(8) == 431:
-            raise self.error("Polar coordinates can only be used for motion")
-        elif self.state.motion_mode == 800:
-            raise self.error("Cannot use axis values without a g code that uses them")
-
-    def polar_end(self, words: dict[str, float], x: float, y: float) -> tuple[float, float]:
-        """The XY end point of a move with ``@``/``^``, about the work origin (find_ends)."""
-        radius = words.get("@")
-        angle = words.get("^")
-        if not self.state.incremental:
-            if radius is not None and angle is not None:
-                t = math.radians(angle)
-                return radius * math.cos(t), radius * math.sin(t)
-            if radius is not None:
-                if x == 0 and y == 0:
-                    raise self.error("Must specify angle in polar coordinate if at the origin")
-                t = math.atan2(y, x)
-                return radius * math.cos(t), radius * math.sin(t)
-            assert angle is not None
-            r = math.hypot(y, x)
-            t = math.radians(angle)
-            return r * math.cos(t), r * math.sin(t)
-        # G91: @ adds to the distance from the origin, ^ turns about the origin
-        if radius is not None:
-            if x == 0 and y == 0:
-                raise self.error(
-                    "Incremental motion with polar coordinates is indeterminate when at the origin"
-                )
-            t = math.atan2(y, x)
-            r = math.hypot(y, x) + radius
-            x, y = r * math.cos(t), r * math.sin(t)
-        if angle is not None:
-            if x == 0 and y == 0:
-                raise self.error(
-                    "G91 motion with polar coordinates is indeterminate when at the origin"
-                )
-            t = math.atan2(y, x) + math.radians(angle)
-            r = math.hypot(y, x)
-            x, y = r * math.cos(t), r * math.sin(t)
-        return x, y
-
-    def polar_cycle_point(self, words: dict[str, float], x: float, y: float) -> tuple[float, float]:
-        """G90 canned cycle in G17: the hole from ``@``/``^``, the rest from the current point."""
-        radius = words.get("@", math.hypot(y, x))
-        t = math.radians(words["^"]) if "^" in words else math.atan2(y, x)
-        return radius * math.cos(t), radius * math.sin(t)
-
-    def polar_cycle_step(self, words: dict[str, float], x: float, y: float) -> tuple[float, float]:
-        """G91 canned cycle in G17: one repeat's polar increment (LinuxCNC's CYCLE_MACRO)."""
-        message = "Incremental motion with polar coordinates is indeterminate when at the origin"
-        if words.get("@"):
-            if x == 0 and y == 0:
-                raise self.error(message)
-            t = math.atan2(y, x)
-            r = math.hypot(y, x) + words["@"]
-            x, y = r * math.cos(t), r * math.sin(t)
-        if words.get("^"):
-            if x == 0 and y == 0:
-                raise self.error(message)
-            t = math.atan2(y, x) + math.radians(words["^"])
-            r = math.hypot(y, x)
-            x, y = r * math.cos(t), r * math.sin(t)
-        return x, y
-
     def check_words(self, block: Block, codes: ModalCodes) -> None:
         """Reject words that no code on the line (or the modal motion) uses."""
         w = block.words
@@ -681,84 +557,6 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
         p[TOOL_DIAMETER] = (tool.diameter if tool else 0.0) / scale
         shape = (self.tool_shapes or {}).get(number, (0.0, 0.0, 0))
         p[TOOL_DIAMETER + 1], p[TOOL_DIAMETER + 2], p[TOOL_DIAMETER + 3] = shape
-
-    # --- M70-M73: saving and restoring the modal state --------------------------------
-
-    def modal_context(self, code: int) -> None:
-        """M70 save, M71 invalidate, M72 restore, M73 save and restore on return."""
-        frame = self.frames[-1]
-        if code in (70, 73):
-            frame.saved_context = self.capture_context()
-            if code == 73 and len(self.frames) > 1:  # at the top level: saved, nothing more
-                frame.restore_on_return = True
-        elif code == 71:
-            frame.saved_context = None
-        else:
-            if frame.saved_context is None:
-                raise self.error(
-                    "Cannot restore context from invalid stack frame - missing M70/M73?"
-                )
-            self.restore_context(frame.saved_context)
-
-    def capture_context(self) -> ModalContext:
-        """The state as LinuxCNC 2.9's write_g_codes / write_m_codes / write_settings record it."""
-        s = self.state
-        g = {
-            3: s.plane,
-            4: 400,
-            5: 200 if s.units == "inch" else 210,
-            6: 910 if s.incremental else 900,
-            7: s.feed_mode,
-            8: WORK_SYSTEM_CODES[s.origin_index],
-            9: 430 if any(s.tool_offset) else 490,
-            10: 980 if s.retract_old_z else 990,
-            11: s.control_mode,
-            13: 970,
-            14: 911 if s.arc_incremental else 901,
-            15: 80,
-            16: 923 if self.params.numbered[G92_ENABLED] == 1.0 else -1,  # G92 applied
-        }
-        m = {
-            2: s.spindle,
-            4: 7 if s.mist else (-1 if s.flood else 9),
-            5: 8 if s.flood else -1,
-            6: 48 if s.feed_override else 49,  # 2.9 looks at the feed override only
-            7: 52 if self.adaptive_feed else -1,
-            8: 53 if self.feed_hold else -1,
-        }
-        return ModalContext(g, m, s.feed_rate, s.speed, (s.tolerance, s.naive_tolerance))
-
-    def restore_context(self, saved: ModalContext) -> None:
-        """LinuxCNC restores by executing G-code made from the differences, in its order:
-        G20/G21 alone first, then one line of F, S and the G codes followed by the first
-        differing M code, then each further M code on a line of its own."""
-        current = self.capture_context()
-        if saved.g_codes[5] != current.g_codes[5]:
-            self.execute_generated(f"G{saved.g_codes[5] // 10}")
-            current = self.capture_context()
-        cmd = ""
-        if saved.feed != current.feed:
-            cmd += f" F{saved.feed:.1f}"
-        if saved.speed != current.speed:
-            cmd += f" S{saved.speed:.0f}"
-        for slot, code in saved.g_codes.items():
-            if slot == 16 and code != current.g_codes[slot]:
-                cmd += " G92.3" if code == 923 else " G92.2"
-            elif slot == 11 and code == 640:  # G64 comes back with its tolerances
-                if code != current.g_codes[slot] or saved.tolerances != current.tolerances:
-                    cmd += " G64 P{:f} Q{:f}".format(*saved.tolerances)
-            elif slot != 5 and code != current.g_codes[slot]:
-                cmd += f" G{code // 10}.{code % 10}" if code % 10 else f" G{code // 10}"
-        for slot, code in saved.m_codes.items():
-            if code != current.m_codes[slot] and code != -1:
-                cmd += f"M{code}\n"
-        for text in cmd.split("\n"):
-            if text:
-                self.execute_generated(text)
-
-    def execute_generated(self, text: str) -> None:
-        block = read_line(text, self.line, self.params)
-        self.execute_block(block, ModalCodes(block))
 
     def set_spindle(self, code: int) -> None:
         self.state.spindle = code
@@ -1001,41 +799,6 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
                 return  # the compensated arc has set the position
         s.position = target
 
-    # --- G38.2-G38.5 probing -------------------------------------------------------------
-
-    def probe(self, code: int, target: list[float]) -> None:
-        s = self.state
-        if s.comp_side:
-            raise self.error("Cannot probe with cutter radius comp on")
-        if s.feed_rate == 0.0:
-            raise self.error("Cannot probe with zero feed rate")
-        if s.feed_mode == 950:
-            raise self.error("Cannot probe with feed per rev mode")
-        if code in (382, 384) and target == s.position:  # G38.3/G38.5 may not move at all
-            raise self.error("Start point too close to probe point")
-        s.motion_mode = code
-        start = list(self.echo.position) if self.rs274_quirks else list(s.position)
-        self.emit(canon.Setting(self.line, "TURN_PROBE_ON"))
-        op = canon.StraightProbe(self.line, *target)
-        self.emit(op)
-        self.emit(canon.Setting(self.line, "TURN_PROBE_OFF"))
-        s.position = list(target)
-        stop = list(self.echo.position) if self.rs274_quirks else probe_stop(start, op, s.units)
-        self.probe_result = (list(target), stop)
-        self.toolchange_pending = True  # the position is re-read, as after a tool change
-
-    def take_probe_result(self) -> None:
-        """#5061-#5070 and the current point from the probe move just made."""
-        assert self.probe_result is not None
-        tripped, stop = self.probe_result
-        self.probe_result = None
-        p = self.params.numbered
-        p[PROBE_RESULT : PROBE_RESULT + 6] = tripped
-        p[PROBE_RESULT + 6 : PROBE_RESULT + 9] = [0.0, 0.0, 0.0]  # U V W
-        p[PROBE_RESULT + 9] = 0.0  # the standalone canon reports the probe as not tripped
-        self.state.position = list(stop)
-        self.echo.position = list(stop)
-
     def feed_move(self, block: Block, target: list[float], move: bool = True) -> None:
         s = self.state
         if s.feed_mode == 930:
@@ -1113,19 +876,6 @@ class Interpreter(OWordFlow, OffsetHandling, CutterCompensation):
             if text.strip() == "%":
                 return True
         return False
-
-
-def probe_stop(start: list[float], op: canon.StraightProbe, units: str) -> list[float]:
-    """Where LinuxCNC's standalone canon leaves a probe move: backed off from the probe
-    point towards the start by 0.254 mm (0.01 in) along X Y Z; rotary axes at the target."""
-    end = [op.x, op.y, op.z, op.a, op.b, op.c]
-    d = [start[i] - end[i] for i in range(LINEAR)]
-    distance = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-    if distance != 0:
-        backoff = 0.254 if units == "mm" else 0.01
-        for i in range(LINEAR):
-            end[i] = end[i] + backoff * (d[i] / distance)
-    return end
 
 
 def linear_length(a: list[float], b: list[float]) -> float:
