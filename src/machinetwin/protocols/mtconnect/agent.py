@@ -78,7 +78,8 @@ class MTConnectAgent:
         self.devices: list[Device] = [build_device(a.descriptor) for a in self.adapters]
         self.table = ItemTable.build(self.devices)
         self.buffer = ObservationBuffer(len(self.table.items), buffer_size)
-        self.feeds = [DeviceFeed(d, self.buffer, filter_samples) for d in self.devices]
+        self.feeds = [DeviceFeed(d, self.buffer, filter_samples, a.descriptor.signals)
+                      for d, a in zip(self.devices, self.adapters, strict=True)]  # fmt: skip
         self.assets: dict[str, Asset] = {a.asset_id: a for a in assets}
         # a fresh instanceId on every start tells clients that sequences restarted
         self.instance_id = secrets.randbits(31) or 1

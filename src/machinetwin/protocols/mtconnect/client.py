@@ -68,7 +68,10 @@ class MultipartReader:
         self.buf = b""
 
     async def _more(self) -> None:
-        chunk = await anext(self.chunks)  # StopAsyncIteration: the stream ended
+        try:
+            chunk = await anext(self.chunks)
+        except StopAsyncIteration:  # must not escape into an async generator
+            raise Resync("the agent ended the stream") from None
         self.buf += chunk
 
     async def next_part(self) -> bytes:
@@ -114,7 +117,7 @@ class MTConnectClientAdapter:
                     async for item in self._session(http):
                         yield item
                 except (Resync, httpx.HTTPError, StreamError, AgentErrorDocument,
-                        StopAsyncIteration, TimeoutError) as e:  # fmt: skip
+                        TimeoutError) as e:  # fmt: skip
                     self.resyncs += 1
                     log.info("%s: resynchronising: %s", self.settings.machine_id, e)
                     await asyncio.sleep(self.settings.retry_s if _is_down(e) else 0)
@@ -197,7 +200,7 @@ class MTConnectClientAdapter:
 
 
 def _is_down(e: Exception) -> bool:
-    return isinstance(e, httpx.HTTPError | TimeoutError | StopAsyncIteration)
+    return isinstance(e, httpx.HTTPError | TimeoutError | Resync)
 
 
 async def _get(http: httpx.AsyncClient, path: str, params: dict | None = None) -> bytes:

@@ -42,16 +42,18 @@ class Converter:
     ) -> list[SampleBatch | MachineEvent]:
         """Events first (they explain the samples), then the batch."""
         out: list[SampleBatch | MachineEvent] = list(self.events(chunk, current))
-        batch = self.batch(chunk)
+        batch = self.batch(chunk, snapshot=current)
         if batch is not None:
             out.append(batch)
         return out
 
-    def batch(self, chunk: StreamChunk) -> SampleBatch | None:
+    def batch(self, chunk: StreamChunk, snapshot: bool = False) -> SampleBatch | None:
+        """``snapshot``: a /current document, one row at its newest time (older times
+        would show signals whose newest value is later as unknown)."""
         sig, t, v = self._numeric_with_enums(chunk)
         if len(t) == 0 or not self.signals:
             return None
-        t_all = np.unique(t)
+        t_all = np.array([t.max()]) if snapshot else np.unique(t)
         order = np.lexsort((np.arange(len(t)), t, sig))  # by signal, then time, then arrival
         sig, t, v = sig[order], t[order], v[order]
         bounds = np.searchsorted(sig, np.arange(len(self.signals) + 1))

@@ -17,8 +17,8 @@ from .model import AVAILABILITY_VALUES, DataItem, Device, alarm_condition_id
 class DeviceFeed:
     """Writes one device's observations into the agent's buffer."""
 
-    def __init__(self, device: Device, buffer: ObservationBuffer,
-                 filter_samples: bool = True) -> None:  # fmt: skip
+    def __init__(self, device: Device, buffer: ObservationBuffer, filter_samples: bool = True,
+                 device_signals: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.device = device
         self.buffer = buffer
         self.filter_samples = filter_samples
@@ -28,6 +28,9 @@ class DeviceFeed:
         self.by_signal = {i.signal: i for i in items if i.signal}
         self.avail = next(i for i in items if i.type == "AVAILABILITY")
         self.available = False
+        # a machine that samples its execution state says it better, at every sample
+        # time; its execution events may carry a later time (a batch's end)
+        self.execution_sampled = "execution" in device_signals
         numeric = [i for i in items if i.signal and i.kind in ("num", "enum")]
         self.numeric = numeric
         self.numeric_index = np.array([i.index for i in numeric], np.int32)
@@ -82,7 +85,7 @@ class DeviceFeed:
             self.set_unavailable(t)
         elif kind in ("alarm", "alarm_cleared") and event.alarm is not None:
             self._alarm(event, t)
-        elif kind == "execution":
+        elif kind == "execution" and not self.execution_sampled:
             self.set_value(self.by_signal["execution"], t, str(event.value))
         elif kind == "program":
             value = event.value  # a name, or {"name": ..., "text": ...}

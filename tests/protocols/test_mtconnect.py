@@ -1,0 +1,369 @@
+"""MTConnect agent and client: sequences, OUT_OF_RANGE, streaming, end to end, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from machinetwin.model import Alarm, AlarmCode, MachineEvent, SampleBatch, Severity
+from machinetwin.protocols.mtconnect.agent import MTConnectAgent, SampleQuery
+from machinetwin.protocols.mtconnect.assets import cutting_tools
+from machinetwin.protocols.mtconnect.buffer import ObservationBuffer
+from machinetwin.protocols.mtconnect.client import ClientSettings, MTConnectClientAdapter, Resync
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_mtconnect_support import Scripted, Tap, collect, series, virtual_machine  # noqa: E402
+
+STREAMS = "{urn:mtconnect.org:MTConnectStreams:2.0}"
+
+
+def _ns(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def batch(machine: str, t0: float, n: int, x0: float = 0.0) -> SampleBatch:
+    t = t0 + 0.01 * np.arange(n)
+    cols = {"x.pos": x0 + np.arange(n, dtype=float), "spindle.speed": np.full(n, 1000.0),
+            "feed": np.full(n, 600.0), "execution": np.ones(n)}  # fmt: skip
+    return SampleBatch(machine, t, cols)
+
+
+# ---------------------------------------------------------------- sequence arithmetic
+
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.integers(1, 40), sizes=st.lists(st.integers(0, 60), max_size=12))
+def test_ring_buffer_sequences_match_a_plain_list(capacity: int, sizes: list[int]) -> None:
+    buf = ObservationBuffer(n_items=5, capacity=capacity)
+    reference: list[int] = []  # item of each observation, by sequence - 1
+    for size in sizes:
+        items = np.arange(len(reference), len(reference) + size) % 5
+        first = buf.append(items.astype(np.int32), np.arange(size, dtype=float), items * 1.0)
+        assert first == len(reference) + 1
+        reference.extend(items.tolist())
+    assert buf.next_sequence == len(reference) + 1
+    assert buf.last_sequence == len(reference)
+    assert buf.first_sequence == max(1, len(reference) + 1 - capacity)
+    held = buf.select(1, buf.next_sequence)
+    assert held.seq.tolist() == list(range(buf.first_sequence, buf.next_sequence))
+    assert held.item.tolist() == reference[buf.first_sequence - 1 :]
+    # from is valid exactly within [first, next]
+    assert buf.check_range(buf.first_sequence) is None
+    assert buf.check_range(buf.next_sequence) is None
+    assert buf.check_range(buf.next_sequence + 1) is not None
+    if buf.first_sequence > 1:
+        assert buf.check_range(buf.first_sequence - 1) is not None
+    for item in range(5):  # /current holds each item's newest observation
+        seqs = [s + 1 for s, i in enumerate(reference) if i == item]
+        assert buf.latest_seq[item] == (seqs[-1] if seqs else 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(capacity=st.integers(5, 60), total=st.integers(0, 150), count=st.integers(1, 20),
+       devices=st.sets(st.sampled_from(["a", "b"]), min_size=1))  # fmt: skip
+def test_sample_pages_chain_without_gaps_or_repeats(capacity, total, count, devices) -> None:
+    agent = MTConnectAgent([Scripted("a", []), Scripted("b", [])], buffer_size=capacity)
+    n_items = len(agent.table.items)
+    rng = np.random.default_rng(total)
+    items = rng.integers(0, n_items, total).astype(np.int32)
+    agent.buffer.append(items, np.arange(total, dtype=float), np.arange(total, dtype=float))
+    mask = agent._mask([d for d in agent.devices if d.name in devices])
+    start = agent.buffer.first_sequence
+    wanted = agent.buffer.select(start, agent.buffer.next_sequence)
+    expected = wanted.seq[mask[wanted.item]].tolist()
+    got: list[int] = []
+    for _ in range(agent.buffer.next_sequence + 2):
+        obs, nxt = agent.query(SampleQuery(start, count, None, mask))
+        assert len(obs) <= count and nxt >= start
+        got.extend(obs.seq.tolist())
+        if nxt == start:
+            break
+        start = nxt
+    assert got == expected
+    assert start == agent.buffer.next_sequence
+
+
+# ---------------------------------------------------------------- HTTP requests
+
+
+async def _agent_requests(url: str) -> dict[str, httpx.Response]:
+    async with httpx.AsyncClient(base_url=url) as c:
+        return {
+            "probe": await c.get("/probe"),
+            "probe_json": await c.get("/probe", headers={"Accept": "application/json"}),
+            "current": await c.get("/current"),
+            "device_current": await c.get("/m1/current"),
+            "old": await c.get("/sample", params={"from": 1}),
+            "bad_count": await c.get("/sample", params={"count": "ten"}),
+            "zero_count": await c.get("/sample", params={"count": 0}),
+            "future": await c.get("/sample", params={"from": 10**9}),
+            "no_device": await c.get("/nope/current"),
+            "bad_uri": await c.get("/m1/current/extra"),
+            "page": await c.get("/sample", params={"count": 3}),
+            "assets": await c.get("/assets"),
+            "asset": await c.get("/asset/m1.T2"),
+            "no_asset": await c.get("/asset/m1.T9"),
+            "error_json": await c.get("/sample", params={"from": 1, "format": "json"}),
+        }
+
+
+def test_agent_answers_and_errors_per_the_standard() -> None:
+    async def run() -> dict[str, httpx.Response]:
+        items = [batch("m1", 1.7e9 + k, 10, x0=k * 100) for k in range(30)]  # 300 samples
+        from machinetwin.machine import load_machine_config
+
+        tools = cutting_tools(load_machine_config().tools, "m1", 1.7e9)
+        agent = MTConnectAgent([Scripted("m1", items)], tools, buffer_size=256)
+        async with agent.serving() as url:
+            await asyncio.sleep(0.3)
+            return await _agent_requests(url)
+
+    r = asyncio.run(run())
+    probe = ET.fromstring(r["probe"].content)
+    assert probe.tag == "{urn:mtconnect.org:MTConnectDevices:2.0}MTConnectDevices"
+    types = {(d.get("type"), d.get("subType")) for d in probe.iter() if _ns(d.tag) == "DataItem"}
+    assert {("POSITION", "ACTUAL"), ("EXECUTION", None), ("CONDITION", None)} - types == {
+        ("CONDITION", None)}  # fmt: skip
+    assert r["probe_json"].json()["MTConnectDevices"]["Devices"]["Device"][0]["uuid"] == "m1"
+    current = ET.fromstring(r["current"].content)
+    header = next(e for e in current.iter() if _ns(e.tag) == "Header")
+    first, nxt = int(header.get("firstSequence")), int(header.get("nextSequence"))
+    assert first > 1  # the 256-slot ring has wrapped
+    xpos = [e for e in current.iter() if e.get("dataItemId") == "m1_xpos"]
+    assert [float(e.text) for e in xpos] == [2909.0]  # the newest x.pos, nothing older
+    assert r["device_current"].status_code == 200
+    for key in ("old", "future", "zero_count"):
+        err = ET.fromstring(r[key].content)
+        assert r[key].status_code == 400 and _ns(err.tag) == "MTConnectError"
+        assert (
+            next(e for e in err.iter() if _ns(e.tag) == "Error").get("errorCode") == "OUT_OF_RANGE"
+        )
+    assert "between firstSequence" in r["old"].text
+    assert b"INVALID_REQUEST" in r["bad_count"].content and b"'count'" in r["bad_count"].content
+    assert r["no_device"].status_code == 404 and b"NO_DEVICE" in r["no_device"].content
+    assert r["bad_uri"].status_code == 404 and b"INVALID_URI" in r["bad_uri"].content
+    page = ET.fromstring(r["page"].content)
+    seqs = sorted(int(e.get("sequence")) for e in page.iter() if e.get("sequence"))
+    header = next(e for e in page.iter() if _ns(e.tag) == "Header")
+    assert seqs == list(range(first, first + 3)) and int(header.get("nextSequence")) == first + 3
+    assert nxt == int(header.get("lastSequence")) + 1
+    tools = [e for e in ET.fromstring(r["assets"].content).iter() if _ns(e.tag) == "CuttingTool"]
+    assert sorted(t.get("toolId") for t in tools) == ["1", "2", "3", "4"]
+    assert b"6 mm ball end mill" in r["asset"].content
+    assert r["no_asset"].status_code == 404 and b"ASSET_NOT_FOUND" in r["no_asset"].content
+    err = r["error_json"].json()["MTConnectError"]["Errors"][0]["Error"]
+    assert err["errorCode"] == "OUT_OF_RANGE"
+
+
+def test_conditions_in_current_follow_raise_and_clear() -> None:
+    alarm = Alarm(
+        AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT, "spindle load 130 %", "spindle", 1.7e9
+    )
+    other = Alarm(AlarmCode.DRIVE_FAULT, Severity.WARNING, "X drive warm", "x", 1.7e9)
+    cleared = Alarm(AlarmCode.DRIVE_FAULT, Severity.WARNING, "", "x", 1.7e9, cleared_at=1.7e9 + 1)
+    items = [MachineEvent("m1", 1.7e9, "alarm", alarm=alarm), MachineEvent("m1", 1.7e9, "alarm", alarm=other),
+             MachineEvent("m1", 1.7e9 + 1, "alarm_cleared", alarm=cleared)]  # fmt: skip
+
+    async def run() -> bytes:
+        agent = MTConnectAgent([Scripted("m1", items)])
+        async with agent.serving() as url, httpx.AsyncClient() as c:
+            await asyncio.sleep(0.2)
+            return (await c.get(url + "/current")).content
+
+    doc = ET.fromstring(asyncio.run(run()))
+    load = [e for e in doc.iter() if e.get("dataItemId") == "m1_sloadc"]
+    servo = [e for e in doc.iter() if e.get("dataItemId") == "m1_xservo"]
+    assert [(_ns(e.tag), e.get("nativeCode"), e.text) for e in load] == [
+        ("Fault", "MT-200", "spindle load 130 %")]  # fmt: skip
+    assert [_ns(e.tag) for e in servo] == ["Normal"]
+
+
+# ---------------------------------------------------------------- streaming
+
+
+async def _read_parts(url: str, params: dict, parts: int, timeout: float) -> list[bytes]:
+    from machinetwin.protocols.mtconnect.client import MultipartReader
+
+    async with httpx.AsyncClient(timeout=timeout) as c:
+        async with c.stream("GET", url + "/sample", params=params) as resp:
+            assert resp.headers["content-type"].startswith("multipart/x-mixed-replace;boundary=")
+            boundary = resp.headers["content-type"].split("boundary=")[1]
+            reader = MultipartReader(resp.aiter_bytes(), boundary)
+            out = []
+            for _ in range(parts):
+                try:
+                    out.append(await asyncio.wait_for(reader.next_part(), timeout))
+                except Resync:  # the agent ended the stream
+                    break
+            return out
+
+
+def test_stream_sends_heartbeats_when_nothing_changes() -> None:
+    async def run() -> list[bytes]:
+        agent = MTConnectAgent([Scripted("m1", [batch("m1", 1.7e9, 5)])])
+        async with agent.serving() as url:
+            await asyncio.sleep(0.2)
+            nxt = agent.buffer.next_sequence
+            return await _read_parts(url, {"from": nxt, "interval": 0, "heartbeat": 200}, 4, 5.0)
+
+    parts = asyncio.run(run())
+    docs = [ET.fromstring(p) for p in parts]
+    heads = [next(e for e in d.iter() if _ns(e.tag) == "Header") for d in docs]
+    assert len({h.get("nextSequence") for h in heads}) == 1  # nothing new: same position
+    for d in docs:  # empty documents: a heartbeat only
+        assert not [e for e in d.iter() if e.get("sequence")]
+
+
+def test_stream_delivers_new_data_then_out_of_range_when_overrun() -> None:
+    async def run() -> list[bytes]:
+        more = [batch("m1", 1.7e9 + k, 10) for k in range(50)]
+        adapter = Scripted("m1", [])
+        agent = MTConnectAgent([adapter], buffer_size=64)
+        async with agent.serving() as url:
+            await asyncio.sleep(0.1)
+            start = agent.buffer.next_sequence
+
+            async def feed_later() -> None:
+                await asyncio.sleep(0.3)
+                for b in more:  # far more than the ring holds, faster than count=5 pages
+                    agent.feeds[0].ingest_batch(b)
+                agent.notify()
+
+            feeder = asyncio.create_task(feed_later())
+            parts = await _read_parts(url, {"from": start, "count": 5, "interval": 200,
+                                            "heartbeat": 5000}, 3, 5.0)  # fmt: skip
+            await feeder
+            return parts
+
+    parts = asyncio.run(run())
+    kinds = [_ns(ET.fromstring(p).tag) for p in parts]
+    assert kinds[0] == "MTConnectStreams"
+    assert kinds[-1] == "MTConnectError" and b"OUT_OF_RANGE" in parts[-1]
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_client_reads_agent_of_a_virtual_machine_and_values_match(tmp_path: Path) -> None:
+    async def run():
+        vm, _ = virtual_machine(tmp_path, "m1", speedup=2.0)
+        tap = Tap(vm)
+        agent = MTConnectAgent([tap])
+        async with agent.serving() as url:
+            client = MTConnectClientAdapter(ClientSettings(url, "m1-remote", heartbeat_ms=500))
+            got = await collect(client, 4.0)
+        return tap.items, got, client
+
+    truth, got, client = asyncio.run(run())
+    assert client.resyncs == 0
+    assert all(isinstance(b, SampleBatch | MachineEvent) for b in got)
+    compared = 0
+    for signal in ("x.pos", "z.pos", "spindle.speed", "feed", "line", "execution", "spindle.load"):
+        t_true, v_true = series(truth, signal)
+        t_got, v_got = series(got, signal)
+        assert len(t_got), signal
+        # compare at the machine's own sample times (the client also has event times)
+        k = np.clip(np.searchsorted(t_true, t_got - 2e-6), 0, len(t_true) - 1)
+        same_time = np.abs(t_true[k] - t_got) < 2e-6
+        assert same_time.sum() > 100, signal
+        np.testing.assert_allclose(v_got[same_time], v_true[k[same_time]], rtol=1e-9, atol=1e-9,
+                                   err_msg=signal)  # fmt: skip
+        compared += same_time.sum()
+    executions = [e.value for e in got if isinstance(e, MachineEvent) and e.kind == "execution"]
+    assert "ACTIVE" in executions
+    programs = [e.value for e in got if isinstance(e, MachineEvent) and e.kind == "program"]
+    assert programs and programs[0] == "short.ngc"
+    assert compared > 700
+
+
+def test_polling_client_reads_the_same(tmp_path: Path) -> None:
+    async def run():
+        vm, _ = virtual_machine(tmp_path, "m1", speedup=2.0)
+        agent = MTConnectAgent([vm])
+        async with agent.serving() as url:
+            client = MTConnectClientAdapter(ClientSettings(url, "m1", stream=False, count=500,
+                                                           interval_ms=100))  # fmt: skip
+            got = await collect(client, 2.5)
+        return got, client
+
+    got, client = asyncio.run(run())
+    t, x = series(got, "x.pos")
+    assert len(t) > 20 and np.all(np.diff(t) >= 0) and np.isfinite(x).all()
+    assert client.next_sequence is not None and client.resyncs == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_resyncs_after_agent_restart_with_new_instance_id(tmp_path: Path) -> None:
+    port = _free_port()
+
+    async def run():
+        client = MTConnectClientAdapter(ClientSettings(f"http://127.0.0.1:{port}", "m1",
+                                                       heartbeat_ms=300, retry_s=0.2))  # fmt: skip
+        out: list = []
+
+        async def read() -> None:
+            async for item in client.batches():
+                out.append(item)
+
+        ids = []
+        reader = None
+        for k in range(2):
+            vm, _ = virtual_machine(tmp_path, "m1", speedup=2.0)
+            agent = MTConnectAgent([vm])
+            ids.append(agent.instance_id)
+            async with agent.serving(port=port):
+                if reader is None:
+                    reader = asyncio.create_task(read())
+                await asyncio.sleep(2.0)
+                seen_before = len(out)
+            if k == 0:
+                await asyncio.sleep(0.5)  # the agent is down for a while
+        await client.close()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        return client, out, ids, seen_before
+
+    client, out, ids, seen_before = asyncio.run(run())
+    assert ids[0] != ids[1]
+    assert client.instance_id == ids[1]
+    assert client.resyncs >= 1
+    t, x = series(out, "x.pos")
+    assert np.isfinite(x).sum() > 100 and seen_before > 10
+
+
+def test_client_resyncs_on_out_of_range(tmp_path: Path) -> None:
+    async def run():
+        adapter = Scripted("m1", [])
+        agent = MTConnectAgent([adapter], buffer_size=128)
+        async with agent.serving() as url:
+            client = MTConnectClientAdapter(ClientSettings(url, "m1", stream=False, count=5,
+                                                           interval_ms=50, retry_s=0.05))  # fmt: skip
+
+            async def overrun() -> None:
+                for k in range(40):
+                    await asyncio.sleep(0.05)
+                    agent.feeds[0].ingest_batch(batch("m1", 1.7e9 + k, 20, x0=k * 20))
+                    agent.notify()
+
+            feeder = asyncio.create_task(overrun())
+            got = await collect(client, 2.5)
+            await feeder
+        return client, got
+
+    client, got = asyncio.run(run())
+    assert client.resyncs >= 1  # fell out of the 128-slot ring at 5 per poll, started again
+    t, x = series(got, "x.pos")
+    assert np.all(np.diff(x[np.isfinite(x)]) >= 0)  # x only grows in the input: no stale data
