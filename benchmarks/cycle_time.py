@@ -41,7 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from linuxcnc_sim import LinuxCNCError, LinuxCNCSim, unavailable_reason  # noqa: E402
 
 from machinetwin.gcode import interpret, to_machine_frame  # noqa: E402
-from machinetwin.machine.config import MachineConfig, load_machine_config  # noqa: E402
+from machinetwin.machine.config import (  # noqa: E402
+    MachineConfig,
+    linuxcnc_planner_config,
+    load_machine_config,
+)
 from machinetwin.machine.planner import Trajectory, plan_program  # noqa: E402
 from machinetwin.machine.simulator import tool_table_from  # noqa: E402
 
@@ -160,7 +164,7 @@ def machinetwin_time(
     g54 = tuple(config.work_offsets.get("G54", (0.0, 0.0, 0.0)))
     t0 = time.perf_counter()
     ops = list(to_machine_frame(interpret(path, tool_table_from(config), work_offsets={1: g54})))
-    traj = plan_program(ops, config, start=start)
+    traj = plan_program(ops, linuxcnc_planner_config(config), start=start)
     return traj.duration, time.perf_counter() - t0, traj
 
 

@@ -69,6 +69,25 @@ class StockConfig(Strict):
     grid: float = Field(0.25, gt=0)
 
 
+class PlannerConfig(Strict):
+    """How the trajectory planner turns corners and shares acceleration (``[planner]``).
+
+    ``blending = "filter"`` (the default) smooths corners and bounds jerk with FIR
+    filters; ``"arc"`` inserts tangent blend arcs within the G64 tolerance and plans
+    acceleration-limited trapezoids, the model of LinuxCNC 2.9's trajectory planner.
+    Omitted keys keep the planner's defaults.
+    """
+
+    blending: Literal["filter", "arc"] = "filter"
+    default_tolerance: float | None = Field(None, gt=0)  # mm, G64 without P; inf: none
+    accel_share: float | None = Field(None, gt=0, le=1)
+    jerk_share: float | None = Field(None, gt=0, lt=1)
+    corner_filter_time: float | None = Field(None, gt=0)  # s
+    arc_tangential_share: float | None = Field(None, gt=0, lt=1)
+    kink_ratio: float | None = Field(None, ge=0, lt=1)
+    unblended_end_share: float | None = Field(None, gt=0, le=1)
+
+
 class MachineConfig(Strict):
     name: str = "VMC-1"
     model: str = ""
@@ -78,6 +97,7 @@ class MachineConfig(Strict):
     spindle: SpindleConfig = SpindleConfig()
     tools: list[ToolConfig] = []
     stock: StockConfig = StockConfig()
+    planner: PlannerConfig = PlannerConfig()
 
     @model_validator(mode="after")
     def _complete(self) -> MachineConfig:
@@ -99,3 +119,26 @@ def load_machine_config(path: str | Path | None = None) -> MachineConfig:
         text = resources.files(__package__).joinpath("default_vmc.toml").read_text()
         return parse_toml(text, MachineConfig, "default_vmc.toml")
     return load_toml(path, MachineConfig)
+
+
+# LinuxCNC 2.9's planner has no jerk limit: a jerk "limit" this high makes the FIR
+# stages one tap long (no filtering), so the setpoints follow the planned path exactly.
+UNLIMITED_JERK = 1e9  # mm/s^3
+
+
+def linuxcnc_planner_config(config: MachineConfig) -> MachineConfig:
+    """The same machine planned like LinuxCNC 2.9 (same axis limits, no jerk limit).
+
+    Blend arcs within G64 P (G64 without P: no tolerance of its own, as in LinuxCNC),
+    the whole acceleration for speed changes on lines, half of it tangentially on
+    arcs and blend arcs (the rest is for their normal acceleration).
+    """
+    axes = {k: a.model_copy(update={"max_jerk": UNLIMITED_JERK}) for k, a in config.axes.items()}
+    planner = PlannerConfig(
+        blending="arc",
+        default_tolerance=float("inf"),
+        accel_share=1.0,
+        corner_filter_time=0.001,
+        arc_tangential_share=0.5,
+    )
+    return config.model_copy(update={"axes": axes, "planner": planner})

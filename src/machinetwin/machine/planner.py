@@ -74,8 +74,9 @@ _EYE = np.eye(3)
 # Row layout of a segment's numbers (one float row per segment, in a table)
 _P0, _P1, _CEN, _E1, _E2, _E3 = 0, 3, 6, 9, 12, 15
 _R0, _R1, _TH0, _SWEEP, _DZ, _LEN, _KIND, _HARD, _ACC, _KAPPA, _FEED, _RAPID, _TOL = range(18, 31)
-_T0, _T1, _LINE = 31, 34, 37
-_ROW = 38
+_T0, _T1, _LINE, _NOM = 31, 34, 37, 38  # _NOM: length as programmed, before blend trims
+_ROW = 39
+_TANGENT_TURN = 1e-6  # |change of the unit tangent| below which a junction is tangent
 
 Floats = np.ndarray
 
@@ -96,6 +97,29 @@ class PlannerSettings:
     lookahead_segments: int = 1000
     lookahead_length: float = 0.0  # mm, 0: twice the braking distance plus two zones
     optional_stop: bool = True  # M1 pauses like M0
+    # "filter": corners rounded by the FIR filters (jerk-limited, the default machine);
+    # "arc": tangent blend arcs within the tolerance and acceleration-limited
+    # trapezoids, the model of LinuxCNC 2.9's planner (see ``_blend_arc``)
+    blending: str = "filter"
+    arc_tangential_share: float = 0.5  # "arc": share of acceleration along arcs
+    blend_length_share: float = 0.5  # "arc": a blend arc takes at most this of a line
+    blend_tolerance_share: float = 0.25  # "arc": deviation at most this times a line
+    # "arc", as LinuxCNC 2.9 (see ``Planner._junction``): the share of acceleration a
+    # junction may take for its direction change ([TRAJ] ARC_BLEND_KINK_RATIO), and
+    # the share a G64 move gets when it ends in a stop for another reason than its
+    # own mode (program end, dwell, M0...): LinuxCNC keeps its parabolic-blend half
+    kink_ratio: float = 0.1
+    unblended_end_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.blending not in ("filter", "arc"):
+            raise PlannerError(f"planner blending {self.blending!r}: use 'filter' or 'arc'")
+
+    @classmethod
+    def from_config(cls, config: MachineConfig) -> PlannerSettings:
+        """The settings of the machine file's ``[planner]`` section (defaults elsewhere)."""
+        given = {k: v for k, v in config.planner.model_dump().items() if v is not None}
+        return cls(**given)
 
 
 class Event(NamedTuple):
@@ -128,6 +152,8 @@ class Limits:
         self.vmax_f, self.amax_f = self.vmax.tolist(), self.amax.tolist()
         rho, phi = settings.accel_share, settings.jerk_share
         self.rho = rho
+        self.arc_mode = settings.blending == "arc"
+        self.arc_share = settings.arc_tangential_share
         t1 = float(np.max(2 * rho * self.amax / (phi * self.jmax)))
         self.n1 = max(1, math.ceil(t1 / self.dt - 1e-9))
         self.n2 = max(1, round(settings.corner_filter_time / self.dt))
@@ -136,7 +162,7 @@ class Limits:
         # jerk left for corner jumps after speed changes took 2*rho*A*T2
         jerk_room = self.jmax * self.t1 * self.t2 - 2 * rho * self.amax * self.t2
         self.jump_budget = float(np.min(np.minimum(jerk_room, (1 - rho) * self.amax * self.t1)))
-        if self.jump_budget <= 0:
+        if self.jump_budget <= 0 and not self.arc_mode:
             raise PlannerError("planner settings leave no jerk for corners (raise jerk_share)")
         # variance of the sum of two discrete uniform delays, in s^2
         var = ((self.n1**2 - 1) + (self.n2**2 - 1)) / 12 * self.dt**2
@@ -149,6 +175,8 @@ class Limits:
         self.settle = self.n1 + self.n2 - 1  # input ticks at rest for an exact stop
         self.delay = (self.n1 + self.n2 - 2) // 2  # group delay of the filter, ticks
         self.a_min = rho * float(np.min(self.amax)) / math.sqrt(2)  # lowest path accel
+        if self.arc_mode:  # arcs and blend arcs speed up and slow down at arc_share*A
+            self.a_min = min(self.a_min, self.arc_share * float(np.min(self.amax)))
         v_top = float(np.linalg.norm(self.vmax))
         auto = 2 * (v_top**2 / (2 * self.a_min) + 2 * v_top * self.window)
         self.lookahead = settings.lookahead_length or auto
@@ -162,13 +190,20 @@ class Limits:
 
 
 class _Segment:
-    __slots__ = ("gid", "length", "stop", "corner_speed")
+    __slots__ = (
+        "gid", "length", "stop", "corner_speed", "mode", "acc0", "reserve", "share", "tangent",
+    )  # fmt: skip
 
     def __init__(self, gid: int, length: float) -> None:
         self.gid = gid
         self.length = length
         self.stop = False  # the junction after it is an exact stop
         self.corner_speed = 0.0  # frozen zone speed of the junction after it
+        self.mode = "CONTINUOUS"  # motion control mode it was read in
+        self.acc0 = 0.0  # its path acceleration before LinuxCNC-style reductions
+        self.reserve = 0.0  # share of acc0 kept back at a G61 corner ("arc" only)
+        self.share = 1.0  # share of acc0 when it ends unblended ("arc" only)
+        self.tangent = False  # the junction after it passes as tangent ("arc" only)
 
 
 class _Rows:
@@ -204,6 +239,7 @@ def _line_row(
     row[_P0:_P0 + 3], row[_P1:_P1 + 3] = p0, p1  # fmt: skip
     row[_LEN], row[_HARD], row[_ACC], row[_FEED], row[_RAPID] = length, hard, acc, feed, rapid
     row[_T0:_T0 + 3] = row[_T1:_T1 + 3] = u  # fmt: skip
+    row[_NOM] = length
     return row
 
 
@@ -227,12 +263,15 @@ def _arc_row(
     # the largest |dp/df| so that the path speed never exceeds the planned one on spirals
     length = math.sqrt((max(r0, r1) * sweep) ** 2 + (r1 - r0) ** 2 + dz**2)
     kappa = max(r0, r1) / (min(r0, r1) ** 2 + (dz / sweep) ** 2)
-    a_arc = lim.rho * float(np.min(lim.amax)) / math.sqrt(2)  # tangential and normal halves
-    hard = min(
-        float(np.min(lim.vmax)),
-        math.sqrt(a_arc / kappa),  # centripetal acceleration
-        math.sqrt(2 * tol / (lim.sigma**2 * kappa)),  # the filter shrinks the circle
-    )
+    if lim.arc_mode:
+        hard, a_arc = _arc_limits(lim, (first, second, normal) if dz else (first, second), kappa)
+    else:
+        a_arc = lim.rho * float(np.min(lim.amax)) / math.sqrt(2)  # tangential and normal halves
+        hard = min(
+            float(np.min(lim.vmax)),
+            math.sqrt(a_arc / kappa),  # centripetal acceleration
+            math.sqrt(2 * tol / (lim.sigma**2 * kappa)),  # the filter shrinks the circle
+        )
     centre = p0.copy()
     centre[first], centre[second] = cx, cy
     row = [0.0] * _ROW
@@ -245,7 +284,102 @@ def _arc_row(
         c, s = math.cos(th), math.sin(th)
         t = r * sweep * (c * e2 - s * e1) + (r1 - r0) * (c * e1 + s * e2) + dz * e3
         row[col:col + 3] = (t / np.linalg.norm(t)).tolist()  # fmt: skip
+    row[_NOM] = length
     return row
+
+
+def _arc_limits(lim: Limits, axes: tuple[int, ...], kappa: float) -> tuple[float, float]:
+    """(speed cap, tangential acceleration) of an arc in "arc" blending.
+
+    As LinuxCNC 2.9: the arc's acceleration budget is the lowest of its axes'; the
+    normal acceleration may use sqrt(1 - share**2) of it, which caps the speed at
+    sqrt(a_n * r); an arc too wide for that cap to bind gives the tangential share
+    whatever its normal acceleration at the axis speed limit leaves.
+    """
+    a = min(lim.amax_f[k] for k in axes)
+    v = min(lim.vmax_f[k] for k in axes)
+    share = lim.arc_share
+    v_cut = math.sqrt(math.sqrt(1 - share * share) * a / kappa)
+    if v >= v_cut:
+        return v_cut, share * a
+    a_n = v * v * kappa
+    return v, math.sqrt(max(1.0 - (a_n / a) ** 2, 0.0)) * a
+
+
+def _unit(v: list[float]) -> list[float]:
+    n = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+    return [c / n for c in v]
+
+
+def _cross(a: list[float], b: list[float]) -> list[float]:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _requested(row: Floats | list[float]) -> float:
+    return float(row[_HARD]) if row[_RAPID] else min(float(row[_FEED]), float(row[_HARD]))
+
+
+def _blend_arc(
+    prev: Floats, nxt: list[float], lim: Limits, st: PlannerSettings
+) -> tuple[list[float], float] | None:
+    """A tangent arc replacing the corner between two lines, and how much it trims each.
+
+    LinuxCNC 2.9's construction (``blendComputeParameters``): the arc may cut the
+    corner by the tolerance (capped at a quarter of either line) and take at most half
+    of each line; its speed is what the normal share of the plane's acceleration
+    allows on the largest such radius, at most the faster line's feed; its radius is
+    no larger than that speed needs, unless a parabolic blend over the same length
+    would take longer. None: no arc fits (a reversal, or too small).
+    """
+    u1 = prev[_T1 : _T1 + 3].tolist()
+    u2 = nxt[_T0 : _T0 + 3]
+    dot = min(max(u1[0] * u2[0] + u1[1] * u2[1] + u1[2] * u2[2], -1.0), 1.0)
+    theta = math.acos(-dot) / 2  # half the angle between the lines at the corner
+    if theta < 1e-6:
+        return None
+    frac = st.blend_length_share
+    l1 = min(float(prev[_LEN]) - 1e-6, frac * float(prev[_NOM]))
+    l2 = frac * nxt[_LEN]
+    share_t = st.blend_tolerance_share
+    tol = min(float(prev[_TOL]), nxt[_TOL], share_t * float(prev[_NOM]), share_t * nxt[_NOM])
+    sin_t, cos_t, tan_t = math.sin(theta), math.cos(theta), math.tan(theta)
+    d_geom = min(l1, l2, cos_t * tol / (1 - sin_t))
+    if d_geom <= 0:
+        return None
+    r_geom = tan_t * d_geom
+    # the acceleration of the plane of the corner: its axes' limits over the
+    # projections of the axes onto it (LinuxCNC's calculateInscribedDiameter)
+    b = _unit(_cross(u1, u2))
+    a_max = min(
+        a / max(math.sqrt(max(1 - c * c, 0.0)), 1e-12) for a, c in zip(lim.amax_f, b, strict=True)
+    )
+    share = lim.arc_share
+    a_n = a_max * math.sqrt(1 - share * share)
+    v_req = max(_requested(prev), _requested(nxt))
+    v_plan = min(math.sqrt(a_n * r_geom), v_req)
+    a_par = 0.5 * a_max  # the parabolic blend it replaces, for how much to take
+    phi = math.pi - 2 * theta  # the turn
+    t_blend = min(math.sqrt(2 * a_par * d_geom), v_plan) / a_par
+    radius = max(v_plan * v_plan / a_n, min(t_blend * v_plan / phi, r_geom))
+    if radius < 1e-9 or radius * phi < 1e-6:
+        return None
+    d = radius / tan_t
+    corner = prev[_P1 : _P1 + 3].tolist()
+    n = _unit([b_ - a_ for a_, b_ in zip(u1, u2, strict=True)])
+    centre = [p + c * radius / sin_t for p, c in zip(corner, n, strict=True)]
+    start = [p - c * d for p, c in zip(corner, u1, strict=True)]
+    end = [p + c * d for p, c in zip(corner, u2, strict=True)]
+    e1 = [(s_ - c) / radius for s_, c in zip(start, centre, strict=True)]
+    row = [0.0] * _ROW
+    row[_P0:_P0 + 3], row[_P1:_P1 + 3], row[_CEN:_CEN + 3] = start, end, centre  # fmt: skip
+    row[_E1:_E1 + 3], row[_E2:_E2 + 3], row[_E3:_E3 + 3] = e1, u1, _cross(e1, u1)  # fmt: skip
+    row[_R0], row[_R1], row[_TH0], row[_SWEEP] = radius, radius, 0.0, phi
+    row[_LEN] = row[_NOM] = radius * phi
+    row[_KIND], row[_HARD], row[_ACC], row[_KAPPA] = 1.0, v_plan, share * a_max, 1 / radius
+    row[_FEED], row[_RAPID] = v_req, float(prev[_RAPID] and nxt[_RAPID])
+    row[_T0:_T0 + 3], row[_T1:_T1 + 3] = u1, u2  # fmt: skip
+    row[_TOL], row[_LINE] = tol, nxt[_LINE]
+    return row, d
 
 
 def _sweep(th0: float, th1: float, rotation: int) -> float:
@@ -595,7 +729,7 @@ class Planner:
         start: Iterable[float] = (0.0, 0.0, 0.0),
     ) -> None:
         self.config = config
-        self.settings = settings or PlannerSettings()
+        self.settings = settings or PlannerSettings.from_config(config)
         self.limits = Limits(config, self.settings)
         lim = self.limits
         here = np.array(list(start), dtype=float)
@@ -683,6 +817,7 @@ class Planner:
         self._exhausted = False
         self._feed = 0.0  # mm/s
         self._exact = False
+        self._mode_name = "CONTINUOUS"
         self._tol = self.settings.default_tolerance
         self._last_point = tuple(self._here.tolist())
         self._i = 0  # window index of the current segment
@@ -733,20 +868,40 @@ class Planner:
             if t is canon.SetFeedRate:
                 self._feed = op.rate / 60.0  # type: ignore[attr-defined]
             elif t is canon.SetMotionControlMode:
+                self._mode_name = op.mode  # type: ignore[attr-defined]
                 self._exact = op.mode != "CONTINUOUS"  # type: ignore[attr-defined]
                 tol = op.tolerance  # type: ignore[attr-defined]
                 self._tol = tol if tol and tol > 0 else self.settings.default_tolerance
             self._actions.append((self._gid, op))
             if t in _BARRIERS and self._segs and self._segs[-1].gid == self._gid - 1:
-                self._segs[-1].stop = True
+                self._end_unblended()
         self._exhausted = True
         if self._segs and self._segs[-1].gid == self._gid - 1:
-            self._segs[-1].stop = True
+            self._end_unblended()
         return None
+
+    def _end_unblended(self) -> None:
+        """The last move read ends in a stop that its own mode did not ask for."""
+        seg = self._segs[-1]
+        if not seg.stop and self.limits.arc_mode:
+            # LinuxCNC keeps such a move's parabolic-blend condition: half acceleration
+            self._set_acc(len(self._segs) - 1, share=self.settings.unblended_end_share)
+        seg.stop = True
+
+    def _set_acc(self, k: int, reserve: float | None = None, share: float | None = None) -> None:
+        """Change segment k's acceleration reductions, unless the input already uses it."""
+        seg = self._segs[k]
+        if k < self._i or (k == self._i and (self._v > 0 or self._s > self._seg_start(k))):
+            return
+        seg.reserve = seg.reserve if reserve is None else max(seg.reserve, reserve)
+        seg.share = seg.share if share is None else share
+        self._rows.a[k, _ACC] = seg.acc0 * (1 - seg.reserve) * seg.share
 
     def _segment(self, op: canon.CanonOp) -> _Segment | None:
         p0 = self._last_point
-        tol = self.settings.exact_path_tolerance if self._exact else self._tol
+        tol = self._tol
+        if self._exact:  # "arc": a G61 move gives no tolerance of its own to a blend
+            tol = math.inf if self.limits.arc_mode else self.settings.exact_path_tolerance
         rapid = type(op) is canon.StraightTraverse
         if not rapid and self._feed <= 0:
             raise PlannerError(f"line {op.line}: feed move with zero feed rate")
@@ -758,7 +913,73 @@ class Planner:
             if row is None:
                 return None
         row[_TOL], row[_LINE] = tol, float(op.line)
+        reserve = self._junction(row) if self.limits.arc_mode else 0.0
+        seg = self._append(row)
+        if reserve > 0:
+            self._set_acc(len(self._segs) - 1, reserve=reserve)
+        return seg
+
+    def _junction(self, row: list[float]) -> float:
+        """LinuxCNC 2.9's junction between the last move read and ``row`` ("arc" mode).
+
+        As its planner (``tpSetupTangent``, ``tpCheckCanonType``, ``tpHandleBlendArc``):
+        no blending into or out of G61.1, between a rapid and a feed move, or at a
+        reversal (within 2 degrees): those stop. A junction whose direction change at full speed
+        costs less than ``kink_ratio`` of the acceleration is passed as tangent, and
+        that share is kept back on both moves. Other corners: a blend arc under G64
+        (between lines), else a stop; under G61 the stop keeps ``kink_ratio`` back.
+        Returns the share ``row`` keeps back.
+        """
+        segs = self._segs
+        if not segs or segs[-1].gid != self._gid - 1 or segs[-1].mode == "EXACT_STOP":
+            return 0.0
+        seg, prev, k = segs[-1], self._rows.a[self._rows.n - 1], len(segs) - 1
+        seg.stop = True  # unless shown passable below
+        u1, u2 = prev[_T1 : _T1 + 3].tolist(), row[_T0 : _T0 + 3]
+        back = sum((a + b) ** 2 for a, b in zip(u1, u2, strict=True))
+        if prev[_RAPID] != row[_RAPID] or back < math.radians(2) ** 2:
+            return 0.0
+        lim, kink = self.limits, self.settings.kink_ratio
+        a_inst = min(_requested(prev), _requested(row)) / lim.dt + row[_ACC]
+        scale = max(abs(a_inst * (b - a)) / m for a, b, m in zip(u1, u2, lim.amax_f, strict=True))
+        if prev[_KIND] == 1.0 or row[_KIND] == 1.0:
+            scale /= lim.arc_share
+        if scale < kink:
+            seg.stop, seg.tangent = False, True
+            self._set_acc(k, reserve=scale)
+            return scale
+        lines = prev[_KIND] == 0.0 and row[_KIND] == 0.0
+        if seg.mode == "CONTINUOUS" and lines and self._blend_into(prev, row):
+            return 0.0
+        if seg.mode == "EXACT_PATH":
+            self._set_acc(k, reserve=kink)
+            return kink
+        return 0.0
+
+    def _blend_into(self, prev: Floats, row: list[float]) -> bool:
+        """Put a blend arc between the last line read and ``row`` (a line) if one fits."""
+        blend = _blend_arc(prev, row, self.limits, self.settings)
+        if blend is None:
+            return False
+        arc, d = blend
+        k = len(self._segs) - 1
+        if k <= self._i:  # the input is on that line: keep the trimmed end ahead of braking
+            end = self._seg_start(k) + float(prev[_LEN]) - d
+            if end < self._s + self._v * self._v / (2 * float(prev[_ACC])) + 1e-9:
+                return False
+        prev[_P1 : _P1 + 3] = arc[_P0 : _P0 + 3]
+        prev[_LEN] -= d
+        self._segs[-1].length -= d
+        self._total -= d
+        row[_P0 : _P0 + 3] = arc[_P1 : _P1 + 3]
+        row[_LEN] -= d
+        self._segs[-1].stop = False
+        self._append(arc).stop = False  # it ends tangent to row, whatever the mode
+        return True
+
+    def _append(self, row: list[float]) -> _Segment:
         seg = _Segment(self._gid, row[_LEN])
+        seg.mode, seg.acc0 = self._mode_name, row[_ACC]
         seg.stop = self._exact
         self._gid += 1
         self._segs.append(seg)
@@ -936,6 +1157,15 @@ class Planner:
         segs = self._segs[: m - 1]
         sj = seg_s[1:-1]
         turn = np.linalg.norm(rows[1:, _T0 : _T0 + 3] - rows[:-1, _T1 : _T1 + 3], axis=1)
+        if self.limits.arc_mode:
+            # tangent junctions (blend arcs included) pass at the lower of the two
+            # speeds, which the profile's caps give; any other corner is a stop
+            kinked = np.array([sg.tangent for sg in segs], dtype=bool)
+            blocked = np.flatnonzero((turn > _TANGENT_TURN) & ~kinked & (sj > self._s))
+            if len(blocked):
+                segs[blocked[0]].stop = True
+                return None
+            return np.empty((0, 3))
         # a zone must not reach into path not read yet, nor back over path travelled
         # since the last settle (its speed there was planned without this zone)
         room = np.full(m - 1, np.inf) if self._fresh else sj - self._s
