@@ -105,6 +105,7 @@ class Demo:
         self.links: list[LinkEmulator] = []
         self.agents: list[EdgeAgent] = []
         self.tasks: list[asyncio.Task] = []
+        self.api_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         """A fresh data directory (a new admin password each start), hub, sites, API."""
@@ -128,7 +129,8 @@ class Demo:
             agent = EdgeAgent([adapter], BrokerAddress("127.0.0.1", link.port), buffer)
             self.agents.append(agent)
             self.tasks.append(asyncio.create_task(agent.run()))
-        self.tasks.append(asyncio.create_task(self.hub.serve_api()))
+        self.api_task = asyncio.create_task(self.hub.serve_api())
+        self.tasks.append(self.api_task)
 
     def check(self) -> None:
         """Raise what a part died of."""
@@ -137,6 +139,10 @@ class Demo:
                 raise task.exception()  # type: ignore[misc]
 
     async def stop(self) -> None:
+        self.hub.stop_api()
+        if self.api_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.api_task), 10.0)
         for agent in self.agents:
             agent.stop()
         for task in self.tasks:

@@ -125,7 +125,15 @@ class Hub:
 
         config = uvicorn.Config(self.api_app(), host=self.config.api_host, port=self.config.api_port,
                                 log_level="warning", lifespan="on")  # fmt: skip
-        await uvicorn.Server(config).serve()
+        self.server = uvicorn.Server(config)
+        await self.server.serve()
+
+    def stop_api(self) -> None:
+        """Ask the API server to finish (NiceGUI's shutdown stops the page timers): await
+        the ``serve_api`` task afterwards, before the store closes under the pages."""
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.should_exit = True
 
 
 def ui_secret(path: Path) -> str:

@@ -14,7 +14,7 @@ from nicegui import run, ui
 
 from ..hub.store import StoredAlarm
 from .app import ctx, guarded, page_frame
-from .context import UserLike
+from .context import UserLike, alarm_code
 
 REFRESH_S = 2.0
 MAX_ROWS = 500
@@ -49,7 +49,9 @@ class AlarmFilter:
             return False
         if self.text:
             needle = self.text.lower()
-            hay = f"{a.machine} {a.alarm.code} {a.alarm.message} {a.alarm.source}".lower()
+            hay = (
+                f"{a.machine} {alarm_code(a.alarm.code)} {a.alarm.message} {a.alarm.source}".lower()
+            )
             if needle not in hay:
                 return False
         return True
@@ -70,7 +72,7 @@ def row(a: StoredAlarm) -> dict[str, Any]:
         "id": a.id,
         "raised": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(al.raised_at)),
         "machine": a.machine,
-        "code": str(al.code),
+        "code": alarm_code(al.code),
         "severity": al.severity.name,
         "message": al.message,
         "state": "active" if a.active else "cleared",
@@ -89,7 +91,7 @@ async def alarms_page(user: UserLike) -> None:
     page_frame("Alarms", user)
     f = AlarmFilter()
     machines = await run.io_bound(machine_ids)
-    with ui.element("main").classes("w-full"):
+    with ui.element("main").classes("w-full flex flex-col gap-4"):
         ui.label("Alarms").classes("text-h5").props('role="heading" aria-level="1"')
         with ui.row().classes("items-end gap-4").props('role="search" aria-label="Filter alarms"'):
             ui.select({"": "All machines", **{m: m for m in machines}}, value="", label="Machine",

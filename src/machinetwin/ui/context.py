@@ -26,6 +26,12 @@ STOCK_REFRESH_S = 3.0
 POSITION_SIGNALS = ("x.pos", "y.pos", "z.pos", "tool")
 
 
+def alarm_code(code: object) -> str:
+    """``TOOL_BREAKAGE (MT-300)`` for a model AlarmCode, the text itself otherwise."""
+    name, value = getattr(code, "name", None), getattr(code, "value", None)
+    return f"{name} ({value})" if name and value else str(code)
+
+
 class UserLike(Protocol):
     username: str
     role: Any
@@ -193,7 +199,7 @@ class FleetCache:
             return value
         out: dict[str, list[str]] = {}
         for a in self.store.alarms(active=True):
-            out.setdefault(a.machine, []).append(str(a.alarm.code))
+            out.setdefault(a.machine, []).append(getattr(a.alarm.code, "name", str(a.alarm.code)))
         self._alarms = (time.monotonic(), out)
         return out
 

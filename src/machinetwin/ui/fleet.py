@@ -107,7 +107,7 @@ def map_options(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for site, (lon, lat) in SITE_POSITIONS.items():
         machines = by_site.get(site, [])
         bad = any(r["alarms"] != "–" or r["online"] != "online" for r in machines)
-        label = f"{site}: {len(machines)} machine{'s' if len(machines) != 1 else ''}"
+        label = f"{site} ({len(machines)})"
         color = "#dc2626" if bad else ("#16a34a" if machines else "#64748b")
         points.append({"name": label, "value": [lon, lat], "itemStyle": {"color": color}})
         if site != LAB_SITE:
@@ -123,7 +123,7 @@ def map_options(rows: list[dict[str, Any]]) -> dict[str, Any]:
             {"type": "lines", "coordinateSystem": "cartesian2d", "data": [{"coords": c} for c in links],
              "lineStyle": {"color": "#94a3b8", "type": "dashed"}, "silent": True},
             {"type": "scatter", "symbolSize": 18, "data": points,
-             "label": {"show": True, "position": "right", "formatter": "{b}"}},
+             "label": {"show": True, "position": "top", "formatter": "{b}"}},
         ],
     }  # fmt: skip
 
@@ -132,7 +132,7 @@ def map_options(rows: list[dict[str, Any]]) -> dict[str, Any]:
 async def fleet_page(user: UserLike) -> None:
     page_frame("Fleet", user)
     rows = await run.io_bound(fleet_rows)
-    with ui.element("main").classes("w-full"):
+    with ui.element("main").classes("w-full flex flex-col gap-4"):
         ui.label("Fleet").classes("text-h5").props('role="heading" aria-level="1"')
         with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap items-start"):
             with ui.card().classes("w-[380px] max-lg:w-full shrink-0"):

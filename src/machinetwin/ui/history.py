@@ -137,7 +137,7 @@ async def history_page(user: UserLike, machine: str = "") -> None:
     machines = await run.io_bound(machine_ids)
     view = _View(machine=machine if machine in machines else (machines[0] if machines else ""))
     signal_names = sorted(SIGNALS)
-    with ui.element("main").classes("w-full"):
+    with ui.element("main").classes("w-full flex flex-col gap-4"):
         ui.label("History").classes("text-h5").props('role="heading" aria-level="1"')
         with ui.row().classes("items-end gap-4").props('role="group" aria-label="What to show"'):
             pick_machine = ui.select(machines, value=view.machine or None, label="Machine")\

@@ -17,7 +17,7 @@ from nicegui import run, ui
 
 from ..hub.store import StoredAlarm
 from .app import ctx, guarded, page_frame
-from .context import UserLike
+from .context import UserLike, alarm_code
 from .fleet import _execution
 from .scene3d import HeightField, Segments
 from .twin import StockView, last_window, program_window, spectrum
@@ -113,7 +113,7 @@ def alarm_row(a: StoredAlarm) -> dict[str, Any]:
     return {
         "id": a.id,
         "raised": time.strftime("%H:%M:%S", time.localtime(al.raised_at)),
-        "code": str(al.code),
+        "code": alarm_code(al.code),
         "severity": al.severity.name,
         "message": al.message,
         "state": "active" if a.active else "cleared",
@@ -168,7 +168,7 @@ class _MachineView:
 
     async def build(self) -> None:
         c = ctx()
-        with ui.element("main").classes("w-full"):
+        with ui.element("main").classes("w-full flex flex-col gap-4"):
             with ui.row().classes("items-baseline gap-4"):
                 ui.label(self.machine).classes("text-h5").props('role="heading" aria-level="1"')
                 self.site = ui.label("")
