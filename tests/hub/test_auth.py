@@ -629,6 +629,36 @@ def test_bypass_attempts_are_all_401(api: Api) -> None:
             pass
 
 
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[REUSED])
+@given(
+    body=st.one_of(_json, st.fixed_dictionaries({"username": _json, "password": _json})),
+    authorization=st.one_of(st.none(), _header_text,
+                            _header_text.map(lambda t: "Bearer " + t),
+                            _header_text.map(lambda t: f"Bearer {SESSION_PREFIX}{t}"),
+                            _header_text.map(lambda t: f"Bearer {API_TOKEN_PREFIX}{t}")),
+    cookie=st.one_of(st.none(), _header_text),
+)  # fmt: skip
+def test_arbitrary_logins_and_credentials_never_get_in_or_crash(
+    api: Api, body: object, authorization: str | None, cookie: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    if cookie is not None:
+        headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"
+    r = api.client.post("/api/login", json=body)
+    assert r.status_code in (401, 422), (body, r.status_code)
+    r = api.client.get("/api/me", headers=headers)
+    assert r.status_code == 401, (headers, r.status_code)
+
+
 @pytest.mark.parametrize("path", ["/api/machines/", "/api//machines", "/api/./machines",
                                   "/api/login/../machines", "/api/%6dachines", "/api"])  # fmt: skip
 def test_path_variants_do_not_slip_past_the_gate(api: Api, path: str) -> None:
