@@ -24,7 +24,6 @@ OUT_OF_SCOPE = {
     "lathe_g70_71_demo.ngc": "lathe cycles (G70/G71)",
     "lathe_g7x_face_boring.ngc": "lathe cycles (G72)",
     "lathe_g7x_quadrants.ngc": "lathe cycles (G70-G72)",
-    "lathe_pawn.ngc": "lathe radius/diameter mode (G7/G8) and lathe cycles",
 }
 
 

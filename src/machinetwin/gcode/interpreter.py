@@ -212,7 +212,13 @@ class Interpreter(
             self.fast_cooldown -= 1
             return
         s = self.state
-        if s.feed_mode != 940 or self.toolchange_pending or s.comp_side or s.arc_not_allowed:
+        if (
+            s.feed_mode != 940
+            or self.toolchange_pending
+            or s.comp_side
+            or s.arc_not_allowed
+            or s.diameter_mode  # X words are halved on the ordinary path
+        ):
             return
         source = self.current_source
         start = source.tell()
@@ -262,6 +268,8 @@ class Interpreter(
         if block.oword is not None:
             self.execute_oword(block.oword, block)
             return
+        if self.state.diameter_mode and "x" in block.words:
+            block.words["x"] /= 2  # G7: X words are diameters (LinuxCNC halves them on reading)
         codes = ModalCodes(block)
         self.execute_block(block, codes)
 
@@ -291,8 +299,8 @@ class Interpreter(
             "_spindle_rpm_mode": True,
             "_spindle_css_mode": False,
             "_ijk_absolute_mode": not s.arc_incremental,
-            "_lathe_diameter_mode": False,
-            "_lathe_radius_mode": True,
+            "_lathe_diameter_mode": s.diameter_mode,
+            "_lathe_radius_mode": not s.diameter_mode,
             "_spindle_on": s.spindle in (3, 4),
             "_spindle_cw": s.spindle == 3,
             "_mist": s.mist,
@@ -374,6 +382,8 @@ class Interpreter(
             self.set_distance_mode(g[3])
         if 4 in g:
             self.set_arc_distance_mode(g[4])
+        if 15 in g:
+            self.set_diameter_mode(g[15], block)
         if 10 in g:
             self.set_retract_mode(g[10])
         non_modal = g.get(0)
@@ -686,6 +696,18 @@ class Interpreter(
             mode = "incremental" if incremental else "absolute"
             self.emit(canon.Comment(self.line, f"interpreter: IJK distance mode changed to {mode}"))
         s.arc_incremental = incremental
+
+    def set_diameter_mode(self, code: int, block: Block) -> None:
+        """G7/G8: the X word of this very block is read in the new mode."""
+        s = self.state
+        diameter = code == 70
+        if diameter == s.diameter_mode:
+            return
+        if "x" in block.words:
+            block.words["x"] *= 0.5 if diameter else 2.0
+        mode = "diameter" if diameter else "radius"
+        self.emit(canon.Comment(self.line, f"interpreter: Lathe diameter mode changed to {mode}"))
+        s.diameter_mode = diameter
 
     def set_retract_mode(self, code: int) -> None:
         old_z = code == 980

@@ -25,6 +25,7 @@ for _codes, _group in (
     ((400, 410, 411, 420, 421), 7),
     ((430, 431, 432, 490), 8),
     ((980, 990), 10),
+    ((70, 80), 15),
     ((540, 550, 560, 570, 580, 590, 591, 592, 593), 12),
     ((610, 611, 640), 13),
 ):
@@ -35,7 +36,7 @@ for _codes, _group in (
 # error says "not supported" rather than "unknown".
 G_NOT_SUPPORTED = {
     50: "G5 (cubic spline)", 52: "G5.2 (NURBS)",
-    53: "G5.3 (NURBS end)", 70: "G7 (lathe diameter mode)", 80: "G8 (lathe radius mode)",
+    53: "G5.3 (NURBS end)",
     700: "G70 (lathe finishing cycle)",
     710: "G71 (lathe roughing cycle)", 711: "G71.1", 712: "G71.2", 720: "G72 (lathe facing)",
     721: "G72.1", 722: "G72.2", 740: "G74", 760: "G76 (lathe threading cycle)",

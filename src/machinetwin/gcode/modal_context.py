@@ -66,7 +66,7 @@ class ModalContextHandling:
             11: s.control_mode,
             13: 970,
             14: 911 if s.arc_incremental else 901,
-            15: 80,
+            15: 70 if s.diameter_mode else 80,
             16: 923 if self.params.numbered[G92_ENABLED] == 1.0 else -1,  # G92 applied
         }
         m = {

@@ -56,6 +56,7 @@ class ModalState:
     g5x_offset: list[float] = field(default_factory=zeros)
     g92_offset: list[float] = field(default_factory=zeros)
     rotation: float = 0.0  # degrees, XY rotation of the active work system
+    diameter_mode: bool = False  # G7: X words are diameters (lathes); G8 radius
     cycle: CycleMemory = field(default_factory=CycleMemory)
     cycle_motion: int | None = None  # the canned cycle of the previous motion block
     cycle_initial_level: float | None = None  # G98 height, kept across cycle blocks
