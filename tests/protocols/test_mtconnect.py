@@ -192,18 +192,20 @@ def test_conditions_in_current_follow_raise_and_clear() -> None:
 async def _read_parts(url: str, params: dict, parts: int, timeout: float) -> list[bytes]:
     from machinetwin.protocols.mtconnect.client import MultipartReader
 
-    async with httpx.AsyncClient(timeout=timeout) as c:
-        async with c.stream("GET", url + "/sample", params=params) as resp:
-            assert resp.headers["content-type"].startswith("multipart/x-mixed-replace;boundary=")
-            boundary = resp.headers["content-type"].split("boundary=")[1]
-            reader = MultipartReader(resp.aiter_bytes(), boundary)
-            out = []
-            for _ in range(parts):
-                try:
-                    out.append(await asyncio.wait_for(reader.next_part(), timeout))
-                except Resync:  # the agent ended the stream
-                    break
-            return out
+    async with (
+        httpx.AsyncClient(timeout=timeout) as c,
+        c.stream("GET", url + "/sample", params=params) as resp,
+    ):
+        assert resp.headers["content-type"].startswith("multipart/x-mixed-replace;boundary=")
+        boundary = resp.headers["content-type"].split("boundary=")[1]
+        reader = MultipartReader(resp.aiter_bytes(), boundary)
+        out = []
+        for _ in range(parts):
+            try:
+                out.append(await asyncio.wait_for(reader.next_part(), timeout))
+            except Resync:  # the agent ended the stream
+                break
+        return out
 
 
 def test_stream_sends_heartbeats_when_nothing_changes() -> None:

@@ -172,7 +172,7 @@ class ItemTable:
 def _value_text(item: DataItem, value: float, text: object) -> str:
     kind = item.kind
     if kind == "num":
-        return "UNAVAILABLE" if np.isnan(value) else f"{value:.12g}"
+        return "UNAVAILABLE" if np.isnan(value) else f"{value + 0.0:.12g}"
     if kind == "enum":
         return "UNAVAILABLE" if np.isnan(value) else item.values[int(value)]  # type: ignore[index]
     return "UNAVAILABLE" if text is None else str(text)
@@ -194,7 +194,7 @@ def _observation(item: DataItem, seq: int, stamp: str, value: float, text: objec
         return level.capitalize(), attrs, message or None
     out = _value_text(item, value, text)
     if fmt == "json" and item.kind == "num" and out != "UNAVAILABLE":
-        return item.element, attrs, float(f"{value:.12g}")
+        return item.element, attrs, float(f"{value + 0.0:.12g}")
     return item.element, attrs, out
 
 

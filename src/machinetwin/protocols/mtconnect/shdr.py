@@ -313,10 +313,12 @@ class ShdrServer:
                 item.values[int(v)] if good else "UNAVAILABLE"
                 for v, good in zip(row, ok, strict=True)
             ]
-        return ["UNAVAILABLE" if np.isnan(v) else f"{v:.12g}" for v in row.tolist()]
+        return ["UNAVAILABLE" if np.isnan(v) else f"{v + 0.0:.12g}" for v in row.tolist()]
 
     def event_lines(self, event: MachineEvent) -> list[str]:
         stamp = iso_times(np.array([event.t]))[0]
+        if event.kind == "execution" and "execution" in self.adapter.descriptor.signals:
+            return []  # sampled with every batch, at the right times (see DeviceFeed)
         if event.kind in ("execution", "program"):
             value = event.value.get("name") if isinstance(event.value, dict) else event.value
             self.latest[event.kind] = _clean(str(value))
@@ -334,6 +336,11 @@ class ShdrServer:
                 self.conditions[(key, str(a.code))] = fields
             return [f"{stamp}|{key}|{fields}\n"]
         return []
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """The parser kinds of this adapter's keys (which are conditions)."""
+        return {k: "condition" for k, i in self.keys.items() if i.category == "CONDITION"}
 
     def device_item(self, item_id: str) -> DataItem:
         return next(i for i in self.device.items() if i.id == item_id)
