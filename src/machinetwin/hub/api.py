@@ -44,7 +44,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from functools import wraps
 from pathlib import Path
@@ -287,9 +287,10 @@ class Health(BaseModel):
 SESSION_COOKIE = "machinetwin_session"
 SESSION_TTL_S = 8 * 3600.0
 OPEN_API_PATHS = frozenset({"/api/login", "/api/logout"})  # the rest of /api needs a login
+_USER_KEY = "machinetwin.user"  # where the gate leaves the user in the ASGI scope
 
 # Declared only so that the OpenAPI document (and /docs' "Authorize") shows how to
-# authenticate; the checking is done by _auth_gate and current_user.
+# authenticate; the checking is done by _AuthGate and current_user.
 _bearer_scheme = HTTPBearer(auto_error=False, description="Session token or API token")
 _cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
                               description="Set by POST /api/login")  # fmt: skip
@@ -342,7 +343,8 @@ class _AuthGate:
             await self._refuse(scope, receive, send, 503, f"cannot check the login: {exc}")
             return
         if user is not None:
-            scope.setdefault("state", {})["user"] = user  # read back by current_user
+            # Per request (a scope is never shared, unlike what "state" may hold).
+            scope[_USER_KEY] = user
             await self.app(scope, receive, send)
         else:
             detail = "not logged in: send the session cookie or Authorization: Bearer <token>"
@@ -368,7 +370,7 @@ async def current_user(
     """The logged-in user (a dependency): the gate's finding, or, on a route outside
     /api, the request's own credentials; 401 if there are none. (``async`` so that
     the common case, the gate's finding, costs no trip to the thread pool.)"""
-    user = conn.scope.get("state", {}).get("user")
+    user = conn.scope.get(_USER_KEY)
     if user is None:
         users = getattr(conn.app.state, "users", None)
         user = await run_in_threadpool(identify, users, conn)
@@ -379,7 +381,7 @@ async def current_user(
     return user
 
 
-def require_role(role: Role) -> Callable[..., User]:
+def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, User]]:
     """A dependency that answers 401 without a login and 403 below ``role``, and
     gives the route the :class:`User` (``user: User = Depends(require_role(Role.X))``)."""
 
