@@ -629,8 +629,9 @@ def test_bypass_attempts_are_all_401(api: Api) -> None:
             pass
 
 
+_finite = st.floats(allow_nan=False, allow_infinity=False)  # what JSON can carry
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers() | _finite | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner,
                                                                  max_size=3),
     max_leaves=8,
