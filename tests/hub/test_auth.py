@@ -32,7 +32,13 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from machinetwin.hub import DuckDBStore
-from machinetwin.hub.api import SESSION_COOKIE, LiveSnapshot, create_api, require_role
+from machinetwin.hub.api import (
+    SESSION_COOKIE,
+    LiveSnapshot,
+    LoginLimit,
+    create_api,
+    require_role,
+)
 from machinetwin.hub.auth import (
     API_TOKEN_PREFIX,
     MIN_PASSWORD_LENGTH,
@@ -495,7 +501,8 @@ def api(tmp_path: Path, clock: Clock) -> Iterator[Api]:
     users.add_user("viewer", VIEWER_PW, Role.VIEWER)
     users.add_user("operator", OPERATOR_PW, Role.OPERATOR)
     users.add_user("boss", ADMIN_PW, Role.ADMIN)
-    app = create_api(store, LiveSnapshot, users)
+    # The per-address login limit has its own test; here it would only get in the way.
+    app = create_api(store, LiveSnapshot, users, login_limit=LoginLimit(attempts=100_000))
     with TestClient(app) as client:
         yield Api(client, users, clock, alarm_id)
     users.close()
@@ -579,6 +586,33 @@ def test_login_locks_out_after_failures(api: Api) -> None:
     assert api.client.post("/api/login", json=right).status_code == 401
     api.clock.advance(LOCKOUT_S)
     assert api.client.post("/api/login", json=right).status_code == 200
+
+
+def test_logins_per_client_address_are_limited(tmp_path: Path, clock: Clock) -> None:
+    # One address trying one password on many users: the per-user lockout never trips.
+    users = UserDirectory(":memory:", hasher=CountingHasher())
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    limit = LoginLimit(attempts=4, window_s=60, clock=clock)
+    client = TestClient(create_api(store, LiveSnapshot, users, login_limit=limit))
+    for i in range(4):
+        r = client.post("/api/login", json={"username": f"user{i}", "password": "Summer2026!!"})
+        assert r.status_code == 401
+        clock.advance(10)
+    r = client.post("/api/login", json={"username": "user9", "password": "Summer2026!!"})
+    assert r.status_code == 429 and r.headers["retry-after"] == "20"
+    assert "too many login attempts" in r.json()["detail"]
+    clock.advance(20)  # the first attempt has left the window
+    assert client.post("/api/login", json={"username": "x1", "password": "y"}).status_code == 401
+    assert limit.retry_after("192.0.2.7") == 0  # another address is not held up
+    store.close()
+
+
+def test_the_login_limit_forgets_the_oldest_addresses(clock: Clock) -> None:
+    limit = LoginLimit(attempts=1, window_s=60, max_clients=100, clock=clock)
+    assert limit.retry_after("10.0.0.1") == 0 and limit.retry_after("10.0.0.1") == 60
+    for i in range(100):
+        limit.retry_after(f"10.1.{i // 256}.{i % 256}")
+    assert limit.retry_after("10.0.0.1") == 0  # forgotten, not kept without bound
 
 
 @pytest.mark.parametrize(

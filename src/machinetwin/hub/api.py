@@ -43,7 +43,9 @@ import math
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from functools import wraps
@@ -396,6 +398,38 @@ def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, User]]:
     return dependency
 
 
+class LoginLimit:
+    """At most ``attempts`` logins per ``window_s`` from one client address, whatever
+    the usernames: the per-user lockout alone would let one client try one password
+    on every user (spraying). Kept in memory; the oldest addresses are forgotten
+    beyond ``max_clients``, so a flood of addresses cannot exhaust memory."""
+
+    def __init__(self, attempts: int = 30, window_s: float = 60.0, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        if attempts < 1 or not window_s > 0:
+            raise ValueError(f"login limit needs attempts >= 1 and window_s > 0, "
+                             f"got {attempts}, {window_s}")  # fmt: skip
+        self.attempts, self.window_s, self.max_clients = attempts, window_s, max_clients
+        self._clock = clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> float:
+        """0 and the attempt counted if ``client`` may try now, else the seconds to wait."""
+        now = self._clock()
+        with self._lock:
+            times = self._seen.pop(client, None) or deque()
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            wait = times[0] + self.window_s - now if len(times) >= self.attempts else 0.0
+            if not wait:
+                times.append(now)
+            self._seen[client] = times  # most recently seen last
+            while len(self._seen) > self.max_clients:
+                self._seen.popitem(last=False)
+        return wait
+
+
 def _role_name(role: Role) -> RoleName:
     return cast(RoleName, role.name.lower())
 
@@ -711,11 +745,18 @@ Start = Annotated[float, Query(description="Start (inclusive), machine clock s",
 End = Annotated[float, Query(description="End (exclusive), machine clock s, > t0", **_TIME)]
 
 
-def create_api(store: Store, live: LiveView, users: UserDirectory | None = None) -> FastAPI:
+def create_api(
+    store: Store,
+    live: LiveView,
+    users: UserDirectory | None = None,
+    *,
+    login_limit: LoginLimit | None = None,
+) -> FastAPI:
     """The hub's API over ``store``, ``live`` and ``users`` (see the module docstring).
 
     Without ``users`` the API fails closed: nobody can log in and every route under
-    /api except login and logout answers 401."""
+    /api except login and logout answers 401. ``login_limit`` bounds login attempts
+    per client address (default: 30 a minute)."""
     app = FastAPI(
         title="machinetwin hub",
         version="0.1.0",
@@ -728,7 +769,7 @@ def create_api(store: Store, live: LiveView, users: UserDirectory | None = None)
     app.add_middleware(_AuthGate, users=users)
     hub = _Hub(store, live)
     _add_error_handlers(app)
-    _add_auth_routes(app, users)
+    _add_auth_routes(app, users, login_limit or LoginLimit())
     _add_machine_routes(app, hub)
     _add_alarm_routes(app, hub)
     _add_feed_routes(app, hub)
@@ -742,16 +783,26 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _add_auth_routes(app: FastAPI, users: UserDirectory | None) -> None:
-    @app.post("/api/login", response_model=SessionOut, tags=["auth"],
-              responses={401: {"model": Problem, "description": "Wrong username or password"}})  # fmt: skip
+def _add_auth_routes(app: FastAPI, users: UserDirectory | None, limit: LoginLimit) -> None:
+    @app.post("/api/login", response_model=SessionOut, tags=["auth"], responses={
+        401: {"model": Problem, "description": "Wrong username or password"},
+        429: {"model": Problem, "description": "Too many login attempts from this address"},
+    })  # fmt: skip
     def login(credentials: LoginIn, request: Request, response: Response) -> SessionOut:
         """Check the password and start a session: the token is in the answer and in
         an HttpOnly, SameSite=Strict cookie. Unknown user, wrong password, disabled or
         locked-out user all get the same 401."""
+        client = request.client.host if request.client else "unknown"
+        wait = limit.retry_after(client)
+        if wait:
+            log.warning("api: login attempts from %s over the limit", client)
+            raise HTTPException(429, f"too many login attempts from {client}: wait {wait:.0f} s",
+                                headers={"Retry-After": str(math.ceil(wait))})  # fmt: skip
         user = users.authenticate(credentials.username, credentials.password) if users else None
         if users is None or user is None:
+            log.warning("api: failed login as %r from %s", credentials.username[:64], client)
             raise _unauthorized("wrong username or password")
+        log.info("api: %s logged in from %s", user.username, client)
         token = users.create_session(user, SESSION_TTL_S)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
                             secure=request.url.scheme == "https")  # fmt: skip
