@@ -16,6 +16,8 @@ Who may ask (fail closed):
   front of the routes answers 401 (a WebSocket is closed with 1008) before any route
   runs. Without a user directory nobody gets in. ``/healthz`` and the OpenAPI docs
   stay open.
+- Logins are limited per user (a lockout, kept by the directory) and per client
+  address (:class:`LoginLimit`, 429 with Retry-After).
 - Routes that need more than a login declare ``Depends(require_role(Role.X))`` and
   answer 403 to a lower role; other modules may reuse it on their own routes.
 
