@@ -152,6 +152,11 @@ class ItemTable:
     component: np.ndarray  # int32: global component index of each item
     category: np.ndarray  # int8: 0 SAMPLE, 1 EVENT, 2 CONDITION
     components: list[tuple[int, Component]]  # (device index, component) by global index
+    kind: np.ndarray  # int8: 0 num, 1 enum, 2 text, 3 cond
+    # per item, escaped once: '<Position dataItemId="..."', ' name=".." subType="..">', '</Position>'
+    heads: list[str]
+    tails: list[str]
+    closes: list[str]
 
     @classmethod
     def build(cls, devices: list[Device]) -> ItemTable:
@@ -166,7 +171,33 @@ class ItemTable:
                     items.append(item)
                     comp_of.append(len(comps) - 1)
         category = np.array([_CATEGORY_ORDER[i.category] for i in items], np.int8)
-        return cls(items, devices, np.array(comp_of, np.int32), category, comps)
+        kind = np.array([_KINDS.index(i.kind) for i in items], np.int8)
+        heads = [f"<{i.element} dataItemId={quoteattr(i.id)}" for i in items]
+        tails = [_attrs({"name": i.name, "subType": i.sub_type}) + ">" for i in items]
+        closes = [f"</{i.element}>" for i in items]
+        return cls(items, devices, np.array(comp_of, np.int32), category, comps, kind, heads,
+                   tails, closes)  # fmt: skip
+
+
+_KINDS = ("num", "enum", "text", "cond")
+
+
+def _value_texts(table: ItemTable, obs: Observations) -> list[str]:
+    """The XML text of each (non-condition) observation's value, escaped."""
+    kinds = table.kind[obs.item]
+    out = ["UNAVAILABLE"] * len(obs)
+    num = np.flatnonzero(kinds == 0)
+    for k, v in zip(num.tolist(), obs.value[num].tolist(), strict=True):
+        if v == v:  # not NaN
+            out[k] = f"{v + 0.0:.12g}"
+    for k in np.flatnonzero(kinds == 1).tolist():
+        v = obs.value[k]
+        if v == v:
+            out[k] = table.items[obs.item[k]].values[int(v)]  # type: ignore[index]
+    for k in np.flatnonzero(kinds == 2).tolist():
+        if obs.text[k] is not None:
+            out[k] = escape(str(obs.text[k]))
+    return out
 
 
 def _value_text(item: DataItem, value: float, text: object) -> str:
@@ -223,23 +254,54 @@ def streams_document(h: HeaderInfo, table: ItemTable, obs: Observations,
                      seq: tuple[int, int, int], fmt: str) -> str:  # fmt: skip
     """An MTConnectStreams document of these observations (empty = heartbeat)."""
     header = _header_attrs(h, "Streams", seq)
-    grouped = _group(table, obs, fmt)
     if fmt == "json":
+        grouped = _group(table, obs, fmt)
         return _json_doc("Streams", header, {"Streams": _streams_json(table, grouped)})
-    parts = [f"{_xml_open('Streams')}<Header{_attrs(header)}/><Streams>"]
-    for d_index, comps in grouped.items():
-        dev = table.devices[d_index]
-        parts.append(f"<DeviceStream name={quoteattr(dev.name)} uuid={quoteattr(dev.uuid)}>")
-        for c_index, cats in comps.items():
-            comp = table.components[c_index][1]
-            parts.append(f"<ComponentStream{_attrs(_stream_attrs(comp))}>")
-            for cat, observations in sorted(cats.items()):
-                parts.append(f"<{_CATEGORY_ELEMENT[cat]}>")
-                parts.extend(_obs_xml(o) for o in observations)
-                parts.append(f"</{_CATEGORY_ELEMENT[cat]}>")
-            parts.append("</ComponentStream>")
-        parts.append("</DeviceStream>")
-    parts.append("</Streams></MTConnectStreams>")
+    return f"{_xml_open('Streams')}<Header{_attrs(header)}/>{_streams_xml(table, obs)}</MTConnectStreams>"
+
+
+def _streams_xml(table: ItemTable, obs: Observations) -> str:
+    """<Streams> with observations grouped by device, component, category; strings are
+    built from per-item parts escaped once, as this is the agent's busiest path."""
+    order = np.lexsort((obs.seq, table.category[obs.item], table.component[obs.item]))
+    obs = obs.take(order)
+    stamps = iso_times(obs.t).tolist()
+    values = _value_texts(table, obs)
+    comps = table.component[obs.item].tolist()
+    cats = table.category[obs.item].tolist()
+    items = obs.item.tolist()
+    seqs = obs.seq.tolist()
+    parts = ["<Streams>"]
+    device = comp = cat = -1
+    for k, i in enumerate(items):
+        if comps[k] != comp:
+            if comp >= 0:
+                parts.append(f"</{_CATEGORY_ELEMENT[cat]}></ComponentStream>")
+            d_index, component = table.components[comps[k]]
+            if d_index != device:
+                if device >= 0:
+                    parts.append("</DeviceStream>")
+                dev = table.devices[d_index]
+                parts.append(
+                    f"<DeviceStream name={quoteattr(dev.name)} uuid={quoteattr(dev.uuid)}>"
+                )
+                device = d_index
+            parts.append(
+                f"<ComponentStream{_attrs(_stream_attrs(component))}><{_CATEGORY_ELEMENT[cats[k]]}>"
+            )
+            comp, cat = comps[k], cats[k]
+        elif cats[k] != cat:
+            parts.append(f"</{_CATEGORY_ELEMENT[cat]}><{_CATEGORY_ELEMENT[cats[k]]}>")
+            cat = cats[k]
+        if cats[k] == 2:  # conditions carry more attributes; rare
+            item = table.items[i]
+            parts.append(_obs_xml(_observation(item, seqs[k], stamps[k], 0.0, obs.text[k], "xml")))
+        else:
+            parts.append(f'{table.heads[i]} timestamp="{stamps[k]}" sequence="{seqs[k]}"'
+                         f"{table.tails[i]}{values[k]}{table.closes[i]}")  # fmt: skip
+    if comp >= 0:
+        parts.append(f"</{_CATEGORY_ELEMENT[cat]}></ComponentStream></DeviceStream>")
+    parts.append("</Streams>")
     return "".join(parts)
 
 
