@@ -143,6 +143,7 @@ def test_injected_fault_raises_an_alarm_that_is_acknowledged(
     page.get_by_label("Comment (what was done, why)").fill("tool T1 replaced, part scrapped")
     page.get_by_role("button", name="Acknowledge", exact=True).click()
     page.get_by_text("admin: tool T1 replaced, part scrapped").wait_for()
+    page.get_by_test_id("ack-confirm").wait_for(state="hidden")
     page.screenshot(path=str(artifacts / "alarms.png"))
     stored = next(a for a in hub_env.store.alarms(machine="harbin-vmc-1") if a.id == alarm_id)
     assert stored.alarm.code == AlarmCode.TOOL_BREAKAGE

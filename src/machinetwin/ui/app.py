@@ -59,7 +59,7 @@ def mount_ui(app: FastAPI, context: UiContext, storage_secret: str, storage_dir:
     from . import alarms, fleet, history, login, machine_page  # noqa: F401 - registers pages
 
     ui.run_with(app, title=TITLE, storage_secret=storage_secret, show_welcome_message=False,
-                reconnect_timeout=10.0, favicon="⚙")  # fmt: skip
+                reconnect_timeout=10.0, favicon="⚙", unocss="wind3")  # fmt: skip
 
 
 # --- who is logged in -----------------------------------------------------------------------

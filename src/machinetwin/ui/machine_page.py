@@ -233,8 +233,11 @@ class _MachineView:
                         "w-full"
                     )
         await self.live_tick()
-        await self.slow_tick()
-        await self.chart_tick()
+        # the rest comes over the websocket once the page is there: the page is sent
+        # without waiting for the store
+        ui.timer(0, self.slow_tick, once=True)
+        ui.timer(0, self.chart_tick, once=True)
+        ui.timer(0, self.spectrum_tick, once=True)
 
     def _build_scene(self, c: Any) -> None:
         cfg = c.machine_config
@@ -243,7 +246,7 @@ class _MachineView:
         size = [h - low for h, low in zip(hi, lo, strict=True)]
         centre = [(h + low) / 2 for h, low in zip(hi, lo, strict=True)]
         camera = ui.scene.perspective_camera(fov=45, near=1, far=20_000)
-        with ui.scene(width=600, height=420, grid=False, camera=camera,
+        with ui.scene(width=560, height=400, grid=False, camera=camera,
                       background_color="#f1f5f9") as scene:  # fmt: skip
             self.scene = scene
             scene.props('data-testid="twin-scene" aria-label="3D view of the machine"')
@@ -357,6 +360,8 @@ class _MachineView:
 
     async def chart_tick(self) -> None:
         data = await run.io_bound(chart_data, self.machine)
+        if data is None:  # the hub is shutting down
+            return
         for chart, signals in self.charts:
             for k, signal in enumerate(signals):
                 chart.options["series"][k]["data"] = data.get(signal, [])
