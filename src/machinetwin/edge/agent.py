@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..configfile import load_toml
 from ..errors import ConfigError
@@ -35,12 +35,20 @@ class BufferConfig(Strict):
 
 class MachineEntry(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    kind: str = Field("virtual", pattern="^virtual$")  # real protocols come with their issue
-    programs: list[Path] = Field(min_length=1)
+    kind: str = Field("virtual", pattern="^(virtual|mtconnect|shdr)$")
+    programs: list[Path] = []  # kind virtual: the part programs it runs
+    url: str | None = None  # kind mtconnect: the agent's URL; kind shdr: the adapter's host[:port]
+    device: str | None = None  # kind mtconnect: the device's name or uuid at the agent
     machine_file: Path | None = None
     seed: int = 0
     speedup: float = Field(1.0, ge=0)
     faults: list[str] = []
+
+    @model_validator(mode="after")
+    def _source(self) -> MachineEntry:
+        if self.kind == "virtual" and not self.programs:
+            raise ValueError("a virtual machine needs at least one program in programs")
+        return self
 
 
 class EdgeConfig(Strict):
@@ -69,6 +77,11 @@ def build_adapters(config: EdgeConfig) -> list[Adapter]:
 
     adapters: list[Adapter] = []
     for m in config.machines:
+        if m.kind != "virtual":  # a real machine behind an MTConnect agent or SHDR adapter
+            from ..protocols.mtconnect.entry import protocol_adapter
+
+            adapters.append(protocol_adapter(m.kind, m.id, config.site, m.url, m.device))
+            continue
         machine = load_machine_config(m.machine_file)
         faults = FaultSchedule([parse_fault(f) for f in m.faults])
         settings = VirtualMachineSettings(m.id, config.site, m.programs, seed=m.seed,
