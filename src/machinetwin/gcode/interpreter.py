@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import GCodeError
-from . import arcs, canon, cycles, fastpath, spindle_sync, splines
+from . import arcs, canon, cycles, fastpath, lathe_cycles, spindle_sync, splines
 from .comp import COMP_AXES, QUEUED_OPS, CutterCompensation
 from .echo import CanonPositionEcho
 from .modal import ModalCodes
@@ -55,6 +55,9 @@ MAX_REPORTED_ERRORS = 200
 FAST_CHUNK_MIN = 16 * 1024  # bytes the fast path reads at a time, doubling while it pays
 FAST_CHUNK_MAX = 128 * 1024  # keeps the fast path's arrays to a few MB
 FAST_COOLDOWN_LINES = 32
+
+
+NO_CODES = ModalCodes(Block(0))  # for moves a cycle makes
 
 
 class ProgramEnded(Exception):
@@ -404,6 +407,8 @@ class Interpreter(
         m = codes.m
         motion = g.get(1, self.state.motion_mode)
         non_modal = g.get(0)
+        if motion in lathe_cycles.CODES:
+            return  # their words (D E I K P Q R ...) are the cycle's parameters
 
         def fail(letter: str, message: str) -> None:
             raise self.error(message, block.columns[letter])
@@ -768,6 +773,9 @@ class Interpreter(
 
     def execute_motion(self, motion: int, block: Block, codes: ModalCodes) -> None:
         s = self.state
+        if motion in lathe_cycles.CODES:
+            lathe_cycles.execute(self, motion, block)
+            return
         is_cycle = 800 < motion <= 890 or motion == 730
         if not is_cycle:
             s.cycle_motion = s.cycle_initial_level = None
@@ -835,6 +843,10 @@ class Interpreter(
             raise self.error("Cannot do g1 with zero feed rate")
         if move:
             self.emit(canon.StraightFeed(self.line, *target))
+
+    def cycle_move(self, motion: int, block: Block) -> None:
+        """A move a cycle makes as if it were programmed (lathe cycles)."""
+        self.execute_motion(motion, block, NO_CODES)
 
     # --- program stops -----------------------------------------------------------------
 

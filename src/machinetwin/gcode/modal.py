@@ -12,7 +12,33 @@ from .reader import Block
 G_GROUPS: dict[int, int] = {}
 for _code in (40, 100, 280, 281, 300, 301, 520, 530, 920, 921, 922, 923):
     G_GROUPS[_code] = 0
-for _code in (0, 10, 20, 30, 51, 330, 331, 730, 800, 810, 820, 830, 840, 850, 860, 870, 880, 890):
+for _code in (
+    0,
+    10,
+    20,
+    30,
+    51,
+    330,
+    331,
+    700,
+    710,
+    711,
+    712,
+    720,
+    721,
+    722,
+    730,
+    800,
+    810,
+    820,
+    830,
+    840,
+    850,
+    860,
+    870,
+    880,
+    890,
+):
     G_GROUPS[_code] = 1
 for _code in (382, 383, 384, 385):  # G38.2-G38.5 probing
     G_GROUPS[_code] = 1
@@ -37,9 +63,7 @@ for _codes, _group in (
 G_NOT_SUPPORTED = {
     50: "G5 (cubic spline)", 52: "G5.2 (NURBS)",
     53: "G5.3 (NURBS end)",
-    700: "G70 (lathe finishing cycle)",
-    710: "G71 (lathe roughing cycle)", 711: "G71.1", 712: "G71.2", 720: "G72 (lathe facing)",
-    721: "G72.1", 722: "G72.2", 740: "G74", 760: "G76 (lathe threading cycle)",
+    740: "G74", 760: "G76 (lathe threading cycle)",
     960: "G96 (constant surface speed)", 970: "G97", 150: "G15", 160: "G16",
     171: "G17.1", 181: "G18.1", 191: "G19.1",
 }  # fmt: skip
