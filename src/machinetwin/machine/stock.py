@@ -30,6 +30,7 @@ real time in numpy):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,10 +42,11 @@ __all__ = ["CutResult", "Stock", "StockState", "ToolShape"]
 
 DRILL_POINT_ANGLE = 118.0  # degrees, standard twist-drill point
 RIDGE_TOLERANCE = 0.04  # allowed scallop between key positions, as a fraction of a cell
-GROUP_TRAVEL = 1.0  # travel per group of keys, in tool radii: trades block size for call count
+GROUP_TRAVEL = 3.0  # travel per group of keys, in tool radii: trades block size for call count
 MAX_GROUP_CELLS = 4_000_000  # bounds one group's (keys x cells) work array
 CORNER_ANGLE = math.radians(5.0)  # turning of the path that earns a key of its own
 ENGAGED_VOLUME = 1e-9  # mm^3: less than this is rounding, not a cut
+TILE = 8  # cells per side of a tile of the coarse height map
 
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
@@ -138,6 +140,10 @@ class Stock:
         self._last_tip: Floats | None = None
         self._last_tool: ToolConfig | None = None
         self.revision = 0  # counts the changes of ``heights``
+        # highest material per tile: skips air cuts and far holders without the cells
+        self._tiles = np.full((-(-self.nx // TILE), -(-self.ny // TILE)), self.top, np.float32)
+        self._zero_buffer = np.zeros(0, np.float32)
+        self._cx32, self._cy32 = self.x.astype(np.float32), self.y.astype(np.float32)
 
     # --- queries -------------------------------------------------------------------
 
@@ -183,6 +189,7 @@ class Stock:
     def restore(self, state: StockState) -> None:
         """Go back to a checkpoint (e.g. to cut only up to the tick an alarm stopped at)."""
         self.heights[...] = state.heights
+        self._refresh_tiles()
         self._last_tip, self._last_tool = state.last_tip, state.last_tool
         self.revision = state.revision
 
@@ -328,11 +335,26 @@ class Stock:
         k = len(xyz)
         volume, ap = np.zeros(k), np.zeros(k)
         holder = np.zeros(k, dtype=bool)
-        for lo, hi in self._groups(xyz, shape):
-            sl = slice(lo, hi)
-            # Before the cut: a flute that removes a column taller than itself is a hit too.
-            holder[sl] = self._holder_hits(xyz[sl], shape)
-            volume[sl], ap[sl] = self._cut_group(xyz[sl], shape)
+        groups = self._groups(xyz, shape)
+        # Every group's extent at once (one numpy call each, not four per group).
+        starts = np.array([lo for lo, _ in groups])
+        lows = np.minimum.reduceat(xyz, starts, axis=0).tolist()
+        highs = np.maximum.reduceat(xyz, starts, axis=0).tolist()
+        flute_tops = [low[2] + shape.flute_length for low in lows]
+        # sqrt of a negative radicand marks cells outside the cutter: NaN, dropped
+        with np.errstate(invalid="ignore"):
+            for (lo, hi), low, high, flute_top in zip(groups, lows, highs, flute_tops, strict=True):
+                keys = xyz[lo:hi]
+                # Before the cut: a flute that removes a column taller than itself hits too.
+                if self._holder_near(low, high, flute_top, shape):
+                    holder[lo:hi] = self._holder_hits(keys, shape)
+                volume[lo:hi], ap[lo:hi] = self._cut_group(keys, low, high, shape)
+        if volume.any():
+            # once per run, not per group: until then the tiles are only too high
+            low, high = xyz.min(axis=0) - shape.radius, xyz.max(axis=0) + shape.radius
+            block = self._block(low, high)
+            if block is not None:
+                self._refresh_tiles(block)
         return volume, ap, holder
 
     def _groups(self, xyz: Floats, shape: ToolShape) -> list[tuple[int, int]]:
@@ -350,7 +372,7 @@ class Stock:
         bounds = np.concatenate([[0], np.flatnonzero(group[1:] != group[:-1]) + 1, [k]])
         return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
-    def _block(self, xy_lo: Floats, xy_hi: Floats) -> tuple[slice, slice] | None:
+    def _block(self, xy_lo: Sequence[float], xy_hi: Sequence[float]) -> tuple[slice, slice] | None:
         """Cells whose centres lie in the rectangle, or None when it misses the block."""
         g = self.grid
         i0 = max(0, math.ceil((xy_lo[0] - self.origin[0]) / g - 0.5))
@@ -361,47 +383,69 @@ class Stock:
             return None
         return slice(i0, i1), slice(j0, j1)
 
-    def _cut_group(self, xyz: Floats, shape: ToolShape) -> tuple[Floats, Floats]:
-        """Volume and ap of each key of one group, in path order; updates the heights."""
+    def _cut_group(
+        self, xyz: Floats, low: list[float], high: list[float], shape: ToolShape
+    ) -> tuple[Floats, Floats]:
+        """Volume and ap of each key of one group, in path order; updates the heights.
+
+        ``low`` and ``high`` are the corners of the keys' bounding box.
+        """
         k = len(xyz)
-        zeros = np.zeros(k)
         r = shape.radius
-        block = self._block(xyz[:, :2].min(axis=0) - r, xyz[:, :2].max(axis=0) + r)
-        if block is None:
-            return zeros, zeros.copy()
-        floor = max(float(xyz[:, 2].min()), self.bottom)
-        block = self._crop_to_material(block, floor)
-        if block is None:  # everything here is already below the tool
-            return zeros, zeros.copy()
+        z = xyz[:, 2]
+        block = self._block((low[0] - r, low[1] - r), (high[0] + r, high[1] + r))
+        floor = max(low[2], self.bottom)
+        if block is not None:
+            block = self._crop_to_material(block, floor)
+        if block is None:  # off the block, or everything here is already below the tool
+            return np.zeros(k), np.zeros(k)
         before = self.heights[block]
         depth = self._cut_depths(xyz, shape, block, before)
         # Running maximum over the keys: row k becomes the depth removed by keys 0..k.
         # A loop over the (few) keys of a group: numpy's accumulate along axis 0 is
         # an order of magnitude slower than one vectorised row operation per key.
+        # Row 0 is clamped at zero (NaN, outside the cutter, too); fmax then carries
+        # that floor on and drops the NaN of later rows.
+        np.fmax(depth[0], self._zeros(depth.shape[1:]), out=depth[0])
         for row in range(1, k):
-            np.maximum(depth[row - 1], depth[row], out=depth[row])
-        after = before - depth[-1]
+            np.fmax(depth[row - 1], depth[row], out=depth[row])
+        last = depth[-1]
+        after = before - last
         cumulative = depth.reshape(k, -1).sum(axis=1).astype(np.float64)
         # float32 sums carry ~1e-7 relative noise; scale them to the exact drop of the
         # stored heights so that per-sample volumes add up to the stock's volume change.
         total = float(before.sum(dtype=np.float64) - after.sum(dtype=np.float64))
-        cumulative = np.maximum.accumulate(cumulative)
+        np.maximum.accumulate(cumulative, out=cumulative)
         if cumulative[-1] > 0:
             cumulative *= total / cumulative[-1]
         else:
             cumulative[-1] = total
-        volume = np.diff(cumulative, prepend=0.0) * self.cell_area
-        removed = depth[-1] > 0
-        top = float(before[removed].max()) if removed.any() else floor
-        ap = np.where(volume > ENGAGED_VOLUME, np.maximum(top - xyz[:, 2], 0.0), 0.0)
+        volume = np.empty(k)
+        volume[0] = cumulative[0]
+        np.subtract(cumulative[1:], cumulative[:-1], out=volume[1:])
+        volume *= self.cell_area
+        # the highest material the group removed anything from: the top of the cut
+        removed = before[last > 0]
+        top = float(removed.max()) if len(removed) else floor
+        ap = np.where(volume > ENGAGED_VOLUME, np.maximum(top - z, 0.0), 0.0)
         self.heights[block] = after
         self.revision += 1
         return volume, ap
+
+    def _zeros(self, shape: tuple[int, ...]) -> NDArray[np.float32]:
+        """A read-only float32 zero array of ``shape`` (numpy's max against an array
+        is several times faster than against a scalar)."""
+        size = shape[0] * shape[1]
+        if len(self._zero_buffer) < size:
+            self._zero_buffer = np.zeros(2 * size, np.float32)
+        return self._zero_buffer[:size].reshape(shape)
 
     def _crop_to_material(
         self, block: tuple[slice, slice], floor: float
     ) -> tuple[slice, slice] | None:
         """The part of the block holding material above ``floor``; None if there is none."""
+        if self._tile_max(block) <= floor:  # the coarse map settles most air cuts
+            return None
         live = self.heights[block] > floor
         rows = np.flatnonzero(live.any(axis=1))
         if len(rows) == 0:
@@ -413,47 +457,93 @@ class Stock:
     def _cut_depths(
         self, xyz: Floats, shape: ToolShape, block: tuple[slice, slice], before: NDArray
     ) -> NDArray[np.float32]:
-        """(keys, bx, by) depth each key alone would remove below ``before`` (>= 0)."""
-        g = self.grid
-        cx = self.origin[0] + (np.arange(block[0].start, block[0].stop) + 0.5) * g
-        cy = self.origin[1] + (np.arange(block[1].start, block[1].stop) + 0.5) * g
-        dx2 = ((cx[None, :] - xyz[:, :1]) ** 2).astype(np.float32)
-        dy2 = ((cy[None, :] - xyz[:, 1:2]) ** 2).astype(np.float32)
-        # Depth below the current top = (top - tip) - lift, and nothing outside the tool.
-        headroom = before[None] - xyz[:, 2].astype(np.float32)[:, None, None]
+        """(keys, bx, by) depth each key alone would remove below ``before``.
+
+        Cells outside the cutter come out as NaN (square root of a negative radicand,
+        under the caller's errstate); the caller clamps at zero, which drops them.
+        Everything in float32 and in as few passes over the array as possible.
+        """
+        cx, cy = self._cx32[block[0]], self._cy32[block[1]]
+        keys = xyz.astype(np.float32)
+        dx2 = np.square(cx[None, :] - keys[:, :1])
+        dy2 = np.square(cy[None, :] - keys[:, 1:2])
+        # R^2 - r^2 as one broadcast subtraction, its root NaN outside the radius
+        q = np.subtract((np.float32(shape.radius**2) - dx2)[:, :, None], dy2[:, None, :])
+        np.sqrt(q, out=q)
         if shape.kind == "flat":
-            # dx^2 + dy^2 <= R^2 as one broadcast comparison, no r^2 array.
-            outside = dy2[:, None, :] > (np.float32(shape.radius**2) - dx2)[:, :, None]
-            headroom[outside] = 0.0
-            depth = headroom
-        else:
-            r2 = dx2[:, :, None] + dy2[:, None, :]
-            depth = np.subtract(headroom, shape.lift(r2), out=headroom)
-        if xyz[:, 2].min() < self.bottom:  # a cut through the bottom stops at the bottom
-            np.minimum(depth, before - np.float32(self.bottom), out=depth)
-        return np.maximum(depth, np.float32(0), out=depth)
+            # lift 0 inside, NaN outside: depth = top - tip
+            q -= q
+            base = keys[:, 2]
+        elif shape.kind == "ball":
+            # lift = R - sqrt(R^2 - r^2): depth = top - (tip + R) + sqrt(R^2 - r^2)
+            base = keys[:, 2] + np.float32(shape.radius)
+        else:  # drill cone: lift = r / tan(half angle) = (R - sqrt(...)) ... from r itself
+            r = np.sqrt(np.add(dx2[:, :, None], dy2[:, None, :]))
+            q -= q
+            q -= r * np.float32(1.0 / math.tan(math.radians(DRILL_POINT_ANGLE / 2)))
+            base = keys[:, 2]
+        q += before[None]
+        q -= base[:, None, None]
+        if float(keys[:, 2].min()) < self.bottom:  # a cut through the bottom stops there
+            # (np.minimum keeps the NaN outside the cutter; fmin would fill it in)
+            np.minimum(q, before - np.float32(self.bottom), out=q)
+        return q
+
+    def _holder_near(
+        self, low: list[float], high: list[float], flute_top: float, shape: ToolShape
+    ) -> bool:
+        """Whether material within the holder's reach of the keys' box rises above the
+        lowest flute top (the tiles tell cheaply; the cells settle it)."""
+        reach = shape.holder_radius
+        block = self._block((low[0] - reach, low[1] - reach), (high[0] + reach, high[1] + reach))
+        return (
+            block is not None
+            and self._tile_max(block) > flute_top
+            and float(self.heights[block].max()) > flute_top
+        )
 
     def _holder_hits(self, xyz: Floats, shape: ToolShape) -> Bools:
         """Keys whose shank/holder (above the flutes) meets material."""
         k = len(xyz)
         reach = shape.holder_radius
         clearance = xyz[:, 2] + shape.flute_length
-        block = self._block(xyz[:, :2].min(axis=0) - reach, xyz[:, :2].max(axis=0) + reach)
+        lo, hi = xyz[:, :2].min(axis=0) - reach, xyz[:, :2].max(axis=0) + reach
+        block = self._block(lo, hi)
         if block is None:
             return np.zeros(k, dtype=bool)
         heights = self.heights[block]
-        # Cheap test first: the highest material nearby is below every flute top.
-        if heights.max() <= clearance.min():
-            return np.zeros(k, dtype=bool)
-        g = self.grid
-        cx = self.origin[0] + (np.arange(block[0].start, block[0].stop) + 0.5) * g
-        cy = self.origin[1] + (np.arange(block[1].start, block[1].stop) + 0.5) * g
+        cx, cy = self.x[block[0]], self.y[block[1]]
         r2 = (cx[None, :, None] - xyz[:, 0, None, None]) ** 2 + (
             cy[None, None, :] - xyz[:, 1, None, None]
         ) ** 2
         under = r2 <= reach * reach
         high = heights[None] > clearance[:, None, None]
         return (under & high).reshape(k, -1).any(axis=1)
+
+    # --- the coarse map: highest material per tile of TILE x TILE cells ---------------
+
+    def _tile_max(self, block: tuple[slice, slice]) -> float:
+        """An upper bound of the material's top over ``block`` (from the tiles it touches)."""
+        t = TILE
+        i, j = block
+        return float(
+            self._tiles[i.start // t : -(-i.stop // t), j.start // t : -(-j.stop // t)].max()
+        )
+
+    def _refresh_tiles(self, block: tuple[slice, slice] | None = None) -> None:
+        """Recompute the tiles that ``block`` touches (all of them when None)."""
+        t = TILE
+        if block is None:
+            block = (slice(0, self.nx), slice(0, self.ny))
+        if block[0].stop <= block[0].start or block[1].stop <= block[1].start:
+            return
+        i0, i1 = block[0].start // t, -(-block[0].stop // t)
+        j0, j1 = block[1].start // t, -(-block[1].stop // t)
+        cells = self.heights[i0 * t : min(i1 * t, self.nx), j0 * t : min(j1 * t, self.ny)]
+        rows = np.maximum.reduceat(cells, np.arange(0, cells.shape[0], t), axis=0)
+        self._tiles[i0:i1, j0:j1] = np.maximum.reduceat(
+            rows, np.arange(0, cells.shape[1], t), axis=1
+        )
 
     # --- display -------------------------------------------------------------------
 
