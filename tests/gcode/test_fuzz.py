@@ -43,6 +43,13 @@ SEEDS = [
     "T1 M6\nG43 H1\nS1000 M3 M8\nG98 G81 X1 Y1 Z-3 R1 F50\nX2\nG80\nG4 P0.5\n"
     "G83 X3 Y3 Z-6 R1 Q2\nG80 M9 M5\nG49\nG28\nM2\n",
     "%\nN10 G0 X1 (comment) ; rest\n/N20 G1 X2 F10\n#<_g> = [2 ** 3 MOD 5]\n(debug, #<_g>)\n%\n",
+    # cutter compensation: entry, convex and concave corners, arcs, exit
+    "G21 G17 F100\nG0 X-10 Y-10\nG41 D2 G1 X0 Y0\nY20\nG2 X10 Y30 R10\nG1 X30\nY15\nX20\n"
+    "G3 X10 Y5 I-10 J0\nG1 X0\nG40 G0 X-10 Y-10\nG18 G42.1 D1 L2 G1 X0 Z0\nX5\nZ-5\nG40\nM2\n",
+    # lathe: diameter mode, a G71/G72/G70 profile with a fillet and a chamfer, threading
+    "G18 G21 G7 F200\no100 sub\n  G0 X2 Z2\n  G1 X10 Z0 C0.5\n  Z-10 A1\n  G2 X16 Z-13 R3\n"
+    "  G1 X20\no100 endsub\nG0 X25 Z5\nG71 Q100 X25 Z5 D0.2 I1 R0.3\nG72 Q100 X25 Z5 I0.5\n"
+    "G70 Q100 X25 Z5 D0.5 P2\nG8 S500 M3\nG33 Z-5 K1\nG33.1 Z-2 K1\nG17 G5.1 X5 Y5 I2 J0\nM2\n",
 ]
 
 GCODE_ALPHABET = "GMXYZIJKRFSTPQHLDNO#[]<>=.-+*/;()%0123456789 \n\tabceilnorstuwx_"

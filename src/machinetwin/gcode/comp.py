@@ -152,7 +152,7 @@ class CutterCompensation:
             if "l" in w:
                 if s.plane != 180:
                     raise self.error(f"{name}.1 with L word, but plane is not G18")
-                orientation = round(w["l"])
+                orientation = round(w["l"]) if abs(w["l"]) < 1e9 else -1
         else:
             radius, orientation = self.tool_radius(name, block)
         if radius < 0.0:  # a negative table diameter swaps the side (nominal-size paths)
@@ -173,7 +173,7 @@ class CutterCompensation:
         number = 0
         if "d" in block.words:
             d = block.words["d"]
-            number = int(d + 0.5)  # C's truncation, as LinuxCNC's is_near_int
+            number = int(d + 0.5) if abs(d) < 1e9 else -1  # C's truncation (is_near_int)
             if abs(number - d) >= 0.0001:
                 raise self.error(f"{name} requires D word to be a whole number", block.columns["d"])
             if number < 0:

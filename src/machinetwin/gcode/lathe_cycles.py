@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .interpreter import Interpreter
 
 TOL = 1e-6
+MAX_STEPS = 200_000  # passes and offset steps: a bound for profiles that never converge
 CODES = (700, 710, 711, 712, 720, 721, 722)
 
 
@@ -442,6 +443,12 @@ class Profile(list):
         self.escape = complex(0.3, 0.3)
         self.flip_state = 0
         self.pocket_starts: list[complex] = []
+        self.steps = 0
+
+    def count_step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise G7xError("the cycle does not converge on this profile")
 
     def copy_profile(self) -> Profile:
         other = Profile(s.dup() for s in self)
@@ -538,6 +545,7 @@ class Profile(list):
                 p += 1
             cycle = 3
         while p < len(self):
+            self.count_step()
             while x - TOL > loc[0].imag:
                 x -= self.delta
             if self[p].dive(loc, x, out, p == 0):
@@ -603,6 +611,9 @@ class Profile(list):
         approach = self.pop(0)
         current = 0.0
         while current != distance:
+            self.count_step()
+            if not self:
+                raise G7xError("the offset profile vanished")
             step = min([1e9] + [s.radius() / 2 for s in self])
             step = min(step, abs(distance - current))
             if distance < 0:
@@ -638,6 +649,7 @@ class Profile(list):
     def intersect_all(self) -> None:
         k = 0
         while k < len(self) - 1:
+            self.count_step()
             if not self[k].monotonic():
                 prev = k - 1
                 if self[k].radius() < self[prev].radius():
@@ -695,6 +707,10 @@ def execute(interp: Interpreter, motion: int, block: Block) -> None:
         run_cycle(interp, cycle, subcycle, block, incremental, arc_incremental)
     except G7xError as exc:
         raise interp.error(f"G7X error: {exc}") from None
+    except (ZeroDivisionError, IndexError, ValueError, OverflowError, RecursionError) as exc:
+        # degenerate profiles (zero-length segments, a profile offset to nothing): LinuxCNC
+        # computes on with NaNs; a clear error is more use
+        raise interp.error(f"G7X error: degenerate profile ({exc})") from None
     finally:
         s.incremental, s.arc_incremental = incremental, arc_incremental
 
