@@ -1,9 +1,11 @@
-"""The one-command demo runs end to end: three sites report to the hub through their links."""
+"""The one-command demo runs end to end: three sites report to the hub through their
+links, the hub serves the web UI, and the demo prints where and how to log in."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 from pathlib import Path
 
 import httpx
@@ -13,9 +15,10 @@ from machinetwin.demo import SITES, run_demo
 from machinetwin.hub.broker import free_port
 
 
-def test_demo_three_sites_reach_the_hub(tmp_path: Path) -> None:
+def test_demo_serves_the_ui_and_prints_the_login(tmp_path: Path) -> None:
     port = free_port()
     seen: dict = {}
+    out = io.StringIO()
 
     async def scenario() -> None:
         task = asyncio.create_task(
@@ -23,18 +26,46 @@ def test_demo_three_sites_reach_the_hub(tmp_path: Path) -> None:
                 tmp_path / "demo",
                 api_port=port,
                 duration_s=8.0,
-                console=Console(file=io.StringIO()),
-            )
+                console=Console(file=out, width=200),
+            )  # fmt: skip
         )
         await asyncio.sleep(6.0)
+        printed = out.getvalue()
+        seen["printed"] = printed
+        password = re.search(r"user 'admin' with password (\S+)", printed)
+        assert password, f"the demo did not print the login:\n{printed}"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            seen["anonymous"] = (await client.get("/api/machines")).status_code
+            seen["page"] = await client.get("/")  # not logged in: the login page
+            seen["login_page"] = await client.get("/login")
+            login = await client.post(
+                "/api/login", json={"username": "admin", "password": password.group(1)}
+            )
+            seen["login"] = login.status_code
             seen["machines"] = (await client.get("/api/machines")).json()
             seen["ingest"] = (await client.get("/api/ingest")).json()
         await task
 
     asyncio.run(scenario())
+    assert f"http://127.0.0.1:{port}/" in seen["printed"]
+    assert seen["anonymous"] == 401
+    assert seen["page"].status_code == 303 and "/login" in seen["page"].headers["location"]
+    assert seen["login_page"].status_code == 200 and "<html" in seen["login_page"].text.lower()
+    assert seen["login"] == 200
     machines = {m["machine_id"]: m for m in seen["machines"]}
     assert set(machines) == {site.machine_id for site in SITES}
     assert all(m["live"]["online"] for m in machines.values())
     assert seen["ingest"]["stored"] > 3 * 20  # batches every 100 ms from each site
     assert seen["ingest"]["rejected_total"] == 0
+
+
+def test_each_demo_start_generates_a_new_password(tmp_path: Path) -> None:
+    passwords = []
+    for _ in range(2):
+        out = io.StringIO()
+        asyncio.run(run_demo(tmp_path / "demo", api_port=free_port(), duration_s=0.5,
+                             console=Console(file=out, width=200)))  # fmt: skip
+        found = re.search(r"user 'admin' with password (\S+)", out.getvalue())
+        assert found, out.getvalue()
+        passwords.append(found.group(1))
+    assert passwords[0] != passwords[1] and all(len(p) >= 16 for p in passwords)

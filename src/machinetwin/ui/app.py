@@ -3,7 +3,8 @@
 ``mount_ui(app, ctx, storage_secret, storage_dir)`` registers the pages (fleet at
 ``/``, ``/machine/{id}``, ``/history``, ``/alarms``, ``/login``) and mounts NiceGUI on
 ``app`` with ``ui.run_with``. NiceGUI keeps one global page registry, so one process
-serves one hub's UI: mounting a second hub in the same process is refused.
+serves one hub's UI at a time: a second hub may mount it after the first stopped
+serving (tests do), never while it serves.
 
 Login goes through the hub's user directory (``hub.auth.UserDirectory``): a session
 token from ``create_session`` is kept in NiceGUI's per-browser user storage (server
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SESSION_KEY = "session"
 TITLE = "machinetwin"
-_state: dict[str, Any] = {"ctx": None}
+_state: dict[str, Any] = {"ctx": None, "mounted": False, "serving": False}
 
 
 class UiAlreadyMounted(RuntimeError):
@@ -46,20 +47,47 @@ def ctx() -> UiContext:
 
 def mount_ui(app: FastAPI, context: UiContext, storage_secret: str, storage_dir: Path) -> None:
     """Serve the pages from ``app`` (see the module docstring)."""
-    if _state["ctx"] is not None:
-        if _state["ctx"] is context:
-            return
-        raise UiAlreadyMounted("this process already serves a hub's web UI")
     if len(storage_secret) < 16:
         raise ValueError("the UI storage secret must be at least 16 characters")
+    if _state["serving"]:
+        raise UiAlreadyMounted("this process already serves a running hub's web UI")
     from nicegui.storage import Storage
 
     Storage.path = Path(storage_dir).resolve()  # next to the hub's store, not the cwd
     _state["ctx"] = context
+    if _state["mounted"]:
+        # A later hub in the same process (tests, benchmarks): NiceGUI's app and its
+        # middleware exist already; mount it again. Its cookie-signing secret stays the
+        # first hub's (NiceGUI sets it once per process); sessions are the new hub's.
+        _mount_again(app)
+        return
     from . import alarms, fleet, history, login, machine_page  # noqa: F401 - registers pages
 
+    nicegui_app.on_startup(lambda: _state.update(serving=True))
+    nicegui_app.on_shutdown(lambda: _state.update(serving=False))
+    # UnoCSS instead of the Tailwind runtime: the same classes, a quarter less page load
     ui.run_with(app, title=TITLE, storage_secret=storage_secret, show_welcome_message=False,
                 reconnect_timeout=10.0, favicon="⚙", unocss="wind3")  # fmt: skip
+    _state["mounted"] = True
+
+
+def _mount_again(app: FastAPI) -> None:
+    from contextlib import asynccontextmanager
+
+    from nicegui import core
+    from nicegui.nicegui import _shutdown, _startup
+
+    app.mount("/", core.app)
+    main_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(parent: FastAPI):  # noqa: ANN202 - as ui.run_with does
+        await _startup()
+        async with main_lifespan(parent) as state:
+            yield state
+        await _shutdown()
+
+    app.router.lifespan_context = lifespan
 
 
 # --- who is logged in -----------------------------------------------------------------------
