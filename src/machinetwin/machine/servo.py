@@ -109,6 +109,11 @@ def play(x: np.ndarray, y0: float, half_gap: float) -> np.ndarray:
     return out
 
 
+def _per_axis(values: object) -> np.ndarray:
+    """Per-axis constants as a (3, 1) column, to broadcast over (3, n) blocks."""
+    return np.asarray(values, dtype=float).reshape(3, 1)
+
+
 class ServoAxes:
     """The three feed axes; ``step`` advances one block of commanded positions.
 
@@ -138,103 +143,135 @@ class ServoAxes:
         self._shared = all(
             np.array_equal(b, b0) and np.array_equal(a, a0) for b, a in self._filters
         )
-        self._zi_all = np.column_stack(self._zi)
+        self._zi_all = np.vstack(self._zi)  # (3, order): the loops filter along axis 1
         self._motor = p0.copy()  # last motor position
         self._vel = np.zeros(3)  # last motor velocity, mm/s
         self._cmd = p0.copy()  # last commanded position
         self._table = p0.copy()  # last table position (after backlash)
         self.backlash = np.zeros(3)
         self.encoder_noise = np.zeros(3)
+        # Per-axis constants as (3, 1) columns: the block is worked on axis-major, (3, n),
+        # so that every row is contiguous (the planner's setpoints already are).
         self._mass = np.array([d.moving_mass for d in self.drives])
         self._rated = np.array([d.rated_force for d in self.drives])
-        self._coulomb = np.array([d.coulomb_friction for d in self.drives])
-        self._viscous_si = np.array([d.viscous_friction for d in self.drives]) * 1e-3
-        self._mass_si = self._mass * 1e-3
-        self._inv_eff_si = 1e-3 / np.array([d.efficiency for d in self.drives])
-        self._copper = np.array([d.copper_loss_at_rated for d in self.drives])
-        self._static = np.array(
-            [
-                d.moving_mass * GRAVITY * (1.0 - d.counterbalance) if d.vertical else 0.0
-                for d in self.drives
-            ]
-        )
+        self._load_scale = _per_axis(100.0 / self._rated)
+        self._inv_rated = _per_axis(1.0 / self._rated)
+        self._coulomb = _per_axis([d.coulomb_friction for d in self.drives])
+        self._viscous_si = _per_axis([d.viscous_friction * 1e-3 for d in self.drives])
+        self._mass_si = _per_axis(self._mass * 1e-3)
+        self._inv_eff_si = _per_axis([1e-3 / d.efficiency for d in self.drives])
+        self._copper = _per_axis([d.copper_loss_at_rated for d in self.drives])
+        self._limit = _per_axis(self.limit)
+        self._static = _per_axis(
+            [d.moving_mass * GRAVITY * (1.0 - d.counterbalance) if d.vertical else 0.0
+             for d in self.drives]
+        )  # fmt: skip
 
     def step(self, pos_cmd: np.ndarray, feed_force: np.ndarray | None = None) -> AxisSamples:
         """Advance by ``len(pos_cmd)`` samples.
 
         ``pos_cmd`` is ``(n, 3)`` mm in the machine frame; ``feed_force`` (``(n,)``, N)
-        is the process force resisting the motion along the commanded path.
+        is the process force resisting the motion along the commanded path. The
+        outputs are ``(n, 3)`` views of axis-major arrays (each axis contiguous).
         """
-        cmd = np.asarray(pos_cmd, float)
+        cmd = np.asarray(pos_cmd, float).T  # (3, n), no copy for axis-major setpoints
         motor = self._loop(cmd)
         table = self._backlash(motor)
-        pos = table + self._noise(cmd.shape)
+        pos = self._noisy(table)
         vel, acc = self._motion(motor)
         force = self._drive_force(vel, acc)
         if feed_force is not None and np.any(feed_force):
             force += self._process_force(cmd, feed_force)
         ferr = cmd - pos
-        if len(cmd):
-            self._cmd = cmd[-1].copy()
+        if cmd.shape[1]:
+            self._cmd = cmd[:, -1].copy()
+        load = np.abs(force)
+        load *= self._load_scale
         return AxisSamples(
-            pos=pos,
-            ferr=ferr,
-            load=100.0 * np.abs(force) / self._rated,
-            force=force,
-            power=self._power(force, vel),
-            over_limit=np.abs(ferr) > self.limit,
+            pos=pos.T,
+            ferr=ferr.T,
+            load=load.T,
+            force=force.T,
+            power=self._power(force, vel).T,
+            over_limit=(np.abs(ferr) > self._limit).T,
         )
 
     def _loop(self, cmd: np.ndarray) -> np.ndarray:
-        """Motor positions from the closed loops; one filter call when axes are alike."""
+        """Motor positions (3, n) from the closed loops; one filter call when axes are alike."""
         if self._shared:
             b, a = self._filters[0]
-            motor, self._zi_all = lfilter(b, a, cmd, axis=0, zi=self._zi_all)
+            motor, self._zi_all = lfilter(b, a, cmd, axis=1, zi=self._zi_all)
             return motor
         motor = np.empty_like(cmd)
         for i, (b, a) in enumerate(self._filters):
-            motor[:, i], self._zi[i] = lfilter(b, a, cmd[:, i], zi=self._zi[i])
+            motor[i], self._zi[i] = lfilter(b, a, cmd[i], zi=self._zi[i])
         return motor
 
     def _backlash(self, motor: np.ndarray) -> np.ndarray:
+        """Table positions (3, n): the motor's, through the play where there is backlash."""
+        axes = np.flatnonzero(self.backlash > 0)
+        if len(axes) == 0:
+            if motor.shape[1]:
+                self._table = motor[:, -1].copy()
+            return motor
         table = motor.copy()
-        for i in np.flatnonzero(self.backlash > 0):
-            table[:, i] = play(motor[:, i], self._table[i], 0.5 * self.backlash[i])
-        if len(motor):
-            self._table = table[-1].copy()
+        for i in axes:
+            table[i] = play(motor[i], self._table[i], 0.5 * self.backlash[i])
+        if motor.shape[1]:
+            self._table = table[:, -1].copy()
         return table
 
-    def _noise(self, shape: tuple[int, ...]) -> np.ndarray:
+    def _noisy(self, table: np.ndarray) -> np.ndarray:
+        """What the linear scales read: the table plus encoder noise, if any."""
         if not np.any(self.encoder_noise > 0):
-            return np.zeros(shape)
-        return self.rng.standard_normal(shape) * self.encoder_noise
+            return table
+        noise = self.rng.standard_normal(table.shape[::-1]).T  # the (n, 3) draw order
+        return table + noise * self.encoder_noise[:, None]
 
     def _motion(self, motor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Motor velocity (mm/s) and acceleration (mm/s²) by differences across blocks."""
-        vel = np.diff(motor, axis=0, prepend=self._motor[None, :]) / self.dt
-        acc = np.diff(vel, axis=0, prepend=self._vel[None, :]) / self.dt
-        if len(motor):
-            self._motor = motor[-1].copy()
-            self._vel = vel[-1].copy()
+        rate = 1.0 / self.dt
+        vel = np.empty_like(motor)
+        acc = np.empty_like(motor)
+        if motor.shape[1] == 0:
+            return vel, acc
+        vel[:, 0] = motor[:, 0] - self._motor
+        np.subtract(motor[:, 1:], motor[:, :-1], out=vel[:, 1:])
+        vel *= rate
+        acc[:, 0] = vel[:, 0] - self._vel
+        np.subtract(vel[:, 1:], vel[:, :-1], out=acc[:, 1:])
+        acc *= rate
+        self._motor = motor[:, -1].copy()
+        self._vel = vel[:, -1].copy()
         return vel, acc
 
     def _drive_force(self, vel: np.ndarray, acc: np.ndarray) -> np.ndarray:
         """m·a + friction + unbalanced weight, per axis (N)."""
         force = acc * self._mass_si  # mm/s² → m/s² folded into the constant
-        force += np.tanh(vel * (1.0 / FRICTION_SMOOTHING)) * self._coulomb
-        force += vel * self._viscous_si
+        friction = np.multiply(vel, 1.0 / FRICTION_SMOOTHING)
+        np.tanh(friction, out=friction)
+        friction *= self._coulomb
+        force += friction
+        np.multiply(vel, self._viscous_si, out=friction)
+        force += friction
         force += self._static
         return force
 
     def _process_force(self, cmd: np.ndarray, feed_force: np.ndarray) -> np.ndarray:
         """Split the path feed force onto the axes along the commanded direction."""
-        dcmd = np.diff(cmd, axis=0, prepend=self._cmd[None, :])
-        norm = np.sqrt(np.einsum("ij,ij->i", dcmd, dcmd))
+        dcmd = np.diff(cmd, axis=1, prepend=self._cmd[:, None])
+        norm = np.sqrt(np.einsum("ij,ij->j", dcmd, dcmd))
         scale = np.divide(feed_force, norm, out=np.zeros(len(norm)), where=norm > 1e-12)
-        return dcmd * scale[:, None]
+        dcmd *= scale
+        return dcmd
 
     def _power(self, force: np.ndarray, vel: np.ndarray) -> np.ndarray:
-        """Electrical power per drive: mechanical out / efficiency + copper losses."""
-        mech = np.maximum(force * vel, 0.0) * self._inv_eff_si
-        share = force / self._rated
-        return mech + share * share * self._copper
+        """Electrical power per drive (3, n): mechanical out / efficiency + copper losses."""
+        mech = np.multiply(force, vel)
+        np.maximum(mech, 0.0, out=mech)
+        mech *= self._inv_eff_si
+        share = force * self._inv_rated
+        share *= share
+        share *= self._copper
+        mech += share
+        return mech

@@ -205,8 +205,7 @@ class Simulator:
             "line": block.line.astype(float),
             "tool": tools.astype(float),
             "feed_cmd": block.feed,
-            "feed": np.linalg.norm(np.gradient(axes.pos, self.dt, axis=0), axis=1) * 60.0
-            if n > 1 else block.feed,
+            "feed": self.path_speed(axes.pos) if n > 1 else block.feed,
             "spindle.speed_cmd": rpm_cmd,
             "spindle.speed": rpm,
             "spindle.load": sp.load,
@@ -228,6 +227,14 @@ class Simulator:
         columns["part_count"] = np.full(n, float(state.part_count))
         columns.update(self.faults.ground_truth_over(t))
         return columns
+
+    def path_speed(self, pos: np.ndarray) -> np.ndarray:
+        """Actual path speed (mm/min) from positions (n, 3), by central differences."""
+        velocity = np.gradient(pos.T, self.dt, axis=1)  # axis-major rows: contiguous
+        speed = np.einsum("ij,ij->j", velocity, velocity)
+        np.sqrt(speed, out=speed)
+        speed *= 60.0
+        return speed
 
     def end_tick(self, block: SetpointBlock) -> int:
         """The tick of this block at which the program's motion settled at its end."""
