@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
 import xml.etree.ElementTree as ET
@@ -89,6 +90,29 @@ def test_sample_pages_chain_without_gaps_or_repeats(capacity, total, count, devi
         start = nxt
     assert got == expected
     assert start == agent.buffer.next_sequence
+
+
+@settings(max_examples=100, deadline=None)
+@given(capacity=st.integers(5, 60), total=st.integers(0, 150), count=st.integers(1, 30),
+       data=st.data())  # fmt: skip
+def test_to_and_negative_count_select_like_the_reference_agent(
+    capacity, total, count, data
+) -> None:
+    agent = MTConnectAgent([Scripted("a", []), Scripted("b", [])], buffer_size=capacity)
+    items = np.random.default_rng(total).integers(0, len(agent.table.items), total)
+    agent.buffer.append(items.astype(np.int32), np.zeros(total), np.zeros(total))
+    b = agent.buffer
+    mask = agent._mask(agent.devices[:1])
+    held = b.select(b.first_sequence, b.next_sequence)
+    start = data.draw(st.integers(b.first_sequence, b.last_sequence))
+    to = data.draw(st.integers(start + 1, b.next_sequence))
+    obs, nxt = agent.query(SampleQuery(start, count, to, mask))
+    wanted = [s for s, i in zip(held.seq, held.item, strict=True) if mask[i] and start <= s <= to]
+    assert obs.seq.tolist() == wanted[-count:] and nxt == min(to + 1, b.next_sequence)
+    obs, nxt = agent.query(SampleQuery(start, -count, None, mask))
+    wanted = [s for s, i in zip(held.seq, held.item, strict=True) if mask[i] and s <= start]
+    assert obs.seq.tolist() == wanted[-count:]
+    assert nxt == max(b.first_sequence, (wanted[-count:][0] - 1) if wanted else b.first_sequence)
 
 
 # ---------------------------------------------------------------- HTTP requests
@@ -369,3 +393,92 @@ def test_client_resyncs_on_out_of_range(tmp_path: Path) -> None:
     assert client.resyncs >= 1  # fell out of the 128-slot ring at 5 per poll, started again
     t, x = series(got, "x.pos")
     assert np.all(np.diff(x[np.isfinite(x)]) >= 0)  # x only grows in the input: no stale data
+
+
+# ---------------------------------------------------------------- damaged documents
+
+
+def _documents() -> tuple[bytes, bytes]:
+    from machinetwin.protocols.mtconnect.documents import probe_document
+
+    agent = MTConnectAgent([Scripted("m1", [])])
+    agent.feeds[0].ingest_batch(batch("m1", 1.7e9, 20))
+    alarm = Alarm(AlarmCode.COLLISION, Severity.FAULT, "crash <&>", "x", 1.7e9)
+    agent.feeds[0].ingest_event(MachineEvent("m1", 1.7e9, "alarm", alarm=alarm))
+    obs, nxt = agent.query(SampleQuery(1, 500, None, agent._mask(agent.devices)))
+    probe = probe_document(agent.header(), agent.devices, "xml").encode()
+    return probe, agent._streams(obs, nxt, "xml").encode()
+
+
+PROBE_DOC, STREAMS_DOC = _documents()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_client_parsers_reject_damaged_documents_cleanly(data) -> None:
+    from machinetwin.protocols.mtconnect.convert import Converter
+    from machinetwin.protocols.mtconnect.streams import (
+        AgentErrorDocument,
+        StreamError,
+        parse_probe,
+        parse_streams,
+    )
+
+    probe = parse_probe(PROBE_DOC)
+    conv = Converter("m1")
+    conv.set_signals(probe.signals)
+    doc = STREAMS_DOC
+    start = data.draw(st.integers(0, len(doc)))
+    end = data.draw(st.integers(start, min(len(doc), start + 40)))
+    junk = data.draw(st.sampled_from([b"", b"x", b'"', b"<", b"UNAVAILABLE", b"-1e999", b"&amp;",
+                                      b'sequence="z"', b'timestamp="2024-99-99T00:00:00Z"']))  # fmt: skip
+    damaged = doc[:start] + junk + doc[end:]
+    with contextlib.suppress(StreamError, AgentErrorDocument):  # clean errors only
+        conv.convert(parse_streams(damaged, probe, conv.index))
+    with contextlib.suppress(StreamError, AgentErrorDocument):
+        parse_probe(PROBE_DOC[:start] + junk + PROBE_DOC[end:])
+
+
+def test_condition_text_is_escaped_and_read_back() -> None:
+    from machinetwin.protocols.mtconnect.convert import Converter
+    from machinetwin.protocols.mtconnect.streams import parse_probe, parse_streams
+
+    probe = parse_probe(PROBE_DOC)
+    conv = Converter("m1")
+    conv.set_signals(probe.signals)
+    out = conv.convert(parse_streams(STREAMS_DOC, probe, conv.index))
+    alarms = [e.alarm for e in out if isinstance(e, MachineEvent) and e.kind == "alarm"]
+    assert [(a.code, a.severity, a.message, a.source) for a in alarms] == [
+        (AlarmCode.COLLISION, Severity.FAULT, "crash <&>", "controller")]  # fmt: skip
+
+
+def test_sample_to_and_negative_count_and_current_stream() -> None:
+    async def run():
+        agent = MTConnectAgent([Scripted("m1", [batch("m1", 1.7e9, 30)])])
+        async with agent.serving() as url, httpx.AsyncClient(base_url=url) as c:
+            await asyncio.sleep(0.2)
+            first, nxt = agent.buffer.first_sequence, agent.buffer.next_sequence
+            to = await c.get("/sample", params={"from": first, "to": first + 4, "count": 100})
+            last3 = await c.get("/sample", params={"count": -3})
+            bad_to = await c.get("/sample", params={"from": first + 5, "to": first})
+            async with c.stream("GET", "/current", params={"interval": 50}) as resp:
+                boundary = resp.headers["content-type"].split("boundary=")[1]
+                from machinetwin.protocols.mtconnect.client import MultipartReader
+
+                reader = MultipartReader(resp.aiter_bytes(), boundary)
+                currents = [await asyncio.wait_for(reader.next_part(), 5) for _ in range(2)]
+        return first, nxt, to, last3, bad_to, currents
+
+    first, nxt, to, last3, bad_to, currents = asyncio.run(run())
+    seqs = sorted(
+        int(e.get("sequence")) for e in ET.fromstring(to.content).iter() if e.get("sequence")
+    )
+    assert seqs == list(range(first, first + 5))  # 'to' includes itself
+    seqs = sorted(
+        int(e.get("sequence")) for e in ET.fromstring(last3.content).iter() if e.get("sequence")
+    )
+    assert seqs == [nxt - 3, nxt - 2, nxt - 1]
+    assert bad_to.status_code == 400 and b"'to'" in bad_to.content
+    for doc in currents:
+        xpos = [e.text for e in ET.fromstring(doc).iter() if e.get("dataItemId") == "m1_xpos"]
+        assert xpos == ["29"]

@@ -244,3 +244,71 @@ def test_shdr_adapter_values_match_the_machine(tmp_path: Path) -> None:
         np.testing.assert_allclose(
             v_got[same], v_true[k[same]], rtol=1e-9, atol=1e-9, err_msg=signal
         )
+
+
+SHOP_ADAPTER = [  # what a shop's adapter sends, in the standard's line format
+    "* shdrVersion: 2",
+    "* adapterVersion: 1.8",
+    "{t}|avail|AVAILABLE|Xact|101.5|Xcom|101.5|Srpm|2400|exec|ACTIVE|pgm|O1234.NC",
+    "{t}|mode|MANUAL_DATA_INPUT|Fovr|80",
+    "{t}|Sload_c|WARNING|SL1|2|HIGH|Spindle load high",
+    "{t}|alarm|FAULT|E1002|3||Coolant level low",
+    "{t}|@ASSET@|T7|CuttingTool|--multiline--A1B2",
+    '<CuttingTool serialNumber="S-7" toolId="7" assetId="T7">',
+    "<Description>12 mm drill</Description>",
+    "</CuttingTool>",
+    "--multiline--A1B2",
+    "{t}|Xact|102.25|exec|FEED_HOLD",
+    "{t}|Sload_c|NORMAL||||",
+]
+
+
+def test_agent_reads_a_shop_adapter_in_the_standard_line_format() -> None:
+    """Foreign keys (aliases), conditions of ours and of theirs, an asset, PING/PONG."""
+
+    async def run():
+        pinged = asyncio.Event()
+
+        async def shop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for line in SHOP_ADAPTER:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
+                writer.write((line.format(t=stamp) + "\n").encode())
+                await asyncio.sleep(0.02)
+            while line := await reader.readline():
+                if line.strip() == b"* PING":
+                    pinged.set()
+                    writer.write(b"* PONG 400\n")
+            writer.close()
+
+        server = await asyncio.start_server(shop, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        aliases = {"Xact": "x.pos", "Xcom": "x.pos_cmd", "Srpm": "spindle.speed", "exec": "execution",
+                   "pgm": "program", "Fovr": "feed_override", "Sload_c": "sloadc"}  # fmt: skip
+        shdr = ShdrAdapter(ShdrSettings("127.0.0.1", "shop1", port=port, aliases=aliases,
+                                        conditions={"alarm": "SYSTEM"}))  # fmt: skip
+        agent = MTConnectAgent([shdr])
+        async with agent.serving() as url, httpx.AsyncClient(base_url=url) as http:
+            await asyncio.wait_for(pinged.wait(), 5)
+            await asyncio.sleep(0.5)
+            current = (await http.get("/current")).content
+            assets = (await http.get("/assets")).content
+            sample = (await http.get("/sample", params={"count": 1000})).content
+        server.close()
+        return current, assets, sample, shdr
+
+    current, assets, sample, shdr = asyncio.run(run())
+    assert shdr.heartbeat_ms == 400 and shdr.errors == 0
+    assert shdr.commands == {"shdrVersion": "2", "adapterVersion": "1.8"}
+    assert _values(current, "shop1_xpos") == ["102.25"]
+    assert _values(current, "shop1_sspeed") == ["2400"]
+    assert _values(current, "shop1_execution") == ["INTERRUPTED"]  # FEED_HOLD in our vocabulary
+    assert _values(current, "shop1_program") == ["O1234.NC"]
+    assert _values(current, "shop1_mode") == ["MANUAL_DATA_INPUT"]
+    assert _values(current, "shop1_fovr") == ["80"]
+    assert _values(current, "shop1_sloadc") == ["Normal"]  # raised, then cleared
+    # their codes travel in the message; ours classify them (load condition: spindle overload)
+    assert _values(sample, "shop1_sloadc")[-2:] == ["[SL1] Spindle load high", "Normal"]
+    fault = [e for e in ET.fromstring(current).iter() if e.get("dataItemId") == "shop1_system"]
+    assert [(e.tag.rpartition("}")[2], e.get("nativeCode"), e.text) for e in fault] == [
+        ("Fault", "MT-400", "[E1002] Coolant level low")]  # fmt: skip
+    assert b"<CuttingTool" in assets and b"12 mm drill" in assets and b'assetId="T7"' in assets

@@ -296,27 +296,38 @@ class MTConnectAgent:
         to = _int_param(request, "to", None)
         b = self.buffer
         if start is None:
-            start = b.first_sequence if count > 0 else b.next_sequence
+            start = b.first_sequence if count > 0 else b.last_sequence
         if (why := b.check_range(start)) is not None:
             raise RequestError("OUT_OF_RANGE", why)
-        if to is not None and (to < start or to > b.next_sequence):
-            raise RequestError("OUT_OF_RANGE", f"'to' must be between 'from' ({start}) and "
-                               f"nextSequence {b.next_sequence}, got {to}")  # fmt: skip
+        if to is not None and (to <= start or to > b.next_sequence or count < 0):
+            raise RequestError("OUT_OF_RANGE", f"'to' must be after 'from' ({start}), at most "
+                               f"nextSequence {b.next_sequence}, with a positive count; got {to}")  # fmt: skip
         return SampleQuery(start, count, to, mask)
 
     def query(self, q: SampleQuery) -> tuple[Observations, int]:
-        """Observations a sample request returns, and the nextSequence to continue from."""
+        """Observations a sample request returns, and the nextSequence to continue from.
+
+        As the reference agent does: with ``to`` (inclusive) the newest ``count`` in
+        ``[from, to]`` and next = to + 1; with a negative count the ``|count|`` up to
+        ``from`` (inclusive, default the newest) and next = the one before the earliest.
+        """
         b = self.buffer
-        stop = b.next_sequence if q.to is None else min(q.to, b.next_sequence)
+        if q.to is not None:
+            stop = min(q.to + 1, b.next_sequence)
+            sel = b.select(q.start, stop)
+            hits = np.flatnonzero(q.mask[sel.item])[-q.count :]
+            return sel.take(hits), stop
         if q.count > 0:
+            stop = b.next_sequence
             sel = b.select(q.start, stop)
             hits = np.flatnonzero(q.mask[sel.item])[: q.count]
             # a full page continues after its last observation; otherwise after the scan
             nxt = int(sel.seq[hits[-1]]) + 1 if len(hits) == q.count else max(stop, q.start)
             return sel.take(hits), nxt
-        sel = b.select(b.first_sequence, stop)
+        sel = b.select(b.first_sequence, min(q.start + 1, b.next_sequence))
         hits = np.flatnonzero(q.mask[sel.item])[q.count :]
-        return sel.take(hits), stop
+        nxt = int(sel.seq[hits[0]]) - 1 if len(hits) else b.first_sequence
+        return sel.take(hits), max(nxt, b.first_sequence)
 
     def _streams(self, obs: Observations, nxt: int, fmt: str) -> str:
         b = self.buffer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -46,7 +47,9 @@ def parse_iso_times(values: list[str]) -> np.ndarray:
     if not values:
         return np.zeros(0)
     stripped = [v[:-1] if v.endswith("Z") else v for v in values]
-    stamps = np.array(stripped, dtype="datetime64[us]")
+    with warnings.catch_warnings():  # an explicit offset (+08:00) is converted to UTC: fine
+        warnings.simplefilter("ignore", UserWarning)
+        stamps = np.array(stripped, dtype="datetime64[us]")
     return stamps.astype(np.int64) / 1e6
 
 

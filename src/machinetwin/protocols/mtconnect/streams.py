@@ -17,7 +17,7 @@ from .documents import parse_iso_times
 from .model import CONDITION_LEVELS, FOREIGN_VALUES, SIGNAL_MAP, Mapping
 
 _TYPE_ALIASES = {"LINE": "LINE_NUMBER", "SPINDLE_SPEED": "ROTARY_VELOCITY"}
-_SUBTYPE_ALIASES = {"PROGRAMMED": "COMMANDED"}
+_DEFAULT_SUBTYPES = ("ACTUAL", "ABSOLUTE", "PROGRAMMED")
 _AXES = ("x", "y", "z")
 _COMPONENTS = {"Linear", "Rotary", "Controller", "Path", "Device"}
 _CATEGORIES = {"Samples", "Events", "Condition"}
@@ -174,12 +174,18 @@ def _match(m: Mapping, comp: str, comp_name: str, type_: str, sub: str | None) -
     axis = comp_name.lower()[:1]
     if m.component == "Linear" and axis not in _AXES:
         return None
-    want = m.sub_type
-    have = _SUBTYPE_ALIASES.get(sub or "", sub)
-    if want is not None and have not in (want, None if want in ("ACTUAL", "ABSOLUTE",
-                                                               "PROGRAMMED") else want):  # fmt: skip
+    if not _sub_type_matches(m.sub_type, sub):
         return None
     return m.signal.format(a=axis)
+
+
+def _sub_type_matches(want: str | None, have: str | None) -> bool:
+    """Older agents call a commanded value PROGRAMMED; a missing subType is the default one."""
+    if want is None:
+        return True
+    if have is None:
+        return want in _DEFAULT_SUBTYPES
+    return have == want or (want == "COMMANDED" and have == "PROGRAMMED")
 
 
 def _mapped(id_: str, category: str, type_: str, m: Mapping, signal: str,
