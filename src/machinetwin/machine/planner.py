@@ -175,8 +175,11 @@ class Limits:
         self.settle = self.n1 + self.n2 - 1  # input ticks at rest for an exact stop
         self.delay = (self.n1 + self.n2 - 2) // 2  # group delay of the filter, ticks
         self.a_min = rho * float(np.min(self.amax)) / math.sqrt(2)  # lowest path accel
-        if self.arc_mode:  # arcs and blend arcs speed up and slow down at arc_share*A
-            self.a_min = min(self.a_min, self.arc_share * float(np.min(self.amax)))
+        if self.arc_mode:  # arcs and blend arcs change speed at arc_share*A, less the
+            # share a kink keeps back, or half of that on a move that ends unblended
+            least = min(rho / math.sqrt(2), self.arc_share) * float(np.min(self.amax))
+            cut = (1 - settings.kink_ratio) * min(settings.unblended_end_share, 1.0)
+            self.a_min = least * cut
         v_top = float(np.linalg.norm(self.vmax))
         auto = 2 * (v_top**2 / (2 * self.a_min) + 2 * v_top * self.window)
         self.lookahead = settings.lookahead_length or auto
@@ -660,6 +663,9 @@ class _MovingAverage:
         self.csum = np.empty((3, 0))
 
     def __call__(self, x: Floats, out: Floats) -> None:
+        if self.n == 1:  # one tap ("arc" blending has no filter): exactly the input
+            out[:] = x
+            return
         n, h, m = self.n, self.n - 1, x.shape[1]
         if self.ext.shape[1] != h + m:
             self.ext = np.empty((3, h + m))
