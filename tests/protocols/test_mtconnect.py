@@ -482,3 +482,20 @@ def test_sample_to_and_negative_count_and_current_stream() -> None:
     for doc in currents:
         xpos = [e.text for e in ET.fromstring(doc).iter() if e.get("dataItemId") == "m1_xpos"]
         assert xpos == ["29"]
+
+
+def test_command_line_reader_prints_what_the_client_sees(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from machinetwin.protocols.mtconnect.__main__ import read
+
+    async def run() -> None:
+        vm, _ = virtual_machine(tmp_path, "m1", speedup=2.0)
+        async with MTConnectAgent([vm]).serving() as url:
+            await asyncio.sleep(0.5)
+            args = argparse.Namespace(url=url, machine="m1", device="m1", seconds=1.0)
+            await asyncio.wait_for(read(args), 10)
+
+    asyncio.run(run())
+    out = capsys.readouterr().out
+    assert "event: program short.ngc" in out and "batch:" in out and "x.pos" in out
