@@ -15,9 +15,9 @@ the machine page's "Spindle load" card.
   time from navigation start until the page shows live values and its 3D canvas.
   ``fleet_load_ms`` is the same for the fleet page (its table of machines).
 
-``--machines N`` adds N-1 more synthetic machines publishing at 10 Hz (the fleet
-table then has N rows): the latency is measured with that load on the hub and the
-page. Targets: p99 < 250 ms and load < 1 s on loopback. Prints one JSON object last.
+``--machines N`` adds N-1 more synthetic machines, each publishing a batch a second
+(the fleet table then has N rows, all changing): the latency is measured with that
+load on the hub and the page. Targets: p99 < 250 ms and load < 1 s on loopback. Prints one JSON object last.
 """
 
 from __future__ import annotations
@@ -143,7 +143,12 @@ def publish(broker_port: int, machines: list[str], seconds: float, sent: dict[in
     for k in range(round(seconds / PERIOD_S)):
         time.sleep(max(0.0, start + k * PERIOD_S - time.time()))
         now = time.time()
-        for m in machines:
+        for j, m in enumerate(machines):
+            # the other machines send once a second, staggered: the hub's ingest, this
+            # publisher and the UI share one Python process here, and 3,000 batches/s
+            # would measure the ingest backlog, not the page (see benchmarks/ingest.py)
+            if m != PROBE and j % 10 != k % 10:
+                continue
             value = float(1000 + k) if m == PROBE else 20.0 + (k % 7)
             payload = codec.encode_batch(batch(m, k, value, now))
             if m == PROBE:
@@ -208,7 +213,11 @@ def main() -> None:
             page = context.new_page()
             log_in(page, url, password)
             page_load = load_times(context, url, f"/machine/{PROBE}", LOADED_JS, loads)
-            fleet_js = f"() => document.querySelectorAll('[data-testid=fleet-table] tbody tr a').length >= {len(machines)}"
+            # the table has every machine (virtual scrolling draws only the visible rows)
+            fleet_js = (
+                "() => (document.querySelector('[data-testid=fleet-table]')?.textContent || '')"
+                f".includes('of {len(machines)}')"
+            )
             fleet_load = load_times(context, url, "/", fleet_js, max(2, loads // 2))
             page.goto(f"{url}/machine/{PROBE}")
             page.wait_for_function(LOADED_JS, timeout=20_000)
