@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CommandRejected, GCodeError
-from ..gcode import ProgramSource, ToolTable, canon, interpret, program_stats, to_machine_frame
+from ..gcode import ProgramSource, ToolTable, canon
 from ..gcode.tooltable import Tool
 from ..model import Alarm, AlarmCode, Execution, Mode, Severity, Waveform
 from .config import MachineConfig
@@ -26,6 +26,7 @@ from .controller import Controller
 from .faults import FaultKind, FaultSchedule
 from .physics import CuttingModel, EnergyMeter, SpindleModel, feed_per_tooth
 from .planner import Planner, SetpointBlock
+from .program import check_travel, line_kinds, machine_ops, spindle_at_speed
 from .runfile import RunRecord
 from .servo import ServoAxes
 from .stock import CutResult, Stock
@@ -52,6 +53,8 @@ class SimOptions:
     vibration_every_s: float = 60.0  # one vibration window this often while the spindle turns
     vibration_duration_s: float = 1.0
     vibration_rate_hz: float = 12_800.0
+    # feed moves wait until the spindle reached its speed after M3/M4/S (program.py)
+    spindle_at_speed: bool = True
 
 
 @dataclass
@@ -115,33 +118,17 @@ class Simulator:
 
     # --- programs ----------------------------------------------------------------------
 
-    def machine_ops(self, source: ProgramSource) -> list[canon.CanonOp]:
-        ops = interpret(source, tool_table_from(self.config),
-                        work_offsets={1: tuple(self.g54)})  # fmt: skip
-        return list(to_machine_frame(ops))
-
-    def check_travel(self, ops: list[canon.CanonOp]) -> None:
-        """Refuse a program that would leave the machine's travel (soft limits)."""
-        stats = program_stats(iter(ops), machine_frame=True)
-        if not stats.has_motion:
-            return
-        for i, axis in enumerate(AXES):
-            limits = self.config.axes[axis]  # type: ignore[index]
-            lo, hi = stats.bbox_min[i], stats.bbox_max[i]
-            if lo < limits.min - 1e-6 or hi > limits.max + 1e-6:
-                raise CommandRejected(
-                    f"program leaves the {axis.upper()} travel: {lo:.3f} … {hi:.3f} mm, "
-                    f"soft limits {limits.min:.0f} … {limits.max:.0f} mm"
-                )
-
     def start_program(self, path: str | Path) -> None:
         """Load a program, check it, and press cycle start (homing first if needed)."""
         path = Path(path)
         try:
-            ops = self.machine_ops(ProgramSource.from_path(path))
+            source = ProgramSource.from_path(path)
+            ops = machine_ops(source, tool_table_from(self.config), tuple(self.g54))
         except GCodeError as exc:
             raise CommandRejected(f"program error: {exc}") from None
-        self.check_travel(ops)
+        check_travel(ops, self.config)
+        if self.options.spindle_at_speed:
+            ops = spindle_at_speed(ops, self.config, self.planner.position)
         self.rapid_only, self.feed_line = line_kinds(ops)
         self.ticks_since_feed = 1 << 30
         c = self.controller
@@ -485,21 +472,6 @@ class Simulator:
             teeth_in_cut=float(cutting["teeth_in_cut"][ticks].mean()),
         )  # fmt: skip
         return Waveform("spindle.vib", t_end - duration, self.vibration.rate_hz, values, mean_rpm)
-
-
-def line_kinds(ops: list[canon.CanonOp]) -> tuple[np.ndarray, np.ndarray]:
-    """Lookup tables over line numbers: lines with only rapid moves, lines with feeds."""
-    top = max((op.line for op in ops), default=0)
-    rapid = np.zeros(top + 1, dtype=bool)
-    feed = np.zeros(top + 1, dtype=bool)
-    for op in ops:
-        kind = type(op)
-        if kind is canon.StraightTraverse:
-            rapid[op.line] = True
-        elif kind is canon.StraightFeed or kind is canon.ArcFeed:
-            feed[op.line] = True
-    # a canned cycle line holds both: its rapids sit inside a feed's line, not a G0's
-    return rapid & ~feed, feed
 
 
 DISCRETE = frozenset({"t", "line", "tool", "execution", "part_count", "energy"})
