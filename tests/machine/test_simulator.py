@@ -312,3 +312,69 @@ def test_cli_refuses_a_program_outside_the_travel(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sim", "run", str(path), "--out", str(out)])
     assert result.exit_code == 1
     assert "refused" in result.output and not out.exists()
+
+
+# --- spindle at speed and where a run ends --------------------------------------------
+
+
+def no_dwell_slot() -> str:
+    """The slot of ``slot(1.0)`` with no dwell after M3: the program itself does not wait."""
+    return slot(1.0).replace("G4 P4.5 (let the spindle reach its speed: 2000 rpm/s)", "")
+
+
+def test_cutting_waits_until_the_spindle_is_at_speed(tmp_path: Path, config: MachineConfig) -> None:
+    path = write(tmp_path, "slot.ngc", no_dwell_slot())
+    waiting = run(path, config)
+    eager = run(path, config, spindle_at_speed=False)
+    for record in (waiting, eager):
+        assert record.meta["removed_volume_mm3"] > 0
+    c = waiting.columns
+    cutting = c["mrr"] > 0
+    # every sample that removes material does so at the commanded speed ...
+    assert np.all(c["spindle.speed"][cutting] == RPM)
+    # ... while without the wait the cut starts on the ramp, and the program is shorter
+    e = eager.columns
+    assert np.any(e["spindle.speed"][e["mrr"] > 0] < 0.9 * RPM)
+    assert waiting.meta["duration_s"] > eager.meta["duration_s"] + 1.0
+
+
+def test_a_programmed_dwell_that_covers_the_ramp_adds_no_wait(
+    tmp_path: Path, config: MachineConfig
+) -> None:
+    path = write(tmp_path, "slot.ngc", slot(1.0))  # G4 P4.5 after S8000 M3: 4 s ramp
+    with_check = run(path, config)
+    without = run(path, config, spindle_at_speed=False)
+    assert with_check.meta["duration_s"] == without.meta["duration_s"]
+    np.testing.assert_array_equal(with_check.columns["x.pos"], without.columns["x.pos"])
+
+
+def test_a_rapid_crash_stops_the_run_at_the_tick_it_hits(
+    tmp_path: Path, config: MachineConfig
+) -> None:
+    # G0 Z-3 at rapid into the block, then back up: the run must end where the tool
+    # first touched the material, not after the retract (blocks are 5 s long).
+    body = "T1 M6\nG43 H1 G0 Z10\nS8000 M3\nG4 P4\nG0 X50 Y40\nG0 Z-3\nG0 Z10\n"
+    record = run(write(tmp_path, "crash.ngc", body), config)
+    alarm = next(a for a in record.alarms if a.code == AlarmCode.COLLISION)
+    t = record.columns["t"]
+    assert t[-1] == pytest.approx(alarm.raised_at, abs=1e-9)  # the record ends at the alarm
+    assert record.meta["duration_s"] == pytest.approx(alarm.raised_at, abs=1e-3)
+    # the stock shows only what was cut up to that tick: far less than the 3 mm plunge
+    plunge = math.pi * 5.0**2 * 3.0
+    assert 0 < record.meta["removed_volume_mm3"] < 0.5 * plunge
+    assert float(record.stock_heights.min()) > -1.5
+    # and the tool tip was at the top of the block then (work Z0 = machine Z-300 + tool)
+    tool = config.tool(1)
+    tip = record.columns["z.pos_cmd"][-1] - (-300.0) - tool.length
+    assert -1.5 < tip <= 0.5
+
+
+def test_the_run_ends_when_the_program_does(tmp_path: Path, config: MachineConfig) -> None:
+    # blocks are 5 s long; the record must not run on to the end of the last one
+    path = write(tmp_path, "slot.ngc", slot(1.0))
+    short_blocks = run(path, config, block_ticks=100)
+    long_blocks = run(path, config, block_ticks=5000)
+    assert long_blocks.meta["duration_s"] == pytest.approx(short_blocks.meta["duration_s"], abs=0.1)
+    assert long_blocks.meta["removed_volume_mm3"] == pytest.approx(
+        short_blocks.meta["removed_volume_mm3"], rel=1e-3
+    )
