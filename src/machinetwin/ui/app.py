@@ -30,6 +30,7 @@ from .context import UiContext, UserLike
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "session"
+SESSION_CHECK_S = 30.0
 TITLE = "machinetwin"
 _state: dict[str, Any] = {"ctx": None, "mounted": False, "serving": False}
 
@@ -126,6 +127,13 @@ def page_frame(title: str, user: UserLike) -> None:
         ui.space()
         ui.label(f"{user.username}").props('aria-label="Logged in user"')
         ui.button("Log out", on_click=_logout).props("flat color=white")
+    ui.timer(SESSION_CHECK_S, _check_session)
+
+
+async def _check_session() -> None:
+    """An open page notices a logout elsewhere, an expiry or a disabled user."""
+    if await current_user() is None:
+        ui.navigate.to("/login")
 
 
 async def _logout() -> None:

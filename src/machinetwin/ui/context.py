@@ -61,6 +61,7 @@ class Program:
 @dataclass
 class _StockEntry:
     view: StockView
+    carving: threading.Lock = field(default_factory=threading.Lock)  # one carver at a time
     program_started: float = -1.0
     until: float = 0.0  # samples before this are carved in
     refreshed: float = 0.0  # monotonic
@@ -152,10 +153,13 @@ class UiContext:
                 entry = self._stocks[machine] = _StockEntry(StockView(self.machine_config))
         with self._lock:
             due = time.monotonic() - entry.refreshed >= STOCK_REFRESH_S
-            if due:
+        # another client's worker may be carving: it will be done for this one too
+        if due and entry.carving.acquire(blocking=False):
+            try:
                 entry.refreshed = time.monotonic()
-        if due:
-            self._carve(machine, entry)
+                self._carve(machine, entry)
+            finally:
+                entry.carving.release()
         return entry.view, entry.version
 
     def _carve(self, machine: str, entry: _StockEntry) -> None:

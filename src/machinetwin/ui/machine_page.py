@@ -325,13 +325,14 @@ class _MachineView:
                 text = f"{number:>5}  {rows[k]}"
                 current = number == line
             else:
-                text, current = "", False
+                text, current, number = "", False, 0
             if label.text != text:
                 label.set_text(text)
-            if current:
-                label.classes(add="current").props(f'aria-current="true" data-line="{number}"')
-            elif "current" in label.classes:
-                label.classes(remove="current").props(remove="aria-current data-line")
+                label.props(f'data-line="{number}"')  # every row says which line it shows
+            if current and "current" not in label.classes:
+                label.classes(add="current").props('aria-current="true"')
+            elif not current and "current" in label.classes:
+                label.classes(remove="current").props(remove="aria-current")
 
     # --- slow: program, stock, alarms -----------------------------------------------------
 
