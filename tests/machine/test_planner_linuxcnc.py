@@ -171,6 +171,30 @@ def test_reversal_stops_at_the_turning_point() -> None:
     check_limits(out.pos)
 
 
+def test_line_arc_corners_are_blended_within_tolerance() -> None:
+    """Scallops: a line, then a half circle starting at right angles to it, and so on."""
+    tol, x, moves = 0.1, START[0], []
+    for k in range(4):
+        moves += [
+            canon.ArcFeed(2 * k + 2, x + 5, START[1], x + 2.5, START[1], 1, START[2]),
+            canon.StraightFeed(2 * k + 3, x + 10, START[1], START[2]),
+        ]
+        x += 10
+    ops = program(moves, "CONTINUOUS", tol, feed=4000)
+    out = plan_program(ops, CONFIG, start=START)
+    check_limits(out.pos)
+    dist = distance_to_path(out.pos, path_pieces(ops))
+    assert tol / 10 < dist.max() <= tol + 1e-9  # corners are cut, within the tolerance
+    stopped = plan_program(program(moves, "EXACT_PATH", feed=4000), CONFIG, start=START)
+    assert out.duration < 0.95 * stopped.duration
+    v = speed(out.pos)
+    corners = [(START[0] + 10 * k, START[1], START[2]) for k in range(1, 4)]
+    for c in corners:  # passed without stopping
+        at = int(np.argmin(np.linalg.norm(out.pos - c, axis=1)))
+        assert v[at - 1] > 5.0
+    np.testing.assert_array_equal(out.pos[-1], (x, START[1], START[2]))
+
+
 # --- properties ----------------------------------------------------------------------------
 
 
@@ -231,6 +255,40 @@ def test_contour_with_arcs_within_tolerance(moves, feed, tol) -> None:
         end = (last.x, last.y, last.z)
     else:
         end = (last.first_end, last.second_end, last.axis_end)
+    np.testing.assert_array_equal(out.pos[-1], end)
+
+
+@st.composite
+def planar_contours(draw):
+    """Lines and XY arcs in one plane: every corner may get a blend arc."""
+    here, moves = START, []
+    for k in range(draw(st.integers(1, 6))):
+        end = (*draw(coords)[:2], START[2])
+        chord = (end[0] - here[0], end[1] - here[1])
+        half = math.hypot(*chord) / 2
+        if half < 0.5:
+            continue
+        if draw(st.booleans()):
+            moves.append(canon.StraightFeed(k + 2, *end))
+        else:
+            off = draw(st.floats(-2.0, 2.0)) * half
+            normal = (-chord[1] / (2 * half), chord[0] / (2 * half))
+            centre = (here[0] + chord[0] / 2 + off * normal[0], here[1] + chord[1] / 2 + off * normal[1])  # fmt: skip
+            moves.append(canon.ArcFeed(k + 2, end[0], end[1], *centre, draw(st.sampled_from([1, -1])), end[2]))  # fmt: skip
+        here = end
+    return moves
+
+
+@PROPERTY
+@given(moves=planar_contours(), feed=st.floats(200, 9000), tol=st.sampled_from([0.01, 0.05, 0.5]))
+def test_planar_contour_blends_within_tolerance(moves, feed, tol) -> None:
+    assume(moves)
+    ops = program(moves, "CONTINUOUS", tol, feed=feed)
+    out = plan_program(ops, CONFIG, start=START)
+    check_limits(out.pos)
+    assert distance_to_path(out.pos, path_pieces(ops)).max() <= tol + 1e-9
+    last = moves[-1]
+    end = (last.x, last.y, last.z) if isinstance(last, canon.StraightFeed) else (last.first_end, last.second_end, last.axis_end)  # fmt: skip
     np.testing.assert_array_equal(out.pos[-1], end)
 
 

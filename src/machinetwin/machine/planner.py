@@ -322,43 +322,35 @@ def _requested(row: Floats | list[float]) -> float:
     return float(row[_HARD]) if row[_RAPID] else min(float(row[_FEED]), float(row[_HARD]))
 
 
-def _blend_arc(
-    prev: Floats, nxt: list[float], lim: Limits, st: PlannerSettings
-) -> tuple[list[float], float] | None:
-    """A tangent arc replacing the corner between two lines, and how much it trims each.
+def _dot(a: list[float], b: list[float]) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
-    LinuxCNC 2.9's construction (``blendComputeParameters``): the arc may cut the
-    corner by the tolerance (capped at a quarter of either line) and take at most half
-    of each line; its speed is what the normal share of the plane's acceleration
-    allows on the largest such radius, at most the faster line's feed; its radius is
-    no larger than that speed needs, unless a parabolic blend over the same length
-    would take longer. None: no arc fits (a reversal, or too small).
+
+def _plane_accel(lim: Limits, b: list[float]) -> float:
+    """Acceleration allowed in the plane with normal ``b``: the axes' limits over the
+    lengths of their projections onto it (LinuxCNC's ``calculateInscribedDiameter``)."""
+    return min(
+        a / max(math.sqrt(max(1 - c * c, 0.0)), 1e-12) for a, c in zip(lim.amax_f, b, strict=True)
+    )
+
+
+def _blend_size(
+    theta: float, d_max: float, tol: float, a_max: float, v_req: float, share: float
+) -> tuple[float, float] | None:
+    """(radius, speed) of LinuxCNC 2.9's blend arc (``blendComputeParameters``).
+
+    ``theta``: half the angle between the tangents at the corner; ``d_max``: how far
+    along either side the arc may start. The arc may cut the corner by ``tol``; its
+    speed is what the normal share of ``a_max`` allows on the largest radius that
+    fits, at most ``v_req``; its radius is no larger than that speed needs, unless a
+    parabolic blend over the same length would take longer.
     """
-    u1 = prev[_T1 : _T1 + 3].tolist()
-    u2 = nxt[_T0 : _T0 + 3]
-    dot = min(max(u1[0] * u2[0] + u1[1] * u2[1] + u1[2] * u2[2], -1.0), 1.0)
-    theta = math.acos(-dot) / 2  # half the angle between the lines at the corner
-    if theta < 1e-6:
-        return None
-    frac = st.blend_length_share
-    l1 = min(float(prev[_LEN]) - 1e-6, frac * float(prev[_NOM]))
-    l2 = frac * nxt[_LEN]
-    share_t = st.blend_tolerance_share
-    tol = min(float(prev[_TOL]), nxt[_TOL], share_t * float(prev[_NOM]), share_t * nxt[_NOM])
     sin_t, cos_t, tan_t = math.sin(theta), math.cos(theta), math.tan(theta)
-    d_geom = min(l1, l2, cos_t * tol / (1 - sin_t))
+    d_geom = min(d_max, cos_t * tol / (1 - sin_t))
     if d_geom <= 0:
         return None
     r_geom = tan_t * d_geom
-    # the acceleration of the plane of the corner: its axes' limits over the
-    # projections of the axes onto it (LinuxCNC's calculateInscribedDiameter)
-    b = _unit(_cross(u1, u2))
-    a_max = min(
-        a / max(math.sqrt(max(1 - c * c, 0.0)), 1e-12) for a, c in zip(lim.amax_f, b, strict=True)
-    )
-    share = lim.arc_share
     a_n = a_max * math.sqrt(1 - share * share)
-    v_req = max(_requested(prev), _requested(nxt))
     v_plan = min(math.sqrt(a_n * r_geom), v_req)
     a_par = 0.5 * a_max  # the parabolic blend it replaces, for how much to take
     phi = math.pi - 2 * theta  # the turn
@@ -366,23 +358,178 @@ def _blend_arc(
     radius = max(v_plan * v_plan / a_n, min(t_blend * v_plan / phi, r_geom))
     if radius < 1e-9 or radius * phi < 1e-6:
         return None
-    d = radius / tan_t
-    corner = prev[_P1 : _P1 + 3].tolist()
-    n = _unit([b_ - a_ for a_, b_ in zip(u1, u2, strict=True)])
-    centre = [p + c * radius / sin_t for p, c in zip(corner, n, strict=True)]
-    start = [p - c * d for p, c in zip(corner, u1, strict=True)]
-    end = [p + c * d for p, c in zip(corner, u2, strict=True)]
-    e1 = [(s_ - c) / radius for s_, c in zip(start, centre, strict=True)]
+    return radius, v_plan
+
+
+def _planar_circle(row: Floats | list[float]) -> bool:
+    return row[_DZ] == 0.0 and abs(row[_R1] - row[_R0]) <= 1e-9 * row[_R0]
+
+
+def _arc_tangent(row: list[float], th: float) -> list[float]:
+    sgn = 1.0 if row[_SWEEP] > 0 else -1.0
+    c, s_ = math.cos(th), math.sin(th)
+    return [
+        sgn * (c * b - s_ * a) for a, b in zip(row[_E1 : _E1 + 3], row[_E2 : _E2 + 3], strict=True)
+    ]
+
+
+def _trim_arc(row: list[float], q: list[float], at_start: bool) -> list[float] | None:
+    """The arc ``row`` made to start (or end) at ``q`` on its circle; None if q is not a
+    short way in from that end."""
+    cen, e1, e2 = row[_CEN : _CEN + 3], row[_E1 : _E1 + 3], row[_E2 : _E2 + 3]
+    rq = [a - b for a, b in zip(q, cen, strict=True)]
+    th_q = math.atan2(_dot(rq, e2), _dot(rq, e1))
+    sweep = row[_SWEEP]
+    sgn = 1.0 if sweep > 0 else -1.0
+    th_end = row[_TH0] + (0.0 if at_start else sweep)
+    delta = ((th_q - th_end) * (sgn if at_start else -sgn)) % (2 * math.pi)
+    if delta >= min(abs(sweep) - 1e-9, math.pi):
+        return None
+    out = list(row)
+    out[_SWEEP] = sweep - sgn * delta
+    if at_start:
+        out[_TH0] = row[_TH0] + sgn * delta
+        out[_P0 : _P0 + 3] = q
+        out[_T0 : _T0 + 3] = _arc_tangent(out, out[_TH0])
+    else:
+        out[_P1 : _P1 + 3] = q
+        out[_T1 : _T1 + 3] = _arc_tangent(out, out[_TH0] + out[_SWEEP])
+    out[_LEN] = row[_R0] * abs(out[_SWEEP])
+    return out
+
+
+def _blend_arc(
+    prev: Floats, nxt: list[float], lim: Limits, st: PlannerSettings
+) -> tuple[list[float], list[float], list[float]] | None:
+    """A tangent arc replacing a corner: (the arc, the previous move and the next
+    one trimmed to it), or None where no arc fits (a reversal, a corner out of an
+    arc's plane, too small). Between lines and circular arcs of one plane, as LinuxCNC
+    2.9 does (``blendInit3FromLineLine``/``LineArc``/``ArcLine``): the arc may take
+    at most half of a line (``blend_length_share``) and a third of an arc, and cut
+    the corner by the tolerance, capped at a quarter of either move.
+    """
+    p_row = prev.tolist()
+    u1, u2 = p_row[_T1 : _T1 + 3], nxt[_T0 : _T0 + 3]
+    theta = math.acos(-min(max(_dot(u1, u2), -1.0), 1.0)) / 2  # half the corner angle
+    if theta < 1e-6:
+        return None
+    arcs = (p_row[_KIND] == 1.0, nxt[_KIND] == 1.0)
+    if all(arcs):
+        return None
+    share_t = st.blend_tolerance_share
+    tol = min(p_row[_TOL], nxt[_TOL], share_t * p_row[_NOM], share_t * nxt[_NOM])
+    frac = st.blend_length_share
+    room = [min(p_row[_LEN] - 1e-6, frac * p_row[_NOM]), frac * nxt[_LEN]]
+    corner = p_row[_P1 : _P1 + 3]
+    inside = _unit([b - a for a, b in zip(u1, u2, strict=True)])
+    if any(arcs):
+        arc = p_row if arcs[0] else nxt
+        plane = arc[_E3 : _E3 + 3]
+        line_u = u2 if arcs[0] else u1
+        if not _planar_circle(arc) or abs(_dot(line_u, plane)) > 1e-9:
+            return None
+        r = arc[_R0]
+        convex = (
+            _dot([c - p for c, p in zip(arc[_CEN : _CEN + 3], corner, strict=True)], inside) > 0
+        )
+        phi_max = min(abs(arc[_SWEEP]) * (2 / 3 if arcs[0] else 1 / 3), theta if convex else math.pi / 2)  # fmt: skip
+        room[0 if arcs[0] else 1] = math.sin(phi_max / 4) * r if convex else phi_max * r
+    else:
+        plane = _unit(_cross(u1, u2))
+    a_max = _plane_accel(lim, plane)
+    v_req = max(_requested(p_row), _requested(nxt))
+    size = _blend_size(theta, min(room), tol, a_max, v_req, lim.arc_share)
+    if size is None:
+        return None
+    radius, v_plan = size
+    if any(arcs):
+        fit = _fit_line_arc(p_row, nxt, arcs[0], radius, convex, tol)
+        if fit is None:
+            return None
+        centre, p_new, n_new = fit
+    else:
+        d = radius / math.tan(theta)
+        centre = [p + c * radius / math.sin(theta) for p, c in zip(corner, inside, strict=True)]
+        p_new, n_new = list(p_row), list(nxt)
+        p_new[_P1 : _P1 + 3] = [p - c * d for p, c in zip(corner, u1, strict=True)]
+        n_new[_P0 : _P0 + 3] = [p + c * d for p, c in zip(corner, u2, strict=True)]
+        p_new[_LEN] -= d
+        n_new[_LEN] -= d
+    start, end = p_new[_P1 : _P1 + 3], n_new[_P0 : _P0 + 3]
+    t_start, t_end = p_new[_T1 : _T1 + 3], n_new[_T0 : _T0 + 3]
+    e1 = [(a - c) / radius for a, c in zip(start, centre, strict=True)]
+    rel = [a - c for a, c in zip(end, centre, strict=True)]
+    sweep = math.atan2(_dot(rel, t_start), _dot(rel, e1))
+    if sweep <= 0:
+        return None
     row = [0.0] * _ROW
     row[_P0:_P0 + 3], row[_P1:_P1 + 3], row[_CEN:_CEN + 3] = start, end, centre  # fmt: skip
-    row[_E1:_E1 + 3], row[_E2:_E2 + 3], row[_E3:_E3 + 3] = e1, u1, _cross(e1, u1)  # fmt: skip
-    row[_R0], row[_R1], row[_TH0], row[_SWEEP] = radius, radius, 0.0, phi
-    row[_LEN] = row[_NOM] = radius * phi
-    row[_KIND], row[_HARD], row[_ACC], row[_KAPPA] = 1.0, v_plan, share * a_max, 1 / radius
-    row[_FEED], row[_RAPID] = v_req, float(prev[_RAPID] and nxt[_RAPID])
-    row[_T0:_T0 + 3], row[_T1:_T1 + 3] = u1, u2  # fmt: skip
+    row[_E1:_E1 + 3], row[_E2:_E2 + 3], row[_E3:_E3 + 3] = e1, t_start, _cross(e1, t_start)  # fmt: skip
+    row[_R0], row[_R1], row[_TH0], row[_SWEEP] = radius, radius, 0.0, sweep
+    row[_LEN] = row[_NOM] = radius * sweep
+    row[_KIND], row[_HARD], row[_ACC], row[_KAPPA] = 1.0, v_plan, lim.arc_share * a_max, 1 / radius  # fmt: skip
+    row[_FEED], row[_RAPID] = v_req, float(p_row[_RAPID] and nxt[_RAPID])
+    row[_T0:_T0 + 3], row[_T1:_T1 + 3] = t_start, t_end  # fmt: skip
     row[_TOL], row[_LINE] = tol, nxt[_LINE]
-    return row, d
+    # the arc must end tangent to the next move (a numerical safety net)
+    if math.dist(_arc_tangent(row, sweep), t_end) > _TANGENT_TURN or row[_LEN] < 1e-6:
+        return None
+    return row, p_new, n_new
+
+
+def _fit_line_arc(
+    p_row: list[float], nxt: list[float], arc_first: bool, radius: float, convex: bool, tol: float
+) -> tuple[list[float], list[float], list[float]] | None:
+    """Centre of the blend circle tangent to a line and a circular arc, and both trimmed.
+
+    The centre is ``radius`` off the line on the inside of the corner and ``r -
+    radius`` (the arc bends the same way) or ``r + radius`` from the arc's centre: a
+    quadratic in the distance along the line (LinuxCNC's ``blendLineArcPostProcess``).
+    """
+    arc = p_row if arc_first else nxt
+    u1, u2 = p_row[_T1 : _T1 + 3], nxt[_T0 : _T0 + 3]
+    corner = p_row[_P1 : _P1 + 3]
+    cen, r = arc[_CEN : _CEN + 3], arc[_R0]
+    line_u, way = (u2, 1.0) if arc_first else (u1, -1.0)
+    other = u1 if arc_first else u2
+    along = _dot(other, line_u)
+    n_in = _unit([o - along * c for o, c in zip(other, line_u, strict=True)])
+    if arc_first:
+        n_in = [-c for c in n_in]
+    d_c = r - radius if convex else r + radius
+    if d_c <= 0:
+        return None
+    w = [p - c + radius * n for p, c, n in zip(corner, cen, n_in, strict=True)]
+    direction = [way * c for c in line_u]
+    b = _dot(w, direction)
+    disc = b * b - _dot(w, w) + d_c * d_c
+    if disc < 0:
+        return None
+    roots = [t for t in (-b - math.sqrt(disc), -b + math.sqrt(disc)) if t >= -1e-12]
+    if not roots:
+        return None
+    t = max(min(roots), 0.0)
+    centre = [p + radius * n + t * d for p, n, d in zip(corner, n_in, direction, strict=True)]
+    if math.dist(centre, corner) - radius > tol + 1e-12:
+        return None
+    to_c = _unit([a - c for a, c in zip(centre, cen, strict=True)])
+    q = [c + r * u for c, u in zip(cen, to_c, strict=True)]
+    on_line = [p + t * d for p, d in zip(corner, direction, strict=True)]
+    if arc_first:
+        p_new = _trim_arc(p_row, q, at_start=False)
+        n_new = list(nxt)
+        if p_new is None or t > nxt[_LEN] - 1e-6:
+            return None
+        n_new[_P0 : _P0 + 3] = on_line
+        n_new[_LEN] -= t
+    else:
+        n_new = _trim_arc(nxt, q, at_start=True)
+        p_new = list(p_row)
+        if n_new is None or t > p_row[_LEN] - 1e-6:
+            return None
+        p_new[_P1 : _P1 + 3] = on_line
+        p_new[_LEN] -= t
+    return centre, p_new, n_new
 
 
 def _sweep(th0: float, th1: float, rotation: int) -> float:
@@ -933,7 +1080,7 @@ class Planner:
         reversal (within 2 degrees): those stop. A junction whose direction change at full speed
         costs less than ``kink_ratio`` of the acceleration is passed as tangent, and
         that share is kept back on both moves. Other corners: a blend arc under G64
-        (between lines), else a stop; under G61 the stop keeps ``kink_ratio`` back.
+        (see ``_blend_arc``), else a stop; under G61 the stop keeps ``kink_ratio`` back.
         Returns the share ``row`` keeps back.
         """
         segs = self._segs
@@ -954,8 +1101,7 @@ class Planner:
             seg.stop, seg.tangent = False, True
             self._set_acc(k, reserve=scale)
             return scale
-        lines = prev[_KIND] == 0.0 and row[_KIND] == 0.0
-        if seg.mode == "CONTINUOUS" and lines and self._blend_into(prev, row):
+        if seg.mode == "CONTINUOUS" and self._blend_into(prev, row):
             return 0.0
         if seg.mode == "EXACT_PATH":
             self._set_acc(k, reserve=kink)
@@ -963,22 +1109,20 @@ class Planner:
         return 0.0
 
     def _blend_into(self, prev: Floats, row: list[float]) -> bool:
-        """Put a blend arc between the last line read and ``row`` (a line) if one fits."""
+        """Put a blend arc between the last move read and ``row`` if one fits."""
         blend = _blend_arc(prev, row, self.limits, self.settings)
         if blend is None:
             return False
-        arc, d = blend
+        arc, p_new, n_new = blend
         k = len(self._segs) - 1
-        if k <= self._i:  # the input is on that line: keep the trimmed end ahead of braking
-            end = self._seg_start(k) + float(prev[_LEN]) - d
+        if k <= self._i:  # the input is on that move: keep the trimmed end ahead of braking
+            end = self._seg_start(k) + p_new[_LEN]
             if end < self._s + self._v * self._v / (2 * float(prev[_ACC])) + 1e-9:
                 return False
-        prev[_P1 : _P1 + 3] = arc[_P0 : _P0 + 3]
-        prev[_LEN] -= d
-        self._segs[-1].length -= d
-        self._total -= d
-        row[_P0 : _P0 + 3] = arc[_P1 : _P1 + 3]
-        row[_LEN] -= d
+        self._total -= float(prev[_LEN]) - p_new[_LEN]
+        prev[:] = p_new
+        self._segs[-1].length = p_new[_LEN]
+        row[:] = n_new
         self._segs[-1].stop = False
         self._append(arc).stop = False  # it ends tangent to row, whatever the mode
         return True
