@@ -499,3 +499,50 @@ def test_command_line_reader_prints_what_the_client_sees(tmp_path: Path, capsys)
     asyncio.run(run())
     out = capsys.readouterr().out
     assert "event: program short.ngc" in out and "batch:" in out and "x.pos" in out
+
+
+def test_current_lists_every_active_condition_of_an_item() -> None:
+    codes = [AlarmCode.COLLISION, AlarmCode.TOOL_BREAKAGE, AlarmCode.TOOL_MISSING,
+             AlarmCode.COOLANT_FAILURE, AlarmCode.ESTOP]  # all reported on the controller  # fmt: skip
+    items = [MachineEvent("m1", 1.7e9 + k, "alarm",
+                          alarm=Alarm(c, Severity.FAULT, f"problem {k}", "spindle", 1.7e9 + k))
+             for k, c in enumerate(codes)]  # fmt: skip
+    agent = MTConnectAgent([Scripted("m1", [])])
+    for item in items:
+        agent.feeds[0].ingest_event(item)
+    obs = agent._current_obs(agent._mask(agent.devices))
+    doc = ET.fromstring(agent._streams(obs, agent.buffer.next_sequence, "xml"))
+    faults = [e for e in doc.iter() if e.get("dataItemId") == "m1_system"]
+    assert sorted(e.get("nativeCode") for e in faults) == sorted(str(c) for c in codes)
+    assert all(_ns(e.tag) == "Fault" for e in faults)
+
+
+def test_json_and_xml_streams_carry_the_same_observations() -> None:
+    import json
+
+    agent = MTConnectAgent([Scripted("m1", [])])
+    b = batch("m1", 1.7e9, 20)
+    b.columns["x.pos"][3] = np.inf  # not a value: UNAVAILABLE, and still valid JSON
+    agent.feeds[0].ingest_batch(b)
+    agent.feeds[0].ingest_event(MachineEvent("m1", 1.7e9, "program", value='O"1" <&>'))
+    alarm = Alarm(AlarmCode.SPINDLE_OVERLOAD, Severity.WARNING, 'hot "spindle"', "spindle", 1.7e9)
+    agent.feeds[0].ingest_event(MachineEvent("m1", 1.7e9, "alarm", alarm=alarm))
+    obs, nxt = agent.query(SampleQuery(1, 1000, None, agent._mask(agent.devices)))
+    xml = ET.fromstring(agent._streams(obs, nxt, "xml"))
+    from_xml = {(e.get("dataItemId"), int(e.get("sequence")), (e.text or _ns(e.tag)))
+                for e in xml.iter() if e.get("sequence")}  # fmt: skip
+    doc = json.loads(agent._streams(obs, nxt, "json"))["MTConnectStreams"]
+    from_json = set()
+    for ds in doc["Streams"]["DeviceStream"]:
+        for cs in ds["ComponentStream"]:
+            for cat in ("Samples", "Events", "Condition"):
+                for element, entries in cs.get(cat, {}).items():
+                    for e in entries:
+                        value = e.get("value", element)
+                        value = value if isinstance(value, str) else f"{value:.12g}"
+                        from_json.add((e["dataItemId"], e["sequence"], value))
+    assert from_xml == from_json and len(from_xml) == len(obs)
+    assert doc["Header"]["nextSequence"] == nxt
+    xpos = obs.seq[obs.item == agent.feeds[0].by_signal["x.pos"].index]  # [0]: at start
+    assert ("m1_xpos", int(xpos[4]), "UNAVAILABLE") in from_xml
+    assert ("m1_xpos", int(xpos[5]), "4") in from_xml

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from ...model import Adapter, MachineEvent, SampleBatch
 from .assets import Asset
-from .buffer import ObservationBuffer, Observations
+from .buffer import ConditionPayload, ObservationBuffer, Observations, objects
 from .documents import (
     HeaderInfo,
     ItemTable,
@@ -45,6 +45,7 @@ from .shdr import asset_from_event
 log = logging.getLogger(__name__)
 
 _ASSET_EVENTS = ("asset", "asset_removed", "assets_removed")
+_NORMAL: ConditionPayload = ("NORMAL", "", "", "", "")
 
 _MEDIA = {"xml": "application/xml", "json": "application/json"}
 _STATUS = {"OUT_OF_RANGE": 400, "INVALID_REQUEST": 400, "UNSUPPORTED": 400,
@@ -75,12 +76,18 @@ class MTConnectAgent:
                  buffer_size: int = 131072, sender: str = "machinetwin",
                  filter_samples: bool = True, max_count: int | None = None) -> None:  # fmt: skip
         self.adapters = list(adapters)
+        ids = [a.descriptor.machine_id for a in self.adapters]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"MTConnect agent: machine ids must be unique, got {ids}")
         self.devices: list[Device] = [build_device(a.descriptor) for a in self.adapters]
         self.table = ItemTable.build(self.devices)
         self.buffer = ObservationBuffer(len(self.table.items), buffer_size)
         self.feeds = [DeviceFeed(d, self.buffer, filter_samples, a.descriptor.signals)
                       for d, a in zip(self.devices, self.adapters, strict=True)]  # fmt: skip
-        self.assets: dict[str, Asset] = {a.asset_id: a for a in assets}
+        self.asset_buffer_size = 1024
+        self.assets: dict[str, Asset] = {}  # in arrival order
+        for asset in assets:
+            self.add_asset(asset)
         # a fresh instanceId on every start tells clients that sequences restarted
         self.instance_id = secrets.randbits(31) or 1
         self.sender = sender
@@ -100,7 +107,8 @@ class MTConnectAgent:
 
     def header(self) -> HeaderInfo:
         live = sum(not a.removed for a in self.assets.values())
-        return HeaderInfo(self.sender, self.instance_id, self.buffer.capacity, asset_count=live)
+        return HeaderInfo(self.sender, self.instance_id, self.buffer.capacity,
+                          self.asset_buffer_size, live)  # fmt: skip
 
     def notify(self) -> None:
         """Wake the streams: new observations are in the buffer."""
@@ -108,7 +116,11 @@ class MTConnectAgent:
         self.new_data = asyncio.Event()
 
     def add_asset(self, asset: Asset) -> None:
+        """Add or replace an asset; past the asset buffer's size the oldest goes."""
+        self.assets.pop(asset.asset_id, None)
         self.assets[asset.asset_id] = asset
+        while len(self.assets) > self.asset_buffer_size:
+            del self.assets[next(iter(self.assets))]
 
     async def feed_from(self, adapter: Adapter, feed: DeviceFeed) -> None:
         """Consume an adapter until it ends; its device is UNAVAILABLE before and after."""
@@ -238,26 +250,27 @@ class MTConnectAgent:
         return self._multipart(self._current_parts(mask, interval, fmt), fmt)
 
     def _current_obs(self, mask: np.ndarray) -> Observations:
+        """Each item's newest observation; for a condition, every active state (or Normal)."""
         b = self.buffer
         items = np.flatnonzero(mask & (b.latest_seq > 0))
-        conds = [i for i in items if self.table.items[i].kind == "cond"]
-        plain = np.array([i for i in items if self.table.items[i].kind != "cond"], np.int64)
-        seqs = [b.latest_seq[plain]]
+        is_cond = self.table.kind[items] == 3
+        plain = items[~is_cond]
         obs = Observations(b.latest_seq[plain], plain.astype(np.int32), b.latest_t[plain],
                            b.latest_value[plain], b.latest_text[plain])  # fmt: skip
-        active = [(i, entry) for i in conds for entry in b.active.get(int(i), {}).values()]
-        active += [(i, (int(b.latest_seq[i]), 0.0, ("NORMAL", "", "", "", ""))) for i in conds
-                   if not b.active.get(int(i))]  # fmt: skip
-        if not active:
+        states: list[tuple[int, int, float, ConditionPayload]] = []
+        for i in items[is_cond].tolist():
+            active = b.active.get(i)
+            if active:
+                states += [(i, seq, t, payload) for seq, t, payload in active.values()]
+            else:
+                states.append((i, int(b.latest_seq[i]), float(b.latest_t[i]), _NORMAL))
+        if not states:
             return obs
-        text = np.empty(len(active), object)
-        for k, (_, entry) in enumerate(active):
-            text[k] = entry[2]
-        seqs.append(np.array([e[0] for _, e in active], np.int64))
-        extra = Observations(seqs[-1], np.array([i for i, _ in active], np.int32),
-                             np.array([e[1] or b.latest_t[i] for i, e in active]),
-                             np.full(len(active), np.nan), text)  # fmt: skip
-        return _concat(obs, extra)
+        text = objects([payload for *_, payload in states])
+        conds = Observations(np.array([s[1] for s in states], np.int64),
+                             np.array([s[0] for s in states], np.int32),
+                             np.array([s[2] for s in states]), np.full(len(states), np.nan), text)  # fmt: skip
+        return _concat(obs, conds)
 
     def _current_doc(self, mask: np.ndarray, fmt: str) -> str:
         b = self.buffer

@@ -99,7 +99,7 @@ class ObservationBuffer:
         """Append one condition observation and update the item's active set."""
         level, code = payload[0], payload[1]
         seq = self.append(np.array([item], np.int32), np.array([t]), np.array([np.nan]),
-                          _objects([payload]))  # fmt: skip
+                          objects([payload]))  # fmt: skip
         active = self.active.setdefault(item, {})
         if level in ("NORMAL", "UNAVAILABLE") and (not code or level == "UNAVAILABLE"):
             active.clear()  # NORMAL without a code clears all; UNAVAILABLE replaces all
@@ -131,7 +131,7 @@ class ObservationBuffer:
                             self.text[slots])  # fmt: skip
 
 
-def _objects(values: list[object]) -> np.ndarray:
+def objects(values: list[object]) -> np.ndarray:
     """An object array of exactly these values (numpy would unpack tuples otherwise)."""
     out = np.empty(len(values), object)
     for i, v in enumerate(values):

@@ -160,6 +160,8 @@ class ItemTable:
     heads: list[str]
     tails: list[str]
     closes: list[str]
+    json_heads: list[str]  # '{"dataItemId":"..","timestamp":'
+    json_tails: list[str]  # ',"name":"..","subType":"..","value":'
 
     @classmethod
     def build(cls, devices: list[Device]) -> ItemTable:
@@ -178,15 +180,19 @@ class ItemTable:
         heads = [f"<{i.element} dataItemId={quoteattr(i.id)}" for i in items]
         tails = [_attrs({"name": i.name, "subType": i.sub_type}) + ">" for i in items]
         closes = [f"</{i.element}>" for i in items]
+        json_heads = [json.dumps({"dataItemId": i.id})[:-1] + ',"timestamp":' for i in items]
+        json_tails = [",".join(f'"{k}":{json.dumps(v)}' for k, v in
+                               (("name", i.name), ("subType", i.sub_type)) if v) for i in items]  # fmt: skip
+        json_tails = [("," + t if t else "") + ',"value":' for t in json_tails]
         return cls(items, devices, np.array(comp_of, np.int32), category, comps, kind, heads,
-                   tails, closes)  # fmt: skip
+                   tails, closes, json_heads, json_tails)  # fmt: skip
 
 
 _KINDS = ("num", "enum", "text", "cond")
 
 
-def _value_texts(table: ItemTable, obs: Observations) -> list[str]:
-    """The XML text of each (non-condition) observation's value, escaped."""
+def _value_texts(table: ItemTable, obs: Observations, escaped: bool = True) -> list[str]:
+    """The text of each (non-condition) observation's value (XML-escaped by default)."""
     kinds = table.kind[obs.item]
     out = ["UNAVAILABLE"] * len(obs)
     num = np.flatnonzero(kinds == 0)
@@ -199,67 +205,28 @@ def _value_texts(table: ItemTable, obs: Observations) -> list[str]:
             out[k] = table.items[obs.item[k]].values[int(v)]  # type: ignore[index]
     for k in np.flatnonzero(kinds == 2).tolist():
         if obs.text[k] is not None:
-            out[k] = escape(str(obs.text[k]))
+            out[k] = escape(str(obs.text[k])) if escaped else str(obs.text[k])
     return out
 
 
-def _value_text(item: DataItem, value: float, text: object) -> str:
-    kind = item.kind
-    if kind == "num":
-        return "UNAVAILABLE" if np.isnan(value) else f"{value + 0.0:.12g}"
-    if kind == "enum":
-        return "UNAVAILABLE" if np.isnan(value) else item.values[int(value)]  # type: ignore[index]
-    return "UNAVAILABLE" if text is None else str(text)
-
-
-def _observation(item: DataItem, seq: int, stamp: str, value: float, text: object,
-                 fmt: str) -> tuple[str, dict[str, Any], Any]:  # fmt: skip
-    """(element, attributes, value) of one observation."""
-    attrs: dict[str, Any] = {"dataItemId": item.id, "timestamp": stamp, "sequence": int(seq)}
-    if item.name:
-        attrs["name"] = item.name
-    if item.sub_type:
-        attrs["subType"] = item.sub_type
-    if item.kind == "cond":
-        level, code, severity, qualifier, message = text  # type: ignore[misc]
-        attrs["type"] = item.type
-        attrs.update({k: v for k, v in (("nativeCode", code), ("nativeSeverity", severity),
-                                        ("qualifier", qualifier)) if v})  # fmt: skip
-        return level.capitalize(), attrs, message or None
-    out = _value_text(item, value, text)
-    if fmt == "json" and item.kind == "num" and out != "UNAVAILABLE":
-        return item.element, attrs, float(f"{value + 0.0:.12g}")
-    return item.element, attrs, out
-
-
-Grouped = dict[int, dict[int, dict[int, list[tuple[str, dict[str, Any], Any]]]]]
-
-
-def _group(table: ItemTable, obs: Observations, fmt: str) -> Grouped:
-    """device -> component -> category -> observations, each list in sequence order."""
-    order = np.lexsort((obs.seq, table.category[obs.item], table.component[obs.item]))
-    obs = obs.take(order)
-    stamps = iso_times(obs.t)
-    out: Grouped = {}
-    comps = table.component[obs.item]
-    cats = table.category[obs.item]
-    for k in range(len(obs)):
-        item = table.items[obs.item[k]]
-        d_index = table.components[comps[k]][0]
-        bucket = out.setdefault(d_index, {}).setdefault(int(comps[k]), {})
-        bucket.setdefault(int(cats[k]), []).append(
-            _observation(item, obs.seq[k], stamps[k], obs.value[k], obs.text[k], fmt)
-        )
-    return out
+def _condition(item: DataItem, seq: int, stamp: str,
+               payload: object) -> tuple[str, dict[str, Any], str | None]:  # fmt: skip
+    """(element, attributes, text) of a condition observation (Normal, Warning, ...)."""
+    level, code, severity, qualifier, message = payload  # type: ignore[misc]
+    attrs: dict[str, Any] = {"dataItemId": item.id, "timestamp": stamp, "sequence": int(seq),
+                             "type": item.type}  # fmt: skip
+    attrs.update({k: v for k, v in (("nativeCode", code), ("nativeSeverity", severity),
+                                    ("qualifier", qualifier)) if v})  # fmt: skip
+    return level.capitalize(), attrs, message or None
 
 
 def streams_document(h: HeaderInfo, table: ItemTable, obs: Observations,
                      seq: tuple[int, int, int], fmt: str) -> str:  # fmt: skip
     """An MTConnectStreams document of these observations (empty = heartbeat)."""
     header = _header_attrs(h, "Streams", seq)
-    if fmt == "json":
-        grouped = _group(table, obs, fmt)
-        return _json_doc("Streams", header, {"Streams": _streams_json(table, grouped)})
+    if fmt == "json":  # the document without Streams, then Streams spliced in as text
+        doc = _json_doc("Streams", header, {})
+        return f'{doc[:-2]},"Streams":{_streams_json(table, obs)}}}}}'
     return f"{_xml_open('Streams')}<Header{_attrs(header)}/>{_streams_xml(table, obs)}</MTConnectStreams>"
 
 
@@ -298,7 +265,7 @@ def _streams_xml(table: ItemTable, obs: Observations) -> str:
             cat = cats[k]
         if cats[k] == 2:  # conditions carry more attributes; rare
             item = table.items[i]
-            parts.append(_obs_xml(_observation(item, seqs[k], stamps[k], 0.0, obs.text[k], "xml")))
+            parts.append(_obs_xml(_condition(item, seqs[k], stamps[k], obs.text[k])))
         else:
             parts.append(f'{table.heads[i]} timestamp="{stamps[k]}" sequence="{seqs[k]}"'
                          f"{table.tails[i]}{values[k]}{table.closes[i]}")  # fmt: skip
@@ -319,26 +286,37 @@ def _obs_xml(o: tuple[str, dict[str, Any], Any]) -> str:
     return f"<{element}{_attrs(attrs)}>{escape(str(value))}</{element}>"
 
 
-def _streams_json(table: ItemTable, grouped: Grouped) -> dict[str, Any]:
-    streams = []
-    for d_index, comps in grouped.items():
-        dev = table.devices[d_index]
-        cstreams = []
-        for c_index, cats in comps.items():
-            cs: dict[str, Any] = {
-                k: v for k, v in _stream_attrs(table.components[c_index][1]).items() if v
-            }
-            for cat, observations in sorted(cats.items()):
-                by_type: dict[str, list[dict[str, Any]]] = {}
-                for element, attrs, value in observations:
-                    entry = dict(attrs)
-                    if value is not None:
-                        entry["value"] = value
-                    by_type.setdefault(element, []).append(entry)
-                cs[_CATEGORY_ELEMENT[cat]] = by_type
-            cstreams.append(cs)
-        streams.append({"name": dev.name, "uuid": dev.uuid, "ComponentStream": cstreams})
-    return {"DeviceStream": streams}
+def _streams_json(table: ItemTable, obs: Observations) -> str:
+    """The JSON (version 2) Streams object as text, from per-item parts made once."""
+    order = np.lexsort((obs.seq, table.category[obs.item], table.component[obs.item]))
+    obs = obs.take(order)
+    stamps = iso_times(obs.t).tolist()
+    values = [v if v == "UNAVAILABLE" or k == 0 else json.dumps(v) for v, k in
+              zip(_value_texts(table, obs, escaped=False), table.kind[obs.item].tolist(), strict=True)]  # fmt: skip
+    groups: dict[int, dict[int, dict[str, list[str]]]] = {}
+    seqs = obs.seq.tolist()
+    for k, (i, c, cat) in enumerate(zip(obs.item.tolist(), table.component[obs.item].tolist(),
+                                        table.category[obs.item].tolist(), strict=True)):  # fmt: skip
+        item = table.items[i]
+        if cat == 2:  # conditions carry more attributes; rare
+            element, attrs, value = _condition(item, seqs[k], stamps[k], obs.text[k])
+            entry = json.dumps({**attrs, "value": value} if value is not None else attrs)
+        else:
+            value = values[k] if values[k] != "UNAVAILABLE" else '"UNAVAILABLE"'
+            element = item.element
+            entry = f'{table.json_heads[i]}"{stamps[k]}","sequence":{seqs[k]}{table.json_tails[i]}{value}}}'
+        groups.setdefault(c, {}).setdefault(cat, {}).setdefault(element, []).append(entry)
+    devices: dict[int, list[str]] = {}
+    for c, cats in groups.items():
+        d_index, comp = table.components[c]
+        head = json.dumps({k: v for k, v in _stream_attrs(comp).items() if v})[:-1]
+        body = ",".join(f'"{_CATEGORY_ELEMENT[cat]}":{{' + ",".join(
+            f'"{el}":[{",".join(entries)}]' for el, entries in by_el.items()) + "}"
+            for cat, by_el in sorted(cats.items()))  # fmt: skip
+        devices.setdefault(d_index, []).append(f"{head},{body}}}")
+    streams = [json.dumps({"name": table.devices[d].name, "uuid": table.devices[d].uuid})[:-1]
+               + f',"ComponentStream":[{",".join(cs)}]}}' for d, cs in devices.items()]  # fmt: skip
+    return f'{{"DeviceStream":[{",".join(streams)}]}}'
 
 
 # ---------------------------------------------------------------- assets

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model import MachineEvent, SampleBatch, Severity
-from .buffer import ConditionPayload, ObservationBuffer, _objects
+from .buffer import ConditionPayload, ObservationBuffer, objects
 from .model import AVAILABILITY_VALUES, DataItem, Device, alarm_condition_id
 
 
@@ -47,6 +47,7 @@ class DeviceFeed:
         sel = np.array(present)
         values = np.stack([np.asarray(batch.columns[self.numeric[j].signal], np.float64)
                            for j in present]) * self.numeric_scale[sel, None]  # fmt: skip
+        values[~np.isfinite(values)] = np.nan  # an infinite reading is no value: UNAVAILABLE
         bad = (values < 0) | (values >= self.enum_limit[sel, None])
         values[bad & np.isfinite(self.enum_limit[sel, None])] = np.nan
         index = self.numeric_index[sel]
@@ -69,11 +70,12 @@ class DeviceFeed:
             if b.latest_seq[item.index] and b.latest_text[item.index] == value:
                 return
             b.append(np.array([item.index], np.int32), np.array([t]), np.array([np.nan]),
-                     _objects([value]))  # fmt: skip
+                     objects([value]))  # fmt: skip
             return
         if isinstance(value, str):
             value = float(item.values.index(value)) if value in (item.values or ()) else None
         v = np.nan if value is None else float(value) * item.scale
+        v = v if np.isfinite(v) else np.nan
         old = b.latest_value[item.index]
         if b.latest_seq[item.index] and (old == v or (np.isnan(old) and np.isnan(v))):
             return

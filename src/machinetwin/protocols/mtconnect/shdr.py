@@ -429,7 +429,7 @@ class ShdrAdapter:
         while not self.closed:
             try:
                 reader, writer = await asyncio.open_connection(
-                    self.settings.host, self.settings.port
+                    self.settings.host, self.settings.port, limit=MAX_LINE + 2
                 )
             except OSError as e:
                 log.info("%s: cannot reach SHDR adapter: %s", self.settings.machine_id, e)
