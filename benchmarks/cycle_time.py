@@ -12,6 +12,8 @@ Programs (generated here; ``--keep DIR`` writes them out):
 - ``pocket_g61``: square rings of a pocket, exact stop at every corner (G61);
 - ``pocket_g64``: the same pocket blended within 0.05 mm (G64 P0.05);
 - ``arcs``: full circles and a chain of small tangent arcs (G64 P0.05);
+- ``contour``: a rounded rectangle with tangent corner arcs, each lap entered by a
+  helix (G64 P0.02);
 - ``drilling``: a G81 and a G83 pattern with tool length offset (G43 H3);
 - ``surface3d``: a raster over a 3D surface in 1 mm segments (G64 P0.01).
 
@@ -106,6 +108,19 @@ def arcs(scale: float) -> list[str]:
     return out
 
 
+def contour(laps: int) -> list[str]:
+    """A rounded rectangle (tangent corner arcs, R5) cut in laps, each entered by a helix."""
+    out = [HEADER, "G64 P0.02", "M3 S9000", "G0 X-30 Y-20 Z5", "G1 Z0 F1500", "F3000"]
+    for lap in range(1, laps + 1):
+        out += [
+            f"G2 X-30 Y-20 Z{-lap} I5 J0",  # one turn down around (-25, -20)
+            "G1 X-30 Y15", "G2 X-25 Y20 I5 J0", "G1 X25", "G2 X30 Y15 I0 J-5",
+            "G1 Y-15", "G2 X25 Y-20 I-5 J0", "G1 X-25", "G2 X-30 Y-15 I0 J5", "G1 Y-20",
+        ]  # fmt: skip
+    out += ["G0 Z5", "M5", "M2"]
+    return out
+
+
 def drilling(scale: float) -> list[str]:
     """G81 on a grid, then G83 peck drilling, 8 mm drill with G43 H3."""
     nx = max(2, round(4 * scale))
@@ -147,10 +162,11 @@ def programs(quick: bool) -> dict[str, list[str]]:
     s = 0.4 if quick else 1.0
     rings = 3 if quick else 6
     gens: dict[str, Callable[[], list[str]]] = {
-        "long_moves": lambda: long_moves(s),
+        "long_moves": lambda: long_moves(0.25 if quick else 1.0),
         "pocket_g61": lambda: pocket("G61", rings),
         "pocket_g64": lambda: pocket("G64 P0.05", rings),
         "arcs": lambda: arcs(s),
+        "contour": lambda: contour(1 if quick else 3),
         "drilling": lambda: drilling(s),
         "surface3d": lambda: surface3d(s),
     }
