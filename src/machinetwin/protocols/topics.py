@@ -39,6 +39,11 @@ def command(machine: str) -> str:
     return f"{PREFIX}/{machine}/cmd"
 
 
+def command_reply(machine: str) -> str:
+    """Edge -> hub: accepted/rejected/outcome of signed commands (``model.commands``)."""
+    return f"{PREFIX}/{machine}/cmdreply"
+
+
 # What the hub subscribes to
 HUB_SUBSCRIPTIONS = (
     f"{PREFIX}/+/data",

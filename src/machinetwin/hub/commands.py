@@ -1,0 +1,455 @@
+"""The hub's side of remote control: issue, sign, publish and track commands; the audit log.
+
+- :class:`CommandSigner`: the hub's Ed25519 key (a PEM file next to the store, mode
+  0600, created on first start). Its public key (base64, ``public_key_b64``) goes into
+  each site file's ``[control] hub_public_key``; edges verify every command with it.
+- :class:`AuditLog`: every command, every check the hub made and every answer the edge
+  gave, in SQLite next to the store. Append-only (triggers refuse UPDATE and DELETE)
+  and hash-chained: each entry's SHA-256 covers the previous entry's hash, so
+  :func:`verify_audit` finds any edit, deletion or insertion made behind SQLite's back.
+  ``python -m machinetwin.hub.commands verify AUDIT.sqlite`` runs it.
+- :class:`CommandService`: ``issue()`` checks the user's role against the command
+  (``model.commands.COMMANDS``), for a cycle start a passing pre-flight of that very
+  program (by SHA-256) on the machine's twin, then signs and publishes at QoS 1 on
+  ``mt/v1/<machine>/cmd`` and records the edge's replies from ``.../cmdreply``.
+  Heartbeats for dead-man motion are signed too but not audited one by one (ten a
+  second would drown the log); the motion's start and its end are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..errors import MachinetwinError
+from ..model.commands import (
+    COMMANDS,
+    Command,
+    CommandError,
+    CommandReply,
+    encode_signed,
+    new_command,
+)
+from ..protocols import topics
+from ..protocols.broker import BrokerAddress
+from .auth import Role, User
+
+log = logging.getLogger(__name__)
+
+MAX_TRACKED = 20_000  # command statuses kept in memory (the audit log keeps them all)
+HEARTBEAT_TTL_S = 2.0
+PREFLIGHT_VALID_S = 3600.0  # a passing pre-flight allows a start for an hour
+
+
+class CommandRefused(MachinetwinError):
+    """The hub refused a command before signing it; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --- the signing key ---------------------------------------------------------------------------------
+
+
+class CommandSigner:
+    """Signs commands with the hub's Ed25519 key."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self.key = key
+
+    @classmethod
+    def load_or_create(cls, path: Path | str) -> CommandSigner:
+        """The key in ``path`` (PKCS#8 PEM), created there (mode 0600) if missing."""
+        path = Path(path)
+        if path.exists():
+            try:
+                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            except (ValueError, TypeError) as exc:
+                raise MachinetwinError(f"{path}: not a PEM private key: {exc}") from None
+            if not isinstance(key, Ed25519PrivateKey):
+                raise MachinetwinError(f"{path}: the command key must be Ed25519")
+            return cls(key)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        return cls(key)
+
+    @property
+    def public_key_b64(self) -> str:
+        import base64
+
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                 serialization.PublicFormat.Raw)  # fmt: skip
+        return base64.b64encode(raw).decode()
+
+    def sign(self, command: Command) -> bytes:
+        """The wire message: the canonical bytes and their signature."""
+        return encode_signed(command, self.key.sign(command.canonical_bytes()))
+
+
+# --- the audit log -------------------------------------------------------------------------------------
+
+_AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_machine ON audit (machine, seq);
+CREATE INDEX IF NOT EXISTS audit_command ON audit (command_id, seq);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: float
+    actor: str  # the user, or "edge:<machine>" for the edge's answers
+    machine: str
+    command_id: str
+    event: str  # issued, refused, accepted, rejected, done, failed, duplicate, preflight
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def _entry_hash(prev: str, seq: int, at: float, actor: str, machine: str, command_id: str,
+                event: str, detail: str) -> str:  # fmt: skip
+    body = json.dumps([prev, seq, at, actor, machine, command_id, event, detail],
+                      separators=(",", ":"), ensure_ascii=True)  # fmt: skip
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class AuditLog:
+    """Append-only, hash-chained record of every command (see the module docstring)."""
+
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_AUDIT_SCHEMA)
+        row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        self.last_seq, self.last_hash = row if row else (0, GENESIS)
+
+    def append(self, actor: str, machine: str, command_id: str, event: str,
+               detail: dict[str, Any]) -> AuditEntry:  # fmt: skip
+        text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+        with self.lock:
+            seq, at = self.last_seq + 1, self.clock()
+            digest = _entry_hash(self.last_hash, seq, at, actor, machine, command_id, event, text)
+            self.db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (seq, at, actor, machine, command_id, event, text, self.last_hash,
+                             digest))  # fmt: skip
+            entry = AuditEntry(seq, at, actor, machine, command_id, event, detail,
+                               self.last_hash, digest)  # fmt: skip
+            self.last_seq, self.last_hash = seq, digest
+        return entry
+
+    def entries(self, machine: str | None = None, command_id: str | None = None,
+                limit: int = 1000) -> list[AuditEntry]:  # fmt: skip
+        """Newest first."""
+        sql, args = "SELECT * FROM audit", []
+        where = []
+        if machine is not None:
+            where.append("machine = ?")
+            args.append(machine)
+        if command_id is not None:
+            where.append("command_id = ?")
+            args.append(command_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self.lock:
+            rows = self.db.execute(sql, (*args, int(limit))).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
+                for r in rows]  # fmt: skip
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+def verify_audit(path: Path | str) -> tuple[bool, str]:
+    """(ok, message): recompute the hash chain of the log in ``path`` from the start."""
+    path = Path(path)
+    if not path.is_file():
+        return False, f"{path}: no such audit log"
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT * FROM audit ORDER BY seq").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:  # a changed byte can break the file's structure itself
+        return False, f"{path}: unreadable audit log: {exc}"
+    return _check_chain(path, rows)
+
+
+def _check_chain(path: Path, rows: list[tuple]) -> tuple[bool, str]:
+    prev, expected_seq = GENESIS, 1
+    for seq, at, actor, machine, command_id, event, detail, prev_hash, digest in rows:
+        if seq != expected_seq:
+            return False, f"{path}: entry {expected_seq} is missing (next is {seq})"
+        if prev_hash != prev:
+            return False, f"{path}: entry {seq} does not follow entry {seq - 1}"
+        if _entry_hash(prev, seq, at, actor, machine, command_id, event, detail) != digest:
+            return False, f"{path}: entry {seq} was changed"
+        prev, expected_seq = digest, seq + 1
+    return True, f"{path}: {len(rows)} entries, chain intact"
+
+
+# --- tracking ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CommandStatus:
+    """What the hub knows of one command; ``state`` is the latest answer."""
+
+    command: Command
+    state: str = "sent"  # sent, accepted, rejected, done, failed, duplicate
+    reason: str = ""
+    replies: list[tuple[str, str, float]] = field(default_factory=list)  # (status, reason, at)
+    sent_mono: float = 0.0
+    answered_mono: float | None = None  # first answer (accepted or rejected)
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.command
+        return {"id": c.id, "machine": c.machine, "name": c.name, "issuer": c.issuer,
+                "issued_at": c.issued_at, "expires_at": c.expires_at, "args": c.args,
+                "state": self.state, "reason": self.reason,
+                "replies": [{"status": s, "reason": r, "at": at} for s, r, at in self.replies]}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightPass:
+    machine: str
+    sha256: str
+    at: float
+
+
+class CommandService:
+    """Issue, sign, publish and track commands (see the module docstring)."""
+
+    def __init__(self, signer: CommandSigner, audit: AuditLog, broker: BrokerAddress | None,
+                 clock: Callable[[], float] = time.time, default_ttl_s: float = 10.0) -> None:  # fmt: skip
+        self.signer = signer
+        self.audit = audit
+        self.broker = broker
+        self.clock = clock
+        self.default_ttl_s = default_ttl_s
+        self.lock = threading.Condition()
+        self.statuses: OrderedDict[str, CommandStatus] = OrderedDict()
+        self.preflights: dict[tuple[str, str], PreflightPass] = {}
+        self.heartbeat_seq: dict[str, float] = {}
+        self.client: mqtt.Client | None = None
+
+    # --- MQTT ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.broker is None:
+            return
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hub-cmd-{os.getpid()}",
+                             clean_session=True)  # fmt: skip
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        client.on_connect = lambda c, *_: c.subscribe(topics.command_reply("+"), qos=1)
+        client.on_message = lambda _c, _u, m: self.on_reply_payload(m.topic, m.payload)
+        client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
+        client.loop_start()
+        self.client = client
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+
+    def _publish(self, machine: str, payload: bytes) -> None:
+        if self.client is None:
+            raise CommandRefused(503, "the hub has no connection to the broker")
+        self.client.publish(topics.command(machine), payload, qos=1)
+
+    # --- issuing -------------------------------------------------------------------------------
+
+    def issue(self, user: User, machine: str, name: str, args: dict[str, Any] | None = None,
+              ttl_s: float | None = None) -> CommandStatus:  # fmt: skip
+        """Check, sign, audit and publish; CommandRefused (audited) if the hub says no."""
+        args = dict(args or {})
+        try:
+            command = new_command(user.username, machine, name, args, now=self.clock(),
+                                  ttl_s=self.default_ttl_s if ttl_s is None else ttl_s)  # fmt: skip
+        except CommandError as exc:
+            self._refuse(user, machine, "", 422, str(exc), {"name": name, "args": args})
+        self._check_role(user, command)
+        if command.name == "cycle_start":
+            self._check_preflight(user, command)
+        if command.name == "heartbeat":
+            raise CommandRefused(422, "heartbeats go through heartbeat(), not as commands")
+        status = CommandStatus(command, sent_mono=time.monotonic())
+        with self.lock:
+            self.statuses[command.id] = status
+            while len(self.statuses) > MAX_TRACKED:
+                self.statuses.popitem(last=False)
+        self.audit.append(user.username, machine, command.id, "issued",
+                          {"name": command.name, "args": command.args, "role": user.role.name,
+                           "expires_at": command.expires_at})  # fmt: skip
+        self._publish(machine, self.signer.sign(command))
+        return status
+
+    def _check_role(self, user: User, command: Command) -> None:
+        needed = Role.parse(COMMANDS[command.name].min_role)
+        if user.role < needed:
+            self._refuse(user, command.machine, command.id, 403,
+                         f"{user.username} is {user.role.name.lower()}: {command.name} needs "
+                         f"{needed.name.lower()}", {"name": command.name})  # fmt: skip
+
+    def _check_preflight(self, user: User, command: Command) -> None:
+        sha = command.args["program_sha256"]
+        passed = self.preflights.get((command.machine, sha))
+        if passed is None or self.clock() - passed.at > PREFLIGHT_VALID_S:
+            self._refuse(user, command.machine, command.id, 409,
+                         f"program {sha[:12]}… has no passing pre-flight on {command.machine} "
+                         f"in the last {PREFLIGHT_VALID_S / 60:.0f} min", {"name": command.name})  # fmt: skip
+
+    def _refuse(self, user: User, machine: str, command_id: str, status: int, reason: str,
+                detail: dict[str, Any]) -> NoReturn:  # fmt: skip
+        self.audit.append(user.username, machine, command_id, "refused",
+                          {**detail, "reason": reason, "http": status})  # fmt: skip
+        raise CommandRefused(status, reason)
+
+    def heartbeat(self, user: User, machine: str, motion_id: str) -> None:
+        """Keep ``motion_id``'s dead-man alive (only its issuer may)."""
+        with self.lock:
+            status = self.statuses.get(motion_id)
+        if status is None or status.command.machine != machine:
+            raise CommandRefused(404, f"no command {motion_id} on {machine}")
+        if status.command.issuer != user.username:
+            raise CommandRefused(403, f"only {status.command.issuer} may keep {motion_id} alive")
+        # strictly increasing issue times: the edge refuses a heartbeat not newer than the last
+        now = max(self.clock(), self.heartbeat_seq.get(motion_id, 0.0) + 1e-6)
+        self.heartbeat_seq[motion_id] = now
+        beat = new_command(user.username, machine, "heartbeat", {"motion": motion_id}, now=now,
+                           ttl_s=HEARTBEAT_TTL_S)  # fmt: skip
+        self._publish(machine, self.signer.sign(beat))
+
+    def record_preflight(self, user: User, machine: str, program: str, sha256: str,
+                         report: dict[str, Any]) -> None:  # fmt: skip
+        """Audit a pre-flight; a passing one allows that program's start for a while."""
+        if report.get("ok"):
+            self.preflights[(machine, sha256)] = PreflightPass(machine, sha256, self.clock())
+        self.audit.append(user.username, machine, "", "preflight",
+                          {"program": program, "sha256": sha256, **report})  # fmt: skip
+
+    # --- replies ---------------------------------------------------------------------------------
+
+    def on_reply_payload(self, topic: str, payload: bytes) -> None:
+        try:
+            machine, _ = topics.parse(topic)
+            reply = CommandReply.decode(payload)
+        except (ValueError, CommandError) as exc:
+            log.warning("hub: bad command reply on %s: %s", topic, exc)
+            return
+        if reply.machine != machine:
+            log.warning("hub: reply for %s arrived on %s's topic", reply.machine, machine)
+            return
+        self.on_reply(reply)
+
+    def on_reply(self, reply: CommandReply) -> None:
+        with self.lock:
+            status = self.statuses.get(reply.id)
+            if status is not None:
+                self._apply(status, reply)
+            self.lock.notify_all()
+        self.audit.append(f"edge:{reply.machine}", reply.machine, reply.id, reply.status,
+                          {"reason": reply.reason, "edge_at": reply.at,
+                           "known": status is not None})  # fmt: skip
+
+    @staticmethod
+    def _apply(status: CommandStatus, reply: CommandReply) -> None:
+        status.replies.append((reply.status, reply.reason, reply.at))
+        if status.answered_mono is None:
+            status.answered_mono = time.monotonic()
+        if reply.status != "duplicate" or status.state == "sent":
+            status.state, status.reason = reply.status, reply.reason
+
+    def status(self, command_id: str) -> CommandStatus | None:
+        with self.lock:
+            return self.statuses.get(command_id)
+
+    def wait(self, command_id: str, states: tuple[str, ...], timeout_s: float) -> CommandStatus:
+        """Block until the command reaches one of ``states`` (or time runs out)."""
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while True:
+                status = self.statuses.get(command_id)
+                if status is not None and status.state in states:
+                    return status
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if status is None:
+                        raise KeyError(command_id)
+                    return status
+                self.lock.wait(left)
+
+
+def open_command_service(store_path: Path | str, broker: BrokerAddress | None) -> CommandService:
+    """The service of the hub whose store is ``store_path``: key and audit log beside it."""
+    base = Path(store_path).resolve().parent
+    signer = CommandSigner.load_or_create(base / "hub-command-key.pem")
+    return CommandService(signer, AuditLog(base / "audit.sqlite"), broker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m machinetwin.hub.commands")
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("verify", help="check the audit log's hash chain").add_argument("path")
+    key = sub.add_parser("public-key", help="print the hub's public key for site files")
+    key.add_argument("key_file")
+    args = parser.parse_args(argv)
+    if args.what == "verify":
+        ok, message = verify_audit(args.path)
+        print(message, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    print(CommandSigner.load_or_create(args.key_file).public_key_b64)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
