@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -278,6 +279,7 @@ def test_stream_delivers_new_data_then_out_of_range_when_overrun() -> None:
 # ---------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_client_reads_agent_of_a_virtual_machine_and_values_match(tmp_path: Path) -> None:
     async def run():
         vm, _ = virtual_machine(tmp_path, "m1", speedup=2.0)
@@ -310,6 +312,7 @@ def test_client_reads_agent_of_a_virtual_machine_and_values_match(tmp_path: Path
     assert compared > 700
 
 
+@pytest.mark.slow
 def test_polling_client_reads_the_same(tmp_path: Path) -> None:
     async def run():
         vm, _ = virtual_machine(tmp_path, "m1", speedup=2.0)
@@ -332,6 +335,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_client_resyncs_after_agent_restart_with_new_instance_id(tmp_path: Path) -> None:
     port = _free_port()
 
@@ -370,6 +374,7 @@ def test_client_resyncs_after_agent_restart_with_new_instance_id(tmp_path: Path)
     assert np.isfinite(x).sum() > 100 and seen_before > 10
 
 
+@pytest.mark.slow
 def test_client_resyncs_on_out_of_range(tmp_path: Path) -> None:
     async def run():
         adapter = Scripted("m1", [])
@@ -546,3 +551,37 @@ def test_json_and_xml_streams_carry_the_same_observations() -> None:
     xpos = obs.seq[obs.item == agent.feeds[0].by_signal["x.pos"].index]  # [0]: at start
     assert ("m1_xpos", int(xpos[4]), "UNAVAILABLE") in from_xml
     assert ("m1_xpos", int(xpos[5]), "4") in from_xml
+
+
+@settings(max_examples=200, deadline=None)
+@given(bodies=st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=6),
+       cuts=st.lists(st.integers(1, 50), min_size=1, max_size=40),
+       lengths=st.booleans())  # fmt: skip
+def test_multipart_reader_returns_parts_whatever_the_chunking(bodies, cuts, lengths) -> None:
+    from machinetwin.protocols.mtconnect.client import MultipartReader
+
+    boundary = "b0undary"
+    if not lengths:  # without Content-length a body must not contain the boundary
+        bodies = [body.replace(b"--b0undary", b"") for body in bodies]
+        bodies = [body.rstrip(b"\r\n") for body in bodies]
+    wire = b"".join(
+        b"--b0undary\r\nContent-type: text/xml\r\n"
+        + (f"Content-length: {len(body)}\r\n".encode() if lengths else b"")
+        + b"\r\n" + body + b"\r\n" for body in bodies) + b"--b0undary\r\n\r\n"  # fmt: skip
+    chunks, pos = [], 0
+    for cut in cuts * (len(wire) // max(1, sum(cuts)) + 1):
+        if pos >= len(wire):
+            break
+        chunks.append(wire[pos : pos + cut])
+        pos += cut
+    chunks.append(wire[pos:])
+
+    async def parts() -> list[bytes]:
+        async def source():
+            for c in chunks:
+                yield c
+
+        reader = MultipartReader(source(), boundary)
+        return [await reader.next_part() for _ in bodies]
+
+    assert asyncio.run(parts()) == bodies

@@ -174,7 +174,7 @@ def test_agent_side_pings_and_drops_a_silent_adapter() -> None:
         port = server.sockets[0].getsockname()[1]
         adapter = ShdrAdapter(ShdrSettings("127.0.0.1", "m1", port=port, heartbeat_ms=200,
                                            retry_s=5.0))  # fmt: skip
-        items = await collect(adapter, 1.0)
+        items = await collect(adapter, 2.0)
         server.close()
         return pings, items, adapter
 
@@ -191,6 +191,7 @@ def _values(doc: bytes, item_id: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_agent_takes_shdr_and_goes_unavailable_on_disconnect(tmp_path: Path) -> None:
     async def run():
         vm, config = virtual_machine(tmp_path, "m1", speedup=2.0)
@@ -221,6 +222,7 @@ def test_agent_takes_shdr_and_goes_unavailable_on_disconnect(tmp_path: Path) -> 
     assert _values(gone, "cell7_system") == ["Unavailable"]
 
 
+@pytest.mark.slow
 def test_shdr_adapter_values_match_the_machine(tmp_path: Path) -> None:
     from test_mtconnect_support import Tap
 
