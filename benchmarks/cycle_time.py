@@ -160,7 +160,7 @@ def surface3d(scale: float) -> list[str]:
 
 def programs(quick: bool) -> dict[str, list[str]]:
     s = 0.4 if quick else 1.0
-    rings = 3 if quick else 6
+    rings = 2 if quick else 6
     gens: dict[str, Callable[[], list[str]]] = {
         "long_moves": lambda: long_moves(0.25 if quick else 1.0),
         "pocket_g61": lambda: pocket("G61", rings),
