@@ -6,6 +6,12 @@ cycle time = servo periods from the first to the last with motion, read from a H
 sampler) and is planned by machinetwin's planner from the same start position
 (``plan_program(...).duration``). Target: within 3 % of LinuxCNC.
 
+Both get the same axis limits and G64 tolerances. machinetwin plans with the machine's
+LinuxCNC model (``linuxcnc_planner_config``: no jerk limit, so no FIR filters; blend
+arcs within G64 P; the acceleration rules of LinuxCNC 2.9's planner, see the
+planner's ``"arc"`` blending), while the default machine keeps its jerk-limited
+filters. ``--lines N`` prints, per program, the N lines whose times differ most.
+
 Programs (generated here; ``--keep DIR`` writes them out):
 
 - ``long_moves``: long G1 and G0 moves, exact stop (trapezoid dominated);
