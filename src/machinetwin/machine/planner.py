@@ -53,6 +53,17 @@ the hard caps (axis limits, corner zones), so a feed hold stops on the path with
 Memory stays bounded: ops are read lazily into a lookahead window (by path length and
 segment count); the window's end is treated as a stop until more of the program is
 read, and the plan is redone when half the window has been used.
+
+LinuxCNC's model (``blending = "arc"``, the machine file's ``[planner]``; see
+``config.linuxcnc_planner_config``): to be the twin of a LinuxCNC 2.9 machine, or to
+compare cycle times with one, the planner reproduces that planner's kinematic rules
+instead: no jerk limit (one-tap filters, the setpoints are the sampled path itself),
+acceleration-limited trapezoids at the full path acceleration of lines, arcs at half
+of it tangentially with their speed capped by the rest as normal acceleration
+(``_arc_limits``), and corners under G64 replaced by tangent blend arcs within the
+tolerance (``_blend_arc``; G64 without P: at most a quarter of either move). Which
+junctions stop, pass as tangent or get an arc, and where acceleration is kept back,
+follows LinuxCNC's planner (``Planner._junction``).
 """
 
 from __future__ import annotations
