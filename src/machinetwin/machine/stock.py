@@ -47,6 +47,8 @@ MAX_GROUP_CELLS = 4_000_000  # bounds one group's (keys x cells) work array
 CORNER_ANGLE = math.radians(5.0)  # turning of the path that earns a key of its own
 ENGAGED_VOLUME = 1e-9  # mm^3: less than this is rounding, not a cut
 TILE = 8  # cells per side of a tile of the coarse height map
+FLAT_GROUP_TRAVEL = 24.0  # a flat cutter's groups, in tool radii (straight ones are cheap)
+STRAIGHT_TOLERANCE = 1e-6  # mm: keys this close to a line are on it (flat-cutter fast path)
 
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
@@ -213,11 +215,12 @@ class Stock:
         rapid_flags = np.broadcast_to(np.asarray(rapid, dtype=bool), (n,))
         if n == 0:
             return CutResult.idle(0, tool.diameter)
-        start = self._last_tip if self._last_tool == tool else None
+        same = self._last_tool is tool or self._last_tool == tool  # `is`: no model compare
+        start = self._last_tip if same else None
         self._last_tip, self._last_tool = tips[-1].copy(), tool
         # Quick exit for the common case: the whole batch is above the material.
         zmin = tips[:, 2].min() if start is None else min(tips[:, 2].min(), start[2])
-        if zmin >= self.top:
+        if zmin >= self._peak():
             return CutResult.idle(n, tool.diameter)
         return self._cut_path(tips, start, shape, rapid_flags, tool.diameter)
 
@@ -251,9 +254,10 @@ class Stock:
         """Segments that can touch material: some part below the top and near the block."""
         z = path[:, 2]
         low = np.minimum(z[:-1], z[1:])
-        near = low < self.top
+        top = self._peak()  # the highest material left, not the blank's top
+        near = low < top
         # The holder reaches further than the cutter, but only below the flutes' top.
-        reach = shape.holder_radius if low.min() + shape.flute_length < self.top else shape.radius
+        reach = shape.holder_radius if low.min() + shape.flute_length < top else shape.radius
         corner, far = self.origin[:2] - reach, self.origin[:2] + self.size[:2] + reach
         xy = path[:, :2]
         if (xy.min(axis=0) > corner).all() and (xy.max(axis=0) < far).all():
@@ -335,7 +339,10 @@ class Stock:
         k = len(xyz)
         volume, ap = np.zeros(k), np.zeros(k)
         holder = np.zeros(k, dtype=bool)
-        groups = self._groups(xyz, shape)
+        # A flat cutter on a straight line needs no (keys, cells) array: long groups pay
+        # (_cut_flat_line); others are split again to GROUP_TRAVEL in _cut_group.
+        travel = FLAT_GROUP_TRAVEL if shape.kind == "flat" else GROUP_TRAVEL
+        groups = self._groups(xyz, shape, travel)
         # Every group's extent at once (one numpy call each, not four per group).
         starts = np.array([lo for lo, _ in groups])
         lows = np.minimum.reduceat(xyz, starts, axis=0).tolist()
@@ -357,10 +364,12 @@ class Stock:
                 self._refresh_tiles(block)
         return volume, ap, holder
 
-    def _groups(self, xyz: Floats, shape: ToolShape) -> list[tuple[int, int]]:
-        """Split the keys into runs spanning about GROUP_TRAVEL tool radii each."""
+    def _groups(
+        self, xyz: Floats, shape: ToolShape, travel: float = GROUP_TRAVEL
+    ) -> list[tuple[int, int]]:
+        """Split the keys into runs spanning about ``travel`` tool radii each."""
         k = len(xyz)
-        reach = GROUP_TRAVEL * max(shape.radius, self.grid)
+        reach = travel * max(shape.radius, self.grid)
         cells = 3.0 * (2.0 * shape.radius / self.grid + 2.0) ** 2
         max_keys = max(1, int(MAX_GROUP_CELLS // cells))
         span = np.ptp(xyz, axis=0) if k > 1 else np.zeros(3)
@@ -400,6 +409,13 @@ class Stock:
         if block is None:  # off the block, or everything here is already below the tool
             return np.zeros(k), np.zeros(k)
         before = self.heights[block]
+        if shape.kind == "flat" and k > 1:
+            line = _straight_line(xyz) if low[2] == high[2] else None
+            if line is not None:
+                return self._cut_flat_line(xyz, line, shape, block, before, floor)
+            parts = self._groups(xyz, shape)
+            if len(parts) > 1:  # a long group that is not straight: the usual sizes
+                return self._cut_parts(xyz, parts, shape)
         depth = self._cut_depths(xyz, shape, block, before)
         # Running maximum over the keys: row k becomes the depth removed by keys 0..k.
         # A loop over the (few) keys of a group: numpy's accumulate along axis 0 is
@@ -428,6 +444,60 @@ class Stock:
         removed = before[last > 0]
         top = float(removed.max()) if len(removed) else floor
         ap = np.where(volume > ENGAGED_VOLUME, np.maximum(top - z, 0.0), 0.0)
+        self.heights[block] = after
+        self.revision += 1
+        return volume, ap
+
+    def _cut_parts(
+        self, xyz: Floats, parts: list[tuple[int, int]], shape: ToolShape
+    ) -> tuple[Floats, Floats]:
+        volume, ap = np.zeros(len(xyz)), np.zeros(len(xyz))
+        for lo, hi in parts:
+            keys = xyz[lo:hi]
+            low, high = keys.min(axis=0).tolist(), keys.max(axis=0).tolist()
+            volume[lo:hi], ap[lo:hi] = self._cut_group(keys, low, high, shape)
+        return volume, ap
+
+    def _cut_flat_line(
+        self,
+        xyz: Floats,
+        line: tuple[Floats, Floats, Floats],
+        shape: ToolShape,
+        block: tuple[slice, slice],
+        before: NDArray[np.float32],
+        floor: float,
+    ) -> tuple[Floats, Floats]:
+        """:meth:`_cut_group` for a flat end mill whose keys lie on one straight line at
+        one height (facing and roughing rows): no (keys, cells) array at all.
+
+        A flat cutter at a fixed height cuts a cell to that height at once, at the first
+        key whose disc covers it. Along a line with keys at ``s`` that is the first key
+        with ``s >= u - w`` (``u`` the cell's position along the line, ``w`` the half
+        chord of the disc at its distance ``v`` across), if that key is within ``u + w``.
+        """
+        k = len(xyz)
+        origin, direction, s = line
+        ex = self.x[block[0]][:, None] - origin[0]
+        ey = self.y[block[1]][None, :] - origin[1]
+        u = ex * direction[0] + ey * direction[1]
+        v = ey * direction[0] - ex * direction[1]
+        half = shape.radius * shape.radius - v * v
+        np.sqrt(half, out=half)  # NaN beyond the radius: no key covers the cell
+        first = np.searchsorted(s, u - half)
+        reach = s[np.minimum(first, k - 1)]
+        covered = (first < k) & (reach <= u + half)
+        depth = np.where(covered, before - np.float32(floor), np.float32(0))
+        np.maximum(depth, self._zeros(depth.shape), out=depth)
+        after = before - depth
+        cut = depth > 0
+        weights = depth[cut].astype(np.float64)
+        per_key = np.bincount(first[cut], weights=weights, minlength=k)[:k]
+        # as in _cut_group: per-key volumes scaled to the exact drop of the stored heights
+        total = float(before.sum(dtype=np.float64) - after.sum(dtype=np.float64))
+        removed = float(per_key.sum())
+        volume = per_key * (total / removed if removed > 0 else 0.0) * self.cell_area
+        top = float(before[cut].max()) if weights.size else floor
+        ap = np.where(volume > ENGAGED_VOLUME, max(top - xyz[0, 2], 0.0), 0.0)
         self.heights[block] = after
         self.revision += 1
         return volume, ap
@@ -522,6 +592,10 @@ class Stock:
 
     # --- the coarse map: highest material per tile of TILE x TILE cells ---------------
 
+    def _peak(self) -> float:
+        """An upper bound of the highest material left (the highest tile)."""
+        return float(self._tiles.max())
+
     def _tile_max(self, block: tuple[slice, slice]) -> float:
         """An upper bound of the material's top over ``block`` (from the tiles it touches)."""
         t = TILE
@@ -601,6 +675,23 @@ def _turns(step: Floats, length: Floats, angle: float) -> NDArray[np.intp]:
     cos = np.einsum("ij,ij->i", direction[:-1], direction[1:])
     turning = np.cumsum(np.arccos(np.minimum(np.maximum(cos, -1.0), 1.0))) / angle
     return 1 + np.flatnonzero(np.floor(turning) > np.floor(np.concatenate([[0.0], turning[:-1]])))
+
+
+def _straight_line(xyz: Floats) -> tuple[Floats, Floats, Floats] | None:
+    """(origin, unit direction, position along it of each key) when the keys' XY lie
+    on one straight line in order (within STRAIGHT_TOLERANCE); else None."""
+    origin = xyz[0, :2]
+    chord = xyz[-1, :2] - origin
+    length = math.hypot(chord[0], chord[1])
+    if length < 1e-9:
+        return None
+    direction = chord / length
+    rel = xyz[:, :2] - origin
+    along = rel @ direction
+    across = rel[:, 1] * direction[0] - rel[:, 0] * direction[1]
+    if np.abs(across).max() > STRAIGHT_TOLERANCE or (np.diff(along) < 0).any():
+        return None
+    return origin, direction, along
 
 
 def _point_at(path: Floats, arc: Floats, first: int, stop: int, t: Floats) -> Floats:
