@@ -585,3 +585,38 @@ def test_multipart_reader_returns_parts_whatever_the_chunking(bodies, cuts, leng
         return [await reader.next_part() for _ in bodies]
 
     assert asyncio.run(parts()) == bodies
+
+
+def test_vibration_waveform_travels_as_a_time_series() -> None:
+    from machinetwin.model import Waveform
+
+    rng = np.random.default_rng(3)
+    wave = Waveform("spindle.vib", 1.7e9 + 0.5, 12800.0, rng.normal(0, 3, 12800).astype(np.float32))
+    b = batch("m1", 1.7e9, 100)
+    b.waveforms.append(wave)
+
+    async def run():
+        agent = MTConnectAgent([Scripted("m1", [])])
+        async with agent.serving() as url:
+            probe = await asyncio.to_thread(httpx.get, url + "/probe")
+            client = MTConnectClientAdapter(ClientSettings(url, "m1", heartbeat_ms=300))
+
+            async def machine() -> None:  # the window comes while the client reads
+                await asyncio.sleep(0.8)
+                agent.feeds[0].ingest_batch(b)
+                agent.notify()
+
+            task = asyncio.create_task(machine())
+            got = await collect(client, 2.0)
+            await task
+        return probe.content, got
+
+    probe, got = asyncio.run(run())
+    item = next(e for e in ET.fromstring(probe).iter() if e.get("id") == "m1_svib")
+    assert (item.get("type"), item.get("representation")) == ("ACCELERATION", "TIME_SERIES")
+    waves = [w for x in got if isinstance(x, SampleBatch) for w in x.waveforms]
+    assert len(waves) == 1
+    (w,) = waves
+    assert w.signal == "spindle.vib" and w.rate_hz == 12800.0 and len(w.values) == 12800
+    assert abs(w.t0 - wave.t0) < 2e-6
+    np.testing.assert_allclose(w.values, wave.values, rtol=1e-5, atol=1e-5)

@@ -21,6 +21,7 @@ from machinetwin.protocols.mtconnect.shdr import (
     CommandRecord,
     ConditionRecord,
     DataRecord,
+    SeriesRecord,
     ShdrAdapter,
     ShdrParseError,
     ShdrParser,
@@ -95,10 +96,10 @@ def test_errors_name_the_line(line: str, words: str) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.text(alphabet=st.sampled_from("|*@-:TZ.0129 abcPINGONG\t<>/"), max_size=60)
+@given(st.lists(st.text(alphabet=st.sampled_from("|*@-:TZ.0129 abcmsPINGONG\t<>/"), max_size=60)
                 | st.text(max_size=80), max_size=8))  # fmt: skip
 def test_fuzzed_lines_give_records_or_clean_errors(lines: list[str]) -> None:
-    p = ShdrParser({"c": "condition", "m": "message"})
+    p = ShdrParser({"c": "condition", "m": "message", "s": "series"})
     for line in lines:
         try:
             records = p.feed(line)
@@ -314,3 +315,49 @@ def test_agent_reads_a_shop_adapter_in_the_standard_line_format() -> None:
     assert [(e.tag.rpartition("}")[2], e.get("nativeCode"), e.text) for e in fault] == [
         ("Fault", "MT-400", "[E1002] Coolant level low")]  # fmt: skip
     assert b"<CuttingTool" in assets and b"12 mm drill" in assets and b'assetId="T7"' in assets
+
+
+def test_time_series_lines_and_their_errors() -> None:
+    p = ShdrParser({"vib": "series"})
+    (r,) = p.feed(f"{T0}|vib|4|100|1 -2.5 3e2 0")
+    assert (
+        isinstance(r, SeriesRecord) and r.rate == 100.0 and r.values.tolist() == [1, -2.5, 300, 0]
+    )
+    (r,) = p.feed(f"{T0}|vib|2||1 2")
+    assert r.rate is None  # the data item's sampleRate applies
+    assert p.feed(f"{T0}|vib|UNAVAILABLE") == [DataRecord(T0_S, "vib", "UNAVAILABLE")]
+    for bad, words in ((f"{T0}|vib|3|100|1 2", "count says 3, 2 values follow"),
+                       (f"{T0}|vib|x|100|1", "count must be a whole number"),
+                       (f"{T0}|vib|1|-5|1", "rate must be positive"),
+                       (f"{T0}|vib|1|100|one", "must be numbers")):  # fmt: skip
+        with pytest.raises(ShdrParseError, match=words):
+            p.feed(bad)
+
+
+def test_vibration_window_crosses_shdr() -> None:
+    from test_mtconnect_support import Scripted
+
+    from machinetwin.model import Waveform
+
+    wave = Waveform("spindle.vib", 1.7e9, 12800.0,
+                    np.random.default_rng(1).normal(0, 2, 1280).astype(np.float32))  # fmt: skip
+    batch = SampleBatch("m1", 1.7e9 + 0.01 * np.arange(10), {"x.pos": np.arange(10.0)},
+                        waveforms=[wave])  # fmt: skip
+
+    class Later(Scripted):  # the machine produces once the agent side is connected
+        async def batches(self):
+            await asyncio.sleep(0.8)
+            async for item in super().batches():
+                yield item
+
+    async def run():
+        server = ShdrServer(Later("m1", [batch]), port=0)
+        port = await server.start()
+        shdr = ShdrAdapter(ShdrSettings("127.0.0.1", "m1", port=port))
+        got = await collect(shdr, 2.0)
+        await server.stop()
+        return got
+
+    waves = [w for b in asyncio.run(run()) if isinstance(b, SampleBatch) for w in b.waveforms]
+    assert len(waves) == 1 and waves[0].rate_hz == 12800.0 and abs(waves[0].t0 - wave.t0) < 2e-6
+    np.testing.assert_allclose(waves[0].values, wave.values, rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...model import Alarm, AlarmCode, Execution, MachineEvent, SampleBatch, Severity
+from ...model import Alarm, AlarmCode, Execution, MachineEvent, SampleBatch, Severity, Waveform
 from .model import CONDITION_ALARM
 from .streams import ClientItem, StreamChunk, condition_level
 
@@ -43,8 +43,29 @@ class Converter:
         """Events first (they explain the samples), then the batch."""
         out: list[SampleBatch | MachineEvent] = list(self.events(chunk, current))
         batch = self.batch(chunk, snapshot=current)
+        waveforms = [] if current else self.waveforms(chunk)  # /current: old windows
+        if waveforms:
+            if batch is None:
+                batch = SampleBatch(self.machine_id, np.zeros(0), {})
+            batch.waveforms.extend(waveforms)
         if batch is not None:
             out.append(batch)
+        return out
+
+    def waveforms(self, chunk: StreamChunk) -> list[Waveform]:
+        """Time series observations as waveforms (stamped with their last value's time)."""
+        out = []
+        for t, item, attrs in chunk.others:
+            if item.kind != "series" or item.signal is None:
+                continue
+            rate = _positive(attrs.get("sampleRate")) or item.sample_rate
+            try:
+                values = np.array(attrs["value"].split(), np.float64) / item.scale
+            except ValueError:  # UNAVAILABLE, or not numbers
+                continue
+            if rate and len(values):
+                t0 = t - (len(values) - 1) / rate
+                out.append(Waveform(item.signal, t0, rate, values.astype(np.float32)))
         return out
 
     def batch(self, chunk: StreamChunk, snapshot: bool = False) -> SampleBatch | None:
@@ -153,3 +174,11 @@ def _alarm(item: ClientItem, attrs: dict[str, str], level: str, t: float) -> Ala
     if native_severity in ("CRITICAL", "INFO"):
         severity = Severity[native_severity]
     return Alarm(code, severity, message, item.source, t)
+
+
+def _positive(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 and np.isfinite(value) else None

@@ -105,7 +105,8 @@ def error_document(h: HeaderInfo, code: str, message: str, fmt: str) -> str:
 
 def _item_attrs(item: DataItem) -> dict[str, Any]:
     return {"category": item.category, "id": item.id, "type": item.type,
-            "subType": item.sub_type, "units": item.units, "name": item.name}  # fmt: skip
+            "subType": item.sub_type, "units": item.units, "name": item.name,
+            "representation": item.representation}  # fmt: skip
 
 
 def _component_xml(c: Component) -> str:
@@ -188,7 +189,7 @@ class ItemTable:
                    tails, closes, json_heads, json_tails)  # fmt: skip
 
 
-_KINDS = ("num", "enum", "text", "cond")
+_KINDS = ("num", "enum", "text", "cond", "series")
 
 
 def _value_texts(table: ItemTable, obs: Observations, escaped: bool = True) -> list[str]:
@@ -207,6 +208,23 @@ def _value_texts(table: ItemTable, obs: Observations, escaped: bool = True) -> l
         if obs.text[k] is not None:
             out[k] = escape(str(obs.text[k])) if escaped else str(obs.text[k])
     return out
+
+
+def _special(item: DataItem, seq: int, stamp: str, payload: object,
+             fmt: str) -> tuple[str, dict[str, Any], Any]:  # fmt: skip
+    """A condition or a waveform observation as (element, attributes, value)."""
+    if item.kind == "cond":
+        return _condition(item, seq, stamp, payload)
+    attrs: dict[str, Any] = {"dataItemId": item.id, "timestamp": stamp, "sequence": int(seq),
+                             "name": item.name}  # fmt: skip
+    if payload is None:
+        return item.element, {**attrs, "sampleCount": 0}, "UNAVAILABLE"
+    rate, values = payload  # type: ignore[misc]
+    attrs.update(sampleCount=len(values), sampleRate=f"{rate:g}")
+    texts = [f"{v:.6g}" for v in values.tolist()]  # 6 digits: far below a sensor's noise
+    if fmt == "json":
+        return item.element, attrs, [float(t) for t in texts]
+    return item.element, attrs, " ".join(texts)
 
 
 def _condition(item: DataItem, seq: int, stamp: str,
@@ -241,6 +259,7 @@ def _streams_xml(table: ItemTable, obs: Observations) -> str:
     cats = table.category[obs.item].tolist()
     items = obs.item.tolist()
     seqs = obs.seq.tolist()
+    kinds = table.kind[obs.item].tolist()
     parts = ["<Streams>"]
     device = comp = cat = -1
     for k, i in enumerate(items):
@@ -263,9 +282,9 @@ def _streams_xml(table: ItemTable, obs: Observations) -> str:
         elif cats[k] != cat:
             parts.append(f"</{_CATEGORY_ELEMENT[cat]}><{_CATEGORY_ELEMENT[cats[k]]}>")
             cat = cats[k]
-        if cats[k] == 2:  # conditions carry more attributes; rare
+        if cats[k] == 2 or kinds[k] == 4:  # conditions and waveforms: rare, more attributes
             item = table.items[i]
-            parts.append(_obs_xml(_condition(item, seqs[k], stamps[k], obs.text[k])))
+            parts.append(_obs_xml(_special(item, seqs[k], stamps[k], obs.text[k], "xml")))
         else:
             parts.append(f'{table.heads[i]} timestamp="{stamps[k]}" sequence="{seqs[k]}"'
                          f"{table.tails[i]}{values[k]}{table.closes[i]}")  # fmt: skip
@@ -298,8 +317,8 @@ def _streams_json(table: ItemTable, obs: Observations) -> str:
     for k, (i, c, cat) in enumerate(zip(obs.item.tolist(), table.component[obs.item].tolist(),
                                         table.category[obs.item].tolist(), strict=True)):  # fmt: skip
         item = table.items[i]
-        if cat == 2:  # conditions carry more attributes; rare
-            element, attrs, value = _condition(item, seqs[k], stamps[k], obs.text[k])
+        if cat == 2 or item.kind == "series":  # conditions and waveforms: rare
+            element, attrs, value = _special(item, seqs[k], stamps[k], obs.text[k], "json")
             entry = json.dumps({**attrs, "value": value} if value is not None else attrs)
         else:
             value = values[k] if values[k] != "UNAVAILABLE" else '"UNAVAILABLE"'

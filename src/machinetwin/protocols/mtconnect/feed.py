@@ -40,6 +40,17 @@ class DeviceFeed:
         self.is_sample = np.array([i.category == "SAMPLE" for i in numeric])
 
     def ingest_batch(self, batch: SampleBatch) -> None:
+        self._ingest_columns(batch)
+        series = self.by_signal.get("spindle.vib")
+        for w in batch.waveforms:
+            if series is not None and w.signal == series.signal and len(w.values):
+                # a time series is stamped with the time of its last value (MTConnect)
+                t_last = w.t0 + (len(w.values) - 1) / w.rate_hz
+                payload = (w.rate_hz, np.asarray(w.values, np.float64) * series.scale)
+                self.buffer.append(np.array([series.index], np.int32), np.array([t_last]),
+                                   np.array([np.nan]), objects([payload]))  # fmt: skip
+
+    def _ingest_columns(self, batch: SampleBatch) -> None:
         present = [j for j, i in enumerate(self.numeric) if i.signal in batch.columns]
         n = len(batch)
         if not present or n == 0:
@@ -66,8 +77,10 @@ class DeviceFeed:
     def set_value(self, item: DataItem, t: float, value: float | str | None) -> None:
         """One observation, skipped if the item already has this value."""
         b = self.buffer
-        if item.kind == "text":
-            if b.latest_seq[item.index] and b.latest_text[item.index] == value:
+        if item.kind in ("text", "series"):
+            latest = b.latest_text[item.index]
+            if b.latest_seq[item.index] and (latest is value or (isinstance(latest, str)
+                                                                 and latest == value)):  # fmt: skip
                 return
             b.append(np.array([item.index], np.int32), np.array([t]), np.array([np.nan]),
                      objects([value]))  # fmt: skip

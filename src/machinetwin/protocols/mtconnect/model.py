@@ -53,6 +53,7 @@ class Mapping:
     scale: float = 1.0
     values: tuple[str, ...] | None = None  # enumerated EVENT vocabulary
     local_id: str = ""
+    representation: str | None = None  # TIME_SERIES for waveforms
 
 
 SIGNAL_MAP: tuple[Mapping, ...] = (
@@ -82,6 +83,18 @@ SIGNAL_MAP: tuple[Mapping, ...] = (
     Mapping("spindle.load", "Rotary", "SAMPLE", "LOAD", None, "PERCENT", local_id="sload"),
     Mapping("spindle.power", "Rotary", "SAMPLE", "WATTAGE", None, "WATT", local_id="spower"),
     Mapping("spindle.temp", "Rotary", "SAMPLE", "TEMPERATURE", None, "CELSIUS", local_id="stemp"),
+    # the spindle vibration waveform: one observation per window, values in mm/s^2
+    Mapping(
+        "spindle.vib",
+        "Rotary",
+        "SAMPLE",
+        "ACCELERATION",
+        None,
+        "MILLIMETER/SECOND^2",
+        1000.0,
+        local_id="svib",
+        representation="TIME_SERIES",
+    ),  # fmt: skip
     Mapping(
         "spindle_override",
         "Rotary",
@@ -183,13 +196,16 @@ class DataItem:
     signal: str | None = None
     scale: float = 1.0
     values: tuple[str, ...] | None = None
+    representation: str | None = None
     index: int = -1  # position in the agent's item table
 
     @property
     def kind(self) -> str:
-        """How the ring buffer holds it: num, enum, text or cond."""
+        """How the ring buffer holds it: num, enum, text, cond or series."""
         if self.category == "CONDITION":
             return "cond"
+        if self.representation == "TIME_SERIES":
+            return "series"
         if self.values is not None:
             return "enum"
         if self.category == "SAMPLE" or self.type in _NUMERIC_EVENTS:
@@ -199,7 +215,8 @@ class DataItem:
     @property
     def element(self) -> str:
         """The element name of its observations (POSITION -> Position)."""
-        return element_name(self.type)
+        series = "TimeSeries" if self.representation == "TIME_SERIES" else ""
+        return element_name(self.type) + series
 
 
 _NUMERIC_EVENTS = {"LINE_NUMBER", "TOOL_NUMBER", "PART_COUNT", "PATH_FEEDRATE_OVERRIDE",
@@ -274,7 +291,8 @@ def build_device(descriptor: MachineDescriptor) -> Device:
             sig = m.signal.format(a=axis)
             comp.items.append(DataItem(
                 f"{dev}_{m.local_id.format(a=axis)}", m.category, m.type, comp.id, m.sub_type,
-                m.units, name=sig, signal=sig, scale=m.scale, values=m.values))  # fmt: skip
+                m.units, name=sig, signal=sig, scale=m.scale, values=m.values,
+                representation=m.representation))  # fmt: skip
     for local, kind, type_ in CONDITIONS:
         for axis, comp in _targets(kind, linears, by_kind):
             comp.items.append(DataItem(f"{dev}_{local.format(a=axis)}", "CONDITION", type_,

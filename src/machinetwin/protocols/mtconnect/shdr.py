@@ -67,6 +67,30 @@ class ConditionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesRecord:
+    t: float | None  # the time of the last value
+    key: str
+    rate: float | None  # None: the data item's sampleRate
+    values: np.ndarray
+
+
+def _series_record(t: float | None, key: str, fields: list[str]) -> SeriesRecord:
+    count, rate, text = (f.strip() for f in fields)
+    if not count.isdigit():
+        raise ValueError(f"time series {key!r}: count must be a whole number, got {count!r}")
+    try:
+        values = np.array(text.split(), np.float64)
+        hz = float(rate) if rate else None
+    except ValueError:
+        raise ValueError(f"time series {key!r}: rate and values must be numbers") from None
+    if len(values) != int(count):
+        raise ValueError(f"time series {key!r}: count says {count}, {len(values)} values follow")
+    if hz is not None and not (hz > 0 and np.isfinite(hz)):
+        raise ValueError(f"time series {key!r}: rate must be positive, got {rate!r}")
+    return SeriesRecord(t, key, hz, values)
+
+
+@dataclass(frozen=True, slots=True)
 class CommandRecord:
     name: str  # "PING", "PONG" or a "* name: value" command
     value: str
@@ -81,7 +105,7 @@ class AssetRecord:
     xml: str = ""
 
 
-Record = DataRecord | ConditionRecord | CommandRecord | AssetRecord
+Record = DataRecord | ConditionRecord | SeriesRecord | CommandRecord | AssetRecord
 
 
 def parse_timestamp(text: str) -> float | None:
@@ -99,9 +123,10 @@ def parse_timestamp(text: str) -> float | None:
 
 @dataclass
 class ShdrParser:
-    """Parses SHDR lines; ``kinds`` says which keys are conditions (5 fields) or messages (2)."""
+    """Parses SHDR lines; ``kinds`` says which keys are conditions (5 fields), time series
+    (``count|rate|v1 v2 ...``) or messages (2)."""
 
-    kinds: dict[str, str] = field(default_factory=dict)  # key -> "condition" | "message"
+    kinds: dict[str, str] = field(default_factory=dict)  # key -> condition, message, series
     line_no: int = 0
     multiline: tuple[str, AssetRecord, list[str]] | None = None  # (end marker, head, body)
 
@@ -151,7 +176,9 @@ class ShdrParser:
             if not key:
                 raise ValueError(f"empty key at field {k + 2}")
             kind = self.kinds.get(key)
-            width = 5 if kind == "condition" else 2 if kind == "message" else 1
+            width = {"condition": 5, "series": 3, "message": 2}.get(kind or "", 1)
+            if kind == "series" and rest[k + 1 : k + 2] == ["UNAVAILABLE"]:
+                kind, width = None, 1  # an unavailable series is one field
             values = rest[k + 1 : k + 1 + width]
             if len(values) < width:
                 raise ValueError(f"key {key!r} needs {width} value field(s), got {len(values)}")
@@ -170,6 +197,8 @@ class ShdrParser:
             return ConditionRecord(t, key, (level, *(v.strip() for v in values[1:])))  # type: ignore[arg-type]
         if kind == "message":
             return DataRecord(t, key, values[1])
+        if kind == "series":
+            return _series_record(t, key, values)
         return DataRecord(t, key, values[0])
 
     def _asset(self, t: float | None, rest: list[str], line: str) -> list[Record]:
@@ -286,7 +315,21 @@ class ShdrServer:
                 w.write(data)
 
     def batch_lines(self, batch: SampleBatch) -> list[str]:
-        """One line per sample time with the values that changed (MTConnect units)."""
+        """Lines of the values that changed (MTConnect units), then any waveforms."""
+        return self._column_lines(batch) + self._series_lines(batch)
+
+    def _series_lines(self, batch: SampleBatch) -> list[str]:
+        item = self.keys.get("spindle.vib")
+        lines = []
+        for w in batch.waveforms:
+            if item is None or w.signal != item.signal or not len(w.values):
+                continue
+            stamp = iso_times(np.array([w.t0 + (len(w.values) - 1) / w.rate_hz]))[0]
+            values = " ".join(f"{v * item.scale:.6g}" for v in w.values.tolist())
+            lines.append(f"{stamp}|spindle.vib|{len(w.values)}|{w.rate_hz:g}|{values}\n")
+        return lines
+
+    def _column_lines(self, batch: SampleBatch) -> list[str]:
         present = [(k, i) for k, i in self.numeric if i.signal in batch.columns]
         if not present or len(batch) == 0:
             return []
@@ -340,7 +383,8 @@ class ShdrServer:
     @property
     def kinds(self) -> dict[str, str]:
         """The parser kinds of this adapter's keys (which are conditions)."""
-        return {k: "condition" for k, i in self.keys.items() if i.category == "CONDITION"}
+        kinds = {"cond": "condition", "series": "series"}
+        return {k: kinds[i.kind] for k, i in self.keys.items() if i.kind in kinds}
 
     def device_item(self, item_id: str) -> DataItem:
         return next(i for i in self.device.items() if i.id == item_id)
@@ -414,7 +458,8 @@ class ShdrAdapter:
             self.items[key] = ClientItem(key, "CONDITION", type_, "cond")
         for foreign, ours in settings.aliases.items():
             self.items[foreign] = self.items[ours]
-        kinds = {k: "condition" for k, i in self.items.items() if i.kind == "cond"}
+        kinds = {k: {"cond": "condition", "series": "series"}[i.kind]
+                 for k, i in self.items.items() if i.kind in ("cond", "series")}  # fmt: skip
         self.parser_kinds = kinds
         self.converter = Converter(settings.machine_id)
         self.converter.set_signals(probe.signals)
@@ -528,6 +573,10 @@ class ShdrAdapter:
                 sig.append(self.converter.index[item.signal])
                 ts.append(t)
                 vals.append(_number(r.value) / item.scale)
+            elif isinstance(r, SeriesRecord):
+                rate = "" if r.rate is None else f"{r.rate:g}"
+                text = " ".join(f"{v:.9g}" for v in r.values.tolist())
+                others.append((t, item, {"value": text, "sampleRate": rate}))
             elif item.kind in ("enum", "text"):
                 others.append((t, item, {"value": r.value.strip()}))
         chunk = StreamChunk(StreamHeader(0, 0, 0, 0), np.array(sig, np.int32), np.array(ts),

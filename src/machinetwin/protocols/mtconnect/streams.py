@@ -34,11 +34,12 @@ class ClientItem:
     id: str
     category: str
     type: str
-    kind: str  # num, enum, text, cond, avail, ignore
+    kind: str  # num, enum, text, cond, series, avail, ignore
     signal: str | None = None
     scale: float = 1.0
     values: dict[str, float] = field(default_factory=dict)  # enum name -> canonical code
     source: str = "controller"  # where its alarms come from
+    sample_rate: float | None = None  # a time series' rate, when the probe gives it
 
 
 @dataclass(slots=True)
@@ -49,7 +50,9 @@ class ProbeInfo:
 
     @property
     def signals(self) -> list[str]:
-        return sorted({i.signal for i in self.items.values() if i.signal and i.kind != "text"})
+        return sorted(
+            {i.signal for i in self.items.values() if i.signal and i.kind in ("num", "enum")}
+        )
 
 
 @dataclass(slots=True)
@@ -156,11 +159,23 @@ def _client_item(di: ET.Element, comp: str, comp_name: str,
     if type_ == "AVAILABILITY":
         return ClientItem(id_, category, type_, "avail")
     taken = {i.signal for i in items.values()}
+    series = di.get("representation") == "TIME_SERIES"
     for m in SIGNAL_MAP:
         signal = _match(m, comp, comp_name, type_, sub)
-        if signal is not None and signal not in taken:
-            return _mapped(id_, category, type_, m, signal, source)
+        if signal is not None and signal not in taken and series == (m.representation is not None):
+            item = _mapped(id_, category, type_, m, signal, source)
+            if series:
+                item.kind = "series"
+                item.sample_rate = _float_or_none(di.get("sampleRate"))
+            return item
     return ClientItem(id_, category, type_, "ignore")
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _match(m: Mapping, comp: str, comp_name: str, type_: str, sub: str | None) -> str | None:
