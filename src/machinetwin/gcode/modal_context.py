@@ -56,7 +56,7 @@ class ModalContextHandling:
         s = self.state
         g = {
             3: s.plane,
-            4: 400,
+            4: (400, 410, 420)[s.comp_side],  # G41/G42 come back without their D
             5: 200 if s.units == "inch" else 210,
             6: 910 if s.incremental else 900,
             7: s.feed_mode,
