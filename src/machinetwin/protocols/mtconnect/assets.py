@@ -62,7 +62,7 @@ def parse_asset(asset_id: str, asset_type: str, device_uuid: str, t: float, xml:
     """Check that an asset body is one well-formed element of the named type."""
     try:
         root = ET.fromstring(xml)
-    except ET.ParseError as e:
+    except (ET.ParseError, LookupError, ValueError) as e:
         raise AssetError(f"asset {asset_id!r}: not well-formed XML: {e}") from None
     if _local(root.tag) != asset_type:
         raise AssetError(f"asset {asset_id!r}: element is <{_local(root.tag)}>, "

@@ -90,7 +90,7 @@ def _local(tag: str) -> str:
 def parse_xml(text: str | bytes, what: str) -> ET.Element:
     try:
         return ET.fromstring(text)
-    except ET.ParseError as e:
+    except (ET.ParseError, LookupError, ValueError) as e:  # LookupError: unknown encoding
         raise StreamError(f"{what}: not well-formed XML: {e}") from None
 
 
