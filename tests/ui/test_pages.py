@@ -156,7 +156,12 @@ def test_history_loads_a_range_and_exports_the_store_rows(
 ) -> None:  # noqa: ANN001
     page.goto(f"{hub_env.url}/history?machine=dalian-vmc-1")
     status = page.get_by_test_id("history-status")
-    # a range that has settled (no batch still on its way into it): 25 s to 5 s ago
+    # a range that has settled (no batch still on its way into it) and that the machine
+    # filled from its start (the hub may have started only just): 25 s to 5 s ago
+    deadline = time.monotonic() + 40
+    while not hub_env.store.query("dalian-vmc-1", ["x.pos"], time.time() - 26, time.time() - 24):
+        assert time.monotonic() < deadline, "no data 25 s back after 40 s"
+        time.sleep(1.0)
     end = float(int(time.time() - 5.0))
     page.get_by_test_id("history-range").click()
     page.get_by_role("option", name="Custom range").click()
@@ -174,9 +179,20 @@ def test_history_loads_a_range_and_exports_the_store_rows(
     expected = hub_env.store.query("dalian-vmc-1", signals, t0, t1, 400)
     assert points == sum(int(s.count.sum()) for s in expected.values())
     page.screenshot(path=str(artifacts / "history.png"))
+    t0, t1 = _zoom_in_requeries(page, t0, t1, hub_env)  # the export is of the range shown
     with page.expect_download() as info:
         page.get_by_test_id("export-csv").click()
     download = info.value
+    exported = page.get_by_test_id("export-status")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=export-status]')?.dataset.rows !== undefined"
+    )
+    # the range the page exported is the range it showed
+    t0, t1 = float(exported.get_attribute("data-t0")), float(exported.get_attribute("data-t1"))
+    assert (t0, t1) == (
+        float(status.get_attribute("data-t0")),
+        float(status.get_attribute("data-t1")),
+    )
     got = tmp_path / download.suggested_filename
     download.save_as(got)
     reference = tmp_path / "reference.csv"
@@ -187,6 +203,41 @@ def test_history_loads_a_range_and_exports_the_store_rows(
     assert rows == want
     assert {r["signal"] for r in rows} == set(signals)
     assert all(t0 <= float(r["t"]) < t1 for r in rows)
+
+
+def _settle(status, quiet_s: float = 1.0) -> None:  # noqa: ANN001
+    """Wait until the shown range stopped changing (zoom events come in a burst)."""
+    last, since = None, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        now = (status.get_attribute("data-t0"), status.get_attribute("data-t1"))
+        if now != last:
+            last, since = now, time.monotonic()
+        time.sleep(0.1)
+
+
+def _zoom_in_requeries(page, t0: float, t1: float, hub_env: HubEnv) -> tuple[float, float]:  # noqa: ANN001
+    """Wheel over the chart zooms in; the page asks the store again for the narrower
+    range (finer detail), then the export below is of that range."""
+    status = page.get_by_test_id("history-status")
+    box = page.get_by_test_id("history-chart").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(4):
+        page.mouse.wheel(0, -400)
+        time.sleep(0.2)
+    page.wait_for_function(
+        "span => { const d = document.querySelector('[data-testid=history-status]').dataset;"
+        " return Number(d.t1) - Number(d.t0) < span * 0.9; }",
+        arg=t1 - t0,
+    )
+    _settle(status)
+    z0, z1 = float(status.get_attribute("data-t0")), float(status.get_attribute("data-t1"))
+    assert t0 <= z0 < z1 <= t1
+    signals = ["spindle.load", "x.pos", "y.pos", "z.pos"]
+    zoomed = hub_env.store.query("dalian-vmc-1", signals, z0, z1, 400)
+    assert int(status.get_attribute("data-points")) == sum(
+        int(s.count.sum()) for s in zoomed.values()
+    )
+    return z0, z1
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])

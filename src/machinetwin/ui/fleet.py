@@ -115,7 +115,7 @@ def map_options(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if site != LAB_SITE:
             links.append([lab, [lon, lat]])
     return {
-        "aria": {"enabled": True, "label": {"description": "Map of the sites and their state"}},
+        "aria": {"enabled": True, "label": {"description": "Map of the sites: Dalian (lab), Harbin, Tianjin"}},
         "animation": False,
         "grid": {"left": 50, "right": 20, "top": 20, "bottom": 40},
         "xAxis": {"type": "value", "min": 114, "max": 130, "name": "longitude °E",

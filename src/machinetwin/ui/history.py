@@ -31,6 +31,7 @@ RANGES = {"300": "Last 5 minutes", "900": "Last 15 minutes", "3600": "Last hour"
           "21600": "Last 6 hours", "86400": "Last 24 hours", "custom": "Custom range"}  # fmt: skip
 DEFAULT_SIGNALS = ["spindle.load", "x.pos", "y.pos", "z.pos"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+CHART_LABEL = "History chart; zoom with the wheel or the slider"
 
 
 class RangeError(ValueError):
@@ -111,7 +112,8 @@ def chart_options(signals: list[str]) -> dict[str, Any]:
         ]  # fmt: skip
     return {
         "animation": False,
-        "aria": {"enabled": True},
+        # ECharts writes the DOM's aria-label itself: give it the words
+        "aria": {"enabled": True, "label": {"description": CHART_LABEL}},
         "tooltip": {"trigger": "axis"},
         "legend": {"data": signals, "top": 0},
         "grid": {"left": 70, "right": 30, "top": 40, "bottom": 80},
@@ -155,10 +157,13 @@ async def history_page(user: UserLike, machine: str = "") -> None:
             'role="status" aria-live="polite" data-testid="history-status"'
         )
         chart = ui.echart(chart_options(view.signals)).classes("w-full h-[28rem]")
-        chart.props('role="img" aria-label="History chart; zoom with the wheel or the slider"')
+        chart.props(f'role="img" aria-label="{CHART_LABEL}" data-testid="history-chart"')
         with ui.row().classes("gap-4"):
             csv = ui.button("Export CSV").props('data-testid="export-csv"')
             parquet = ui.button("Export Parquet").props('data-testid="export-parquet"')
+        exported = ui.label("").props(
+            'role="status" aria-live="polite" data-testid="export-status"'
+        )
 
     async def show(t0: float, t1: float) -> None:
         if not view.machine or not view.signals:
@@ -209,7 +214,8 @@ async def history_page(user: UserLike, machine: str = "") -> None:
         content, name, rows = await run.io_bound(export_file, view.machine, t0, t1, fmt,
                                                  view.signals or None)  # fmt: skip
         ui.download.content(content, name)
-        ui.notify(f"{name}: {rows} rows", type="positive")
+        exported.set_text(f"Exported {rows} rows ({_fmt_time(t0)} – {_fmt_time(t1)}) as {name}")
+        exported.props(f'data-t0="{t0!r}" data-t1="{t1!r}" data-rows="{rows}"')
 
     load.on_click(do_load)
     chart.on("chart:datazoom", on_zoom, throttle=0.3)

@@ -62,7 +62,7 @@ def _line_chart(title: str, series: list[tuple[str, str]], unit: str) -> dict[st
     return {
         "animation": False,
         "title": {"text": title, "textStyle": {"fontSize": 13}},
-        "aria": {"enabled": True},
+        "aria": {"enabled": True, "label": {"description": f"{title}, last minute"}},
         "tooltip": {"trigger": "axis"},
         "legend": {"top": 0, "right": 0},
         "grid": {"left": 60, "right": 16, "top": 36, "bottom": 28},
