@@ -289,13 +289,23 @@ def _add_hub_user_commands() -> None:
 _add_hub_user_commands()
 
 
-@app.command("edge")
+edge_app = typer.Typer(help="The edge: run a site (--config), and grant remote operation (permit).")
+app.add_typer(edge_app, name="edge")
+
+
+@edge_app.callback(invoke_without_command=True)
 def edge_command(
-    config: Path = typer.Option(
-        ..., "--config", "-c", exists=True, dir_okay=False, help="Site file (TOML)"
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", exists=True, dir_okay=False, help="Site file (TOML)"
     ),  # fmt: skip
 ) -> None:
     """Run the edge agent of one site: its machines, the durable buffer and the uplink."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"edge_config": config}
+        return
+    if config is None:
+        raise typer.BadParameter("a site file is needed to run the edge", param_hint="--config")
     import asyncio
 
     from .edge.agent import EdgeAgent, build_adapters, load_edge_config
@@ -304,7 +314,9 @@ def edge_command(
     def run() -> None:
         cfg = load_edge_config(config)
         buffer = DurableBuffer(cfg.buffer.path, int(cfg.buffer.quota_mb * 2**20), cfg.buffer.fsync)
-        agent = EdgeAgent(build_adapters(cfg), cfg.broker.address(), buffer)
+        agent = EdgeAgent(
+            build_adapters(cfg, config.resolve().parent), cfg.broker.address(), buffer
+        )
         err.print(
             f"edge {cfg.site}: {len(cfg.machines)} machine(s) → {cfg.broker.host}:{cfg.broker.port}"
         )
@@ -317,6 +329,15 @@ def edge_command(
             buffer.close()
 
     _fail_on_config_error(run)
+
+
+def _add_edge_permit_command() -> None:
+    from .edge.permit import permit_command
+
+    edge_app.command("permit")(permit_command)
+
+
+_add_edge_permit_command()
 
 
 @app.command("demo")

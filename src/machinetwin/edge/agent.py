@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..model import Adapter, SampleBatch
 from ..protocols.broker import BrokerAddress, BrokerConfig
 from .buffer import DurableBuffer
+from .executor import ControlConfig
 from .uplink import MachineUplink, resend_loop
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class EdgeConfig(Strict):
     broker: BrokerConfig = BrokerConfig()
     buffer: BufferConfig = BufferConfig()
     machines: list[MachineEntry] = Field(min_length=1)
+    control: ControlConfig | None = None  # remote commands (edge/executor.py); none without
 
 
 def load_edge_config(path: str | Path) -> EdgeConfig:
@@ -70,7 +72,8 @@ def load_edge_config(path: str | Path) -> EdgeConfig:
     return config
 
 
-def build_adapters(config: EdgeConfig) -> list[Adapter]:
+def build_adapters(config: EdgeConfig, base: Path | None = None) -> list[Adapter]:
+    """The site's adapters; ``base``: the site file's folder (for [control] paths)."""
     from ..machine import load_machine_config
     from ..machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
     from ..machine.faults import FaultSchedule, parse_fault
@@ -87,7 +90,19 @@ def build_adapters(config: EdgeConfig) -> list[Adapter]:
         settings = VirtualMachineSettings(m.id, config.site, m.programs, seed=m.seed,
                                           speedup=m.speedup, faults=faults)  # fmt: skip
         adapters.append(VirtualMachineAdapter(machine, settings))
-    return adapters
+    return with_remote_control(config, adapters, base)
+
+
+def with_remote_control(
+    config: EdgeConfig, adapters: list[Adapter], base: Path | None
+) -> list[Adapter]:
+    """Each adapter behind its command executor when the site file has [control]."""
+    if config.control is None:
+        return adapters
+    from .executor import with_control
+
+    address = config.broker.address()
+    return [with_control(a, config.control, address, base) for a in adapters]
 
 
 @dataclass

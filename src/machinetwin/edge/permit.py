@@ -15,12 +15,15 @@ import contextlib
 import getpass
 import math
 import os
+import re
 import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import typer
 
 from ..errors import MachinetwinError
 
@@ -148,3 +151,48 @@ class PermitStore:
             raise PermitError(f"{self.path}: permit file is writable by group or others "
                               f"(mode {stat.S_IMODE(st.st_mode):o}): refused")  # fmt: skip
         return st
+
+
+# --- machinetwin edge [--config SITE.toml] permit MACHINE --minutes N | --revoke ---------------
+
+
+def permit_file_for(site_file: Path | None) -> Path:
+    """The permit file a site file names ([control] permit_file, relative to the file),
+    or ``permits.sqlite`` in the current directory without one."""
+    if site_file is None:
+        return Path("permits.sqlite")
+    from .agent import load_edge_config
+
+    config = load_edge_config(site_file)
+    control = getattr(config, "control", None)
+    name = control.permit_file if control is not None else Path("permits.sqlite")
+    return name if name.is_absolute() else Path(site_file).resolve().parent / name
+
+
+def permit_command(
+    ctx: typer.Context,
+    machine: str = typer.Argument(..., help="Machine id, as in the site file"),
+    minutes: float | None = typer.Option(None, "--minutes", "-m", help="Allow for this long"),
+    revoke: bool = typer.Option(False, "--revoke", help="End the permit now"),
+    file: Path | None = typer.Option(None, "--file", help="Permit file (default: the site's)"),
+) -> None:
+    """Allow (or revoke) remote operation of MACHINE from this site, for N minutes."""
+    if (minutes is None) == (not revoke):
+        raise typer.BadParameter("give either --minutes N or --revoke")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", machine):
+        raise typer.BadParameter(f"invalid machine id {machine!r}", param_hint="MACHINE")
+    site_file = (ctx.obj or {}).get("edge_config") if ctx is not None else None
+    store = PermitStore(file or permit_file_for(site_file))
+    try:
+        if revoke:
+            had = store.revoke(machine)
+            typer.echo(f"{machine}: remote operation revoked" if had else f"{machine}: no permit")
+            return
+        assert minutes is not None
+        permit = store.grant(machine, minutes)
+    except PermitError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(permit.expires_at))
+    typer.echo(f"{machine}: remote operation allowed until {until} (granted by "
+               f"{permit.granted_by}; file {store.path})")  # fmt: skip

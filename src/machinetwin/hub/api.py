@@ -753,12 +753,17 @@ def create_api(
     users: UserDirectory | None = None,
     *,
     login_limit: LoginLimit | None = None,
+    commands: Any = None,
+    machine_config: Callable[[str], Any] | None = None,
 ) -> FastAPI:
     """The hub's API over ``store``, ``live`` and ``users`` (see the module docstring).
 
     Without ``users`` the API fails closed: nobody can log in and every route under
     /api except login and logout answers 401. ``login_limit`` bounds login attempts
-    per client address (default: 30 a minute)."""
+    per client address (default: 30 a minute). ``commands``: the hub's
+    :class:`.commands.CommandService` (remote control; no control routes without
+    one); ``machine_config``: each machine's description for pre-flight (default: the
+    default machine)."""
     app = FastAPI(
         title="machinetwin hub",
         version="0.1.0",
@@ -775,7 +780,22 @@ def create_api(
     _add_machine_routes(app, hub)
     _add_alarm_routes(app, hub)
     _add_feed_routes(app, hub)
+    _add_control_routes(app, hub, commands, machine_config)
     return app
+
+
+def _add_control_routes(app: FastAPI, hub: _Hub, commands: Any,
+                        machine_config: Callable[[str], Any] | None) -> None:  # fmt: skip
+    """Remote control (hub/command_api.py), imported here: it pulls in the twin. A hub
+    without a command service has no control routes at all."""
+    if commands is None:
+        return
+    from ..machine import load_machine_config
+    from .command_api import add_command_routes
+
+    default = load_machine_config() if machine_config is None else None
+    add_command_routes(app, commands, lambda m: hub.require_machine(m, hub.snapshot()),
+                       machine_config or (lambda _m: default), require_role)  # fmt: skip
 
 
 _LOGGED_IN = [Depends(require_role(Role.VIEWER))]  # documents the gate's rule in OpenAPI

@@ -1,0 +1,296 @@
+"""Remote control end to end with real parts: the hub's API and command service, the
+embedded MQTT broker, an emulated 15 ms link, the edge agent with its executor, and the
+virtual machine. Roles at the hub, redelivery, restart, pre-flight, dead-man, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from control_support import MACHINE, make_executor, virtual_machine
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from machinetwin.edge.agent import EdgeAgent
+from machinetwin.edge.buffer import DurableBuffer
+from machinetwin.edge.executor import CommandChannel, ControlledAdapter
+from machinetwin.hub.api import create_api, live_view_from
+from machinetwin.hub.auth import Role, UserDirectory
+from machinetwin.hub.broker import EmbeddedBroker
+from machinetwin.hub.commands import AuditLog, CommandService, CommandSigner, verify_audit
+from machinetwin.hub.duckdb_store import DuckDBStore
+from machinetwin.hub.ingest import HubIngest
+from machinetwin.model import Execution
+from machinetwin.model.commands import COMMANDS, new_command
+from machinetwin.net import BackgroundLink, LinkEmulator, LinkProfile
+from machinetwin.protocols.broker import BrokerAddress
+
+GOOD = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z5\nM5\nM2\n"
+BAD = "G21 G90 G54\nT9 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X400\nG0 Z5\nM2\n"
+ROLES = {"vera": Role.VIEWER, "otto": Role.OPERATOR, "mia": Role.MAINTAINER, "ada": Role.ADMIN}
+
+
+def wait_for(condition, timeout_s: float = 10.0, step_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step_s)
+    return bool(condition())
+
+
+@dataclass
+class Edge:
+    """The edge agent of one site running in its own thread and event loop."""
+
+    agent: EdgeAgent
+    adapter: ControlledAdapter
+    buffer: DurableBuffer
+    thread: threading.Thread
+
+    @property
+    def executor(self):
+        return self.adapter.executor
+
+    @property
+    def machine(self):
+        return self.adapter.inner.sim.controller.state
+
+    def stop(self) -> None:
+        self.agent.stop()
+        self.thread.join(10)
+        self.agent.close()
+        self.executor.ledger.close()
+        self.buffer.close()
+
+
+def start_edge(site_dir: Path, signer: CommandSigner, port: int) -> Edge:
+    vm = virtual_machine(site_dir)
+    vm.settings.speedup = 1.0  # real time: the dead-man and the state age are wall-clock
+    executor = make_executor(site_dir, vm, signer, [])
+    address = BrokerAddress("127.0.0.1", port, keepalive_s=2)
+    adapter = ControlledAdapter(vm, executor, CommandChannel(executor, address))
+    buffer = DurableBuffer(site_dir / "edge-buffer.sqlite", quota_bytes=64 * 2**20)
+    agent = EdgeAgent([adapter], address, buffer, resend_after_s=2.0)
+    thread = threading.Thread(target=lambda: asyncio.run(agent.run()), daemon=True)
+    thread.start()
+    assert wait_for(adapter.channel.connected.is_set, 10), "command channel did not connect"
+    return Edge(agent, adapter, buffer, thread)
+
+
+@dataclass
+class Rig:
+    client: TestClient
+    service: CommandService
+    tokens: dict[str, str]
+    edge: Edge
+    link: BackgroundLink
+    audit_path: Path
+    site_dir: Path
+
+    def post(self, who: str, path: str, body: dict) -> object:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        return self.client.post(path, json=body, headers=headers)
+
+    def get(self, who: str, path: str, **params) -> object:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        return self.client.get(path, params=params, headers=headers)
+
+    def command(self, who: str, name: str, args: dict | None = None):
+        return self.post(
+            who, f"/api/machines/{MACHINE}/commands", {"name": name, "args": args or {}}
+        )
+
+    def final(self, command_id: str, states=("done", "rejected", "failed", "duplicate")) -> dict:
+        self.service.wait(command_id, states, 10.0)
+        return self.get("vera", f"/api/machines/{MACHINE}/commands/{command_id}").json()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    broker = EmbeddedBroker()
+    broker.start()
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    ingest = HubIngest(store, BrokerAddress("127.0.0.1", broker.port))
+    ingest.start()
+    signer = CommandSigner(Ed25519PrivateKey.generate())
+    service = CommandService(signer, AuditLog(tmp_path / "audit.sqlite"),
+                             BrokerAddress("127.0.0.1", broker.port))  # fmt: skip
+    service.start()
+    users = UserDirectory(":memory:", hasher=PasswordHasher(time_cost=1, memory_cost=1024,
+                                                            parallelism=1))  # fmt: skip
+    tokens = {}
+    for name, role in ROLES.items():
+        users.add_user(name, "correct horse battery", role)
+        tokens[name] = users.create_token(name, "test")
+    client = TestClient(create_api(store, live_view_from(ingest), users, commands=service))
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    link = BackgroundLink(LinkEmulator("127.0.0.1", broker.port, LinkProfile(latency_ms=15.0),
+                                       cut_mode="blackhole"))  # fmt: skip
+    link.__enter__()
+    edge = start_edge(site_dir, signer, link.port)
+    rig = Rig(client, service, tokens, edge, link, tmp_path / "audit.sqlite", site_dir)
+    # the hub must have heard of the machine before it takes commands for it
+    assert wait_for(lambda: rig.get("vera", f"/api/machines/{MACHINE}/live").status_code == 200, 15)
+    yield rig
+    edge.stop()
+    link.__exit__(None, None, None)
+    service.stop()
+    ingest.stop()
+    store.close()
+    users.close()
+    service.audit.close()
+    broker.stop()
+
+
+def grant(rig: Rig, minutes: float = 5) -> None:
+    rig.edge.executor.permits.grant(MACHINE, minutes)
+
+
+def test_command_round_trip_with_audit(rig: Rig) -> None:
+    r = rig.command("otto", "feed_hold")
+    assert r.status_code == 202, r.text
+    out = rig.final(r.json()["id"])
+    assert out["state"] == "done" and [x["status"] for x in out["replies"]] == ["accepted", "done"]
+    assert wait_for(lambda: rig.edge.machine.execution == Execution.INTERRUPTED, 2)
+    events = [e["event"] for e in rig.get("mia", "/api/audit", command_id=out["id"]).json()]
+    assert sorted(events) == ["accepted", "done", "issued"]
+    ok, message = verify_audit(rig.audit_path)
+    assert ok, message
+
+
+ARGS = {"select_program": {"program": "part.ngc"}, "feed_override": {"percent": 90},
+        "rapid_override": {"percent": 90}, "spindle_override": {"percent": 90},
+        "cycle_start": {"program_sha256": "0" * 64}, "mdi": {"line": "G0 X1"},
+        "jog": {"axis": "x", "distance": 1.0, "feed": 100.0},
+        "jog_continuous": {"axis": "x", "direction": 1, "feed": 100.0, "deadman_s": 0.5}}  # fmt: skip
+
+
+def hub_expectation(role: Role, name: str) -> int:
+    if role < Role.OPERATOR:
+        return 403  # the route itself needs an operator
+    if role < Role.parse(COMMANDS[name].min_role):
+        return 403
+    if name == "cycle_start":
+        return 409  # no pre-flight of that program
+    return 202
+
+
+def test_role_by_command_matrix_at_the_hub(rig: Rig) -> None:
+    """Every role against every command: the answer, and an audit entry for each."""
+    names = sorted(n for n in COMMANDS if n not in ("heartbeat", "estop"))
+    for who, role in ROLES.items():
+        for name in names:
+            r = rig.command(who, name, ARGS.get(name))
+            assert r.status_code == hub_expectation(role, name), (who, name, r.text)
+    assert (
+        rig.client.post(f"/api/machines/{MACHINE}/commands", json={"name": "stop"}).status_code
+        == 401
+    )
+    assert rig.command("otto", "launch_missiles").status_code == 422
+    assert rig.command("otto", "feed_override", {"percent": 500}).status_code == 422
+    assert rig.post("otto", "/api/machines/nowhere-1/commands", {"name": "stop"}).status_code == 404
+    for who in ("vera", "otto"):
+        assert rig.get(who, "/api/audit").status_code == 403
+    entries = rig.get("ada", "/api/audit", limit=10_000).json()
+    issued = [e for e in entries if e["event"] == "issued"]
+    refused = [e for e in entries if e["event"] == "refused"]
+    allowed = sum(hub_expectation(r, n) == 202 for r in ROLES.values() for n in names)
+    assert len(issued) == allowed
+    # refused by role or pre-flight, plus the bad name and the bad argument
+    assert len(refused) == sum(hub_expectation(r, n) in (403, 409) for r in ROLES.values()
+                               for n in names if r >= Role.OPERATOR) + 2  # fmt: skip
+    # every sent command got an answer from the edge, and the log is intact
+    for e in issued:
+        assert rig.final(e["command_id"])["state"] in ("done", "rejected")
+    assert verify_audit(rig.audit_path)[0]
+
+
+def test_redelivered_command_runs_once_also_after_edge_restart(rig: Rig, tmp_path: Path) -> None:
+    grant(rig)
+    signer = rig.service.signer
+    c = new_command("otto", MACHINE, "feed_override", {"percent": 37}, now=time.time(), ttl_s=60)
+    wire = signer.sign(c)
+    rig.service.statuses[c.id] = __import__(
+        "machinetwin.hub.commands", fromlist=["x"]
+    ).CommandStatus(c)
+    rig.service._publish(MACHINE, wire)
+    rig.service._publish(MACHINE, wire)  # the broker delivering it twice
+    assert wait_for(lambda: len(rig.service.status(c.id).replies) >= 3, 10)
+    assert rig.edge.executor.executed.count(c.id) == 1
+    assert rig.edge.machine.feed_override == 37
+    rig.edge.machine.feed_override = 100.0  # the person at the machine turns it back
+    rig.edge.stop()
+    rig.edge = start_edge(rig.site_dir, signer, rig.link.port)
+    rig.service._publish(MACHINE, wire)  # delivered again after the restart
+    assert wait_for(lambda: len(rig.service.status(c.id).replies) >= 4, 10)
+    assert rig.edge.executor.executed == []
+    assert rig.edge.machine.feed_override == 100.0
+    assert [s for s, _, _ in rig.service.status(c.id).replies] == ["accepted", "done", "duplicate",
+                                                                  "duplicate"]  # fmt: skip
+
+
+def test_preflight_gates_a_remote_start(rig: Rig) -> None:
+    bad = rig.post(
+        "otto", f"/api/machines/{MACHINE}/preflight", {"program": "bad.ngc", "text": BAD}
+    )
+    assert bad.status_code == 200 and not bad.json()["ok"]
+    kinds = {f["kind"] for f in bad.json()["findings"]}
+    assert {"tool_missing", "soft_limit"} <= kinds
+    refused = rig.command("otto", "cycle_start", {"program_sha256": bad.json()["sha256"]})
+    assert refused.status_code == 409
+    good = rig.post(
+        "otto", f"/api/machines/{MACHINE}/preflight", {"program": "good.ngc", "text": GOOD}
+    )
+    assert good.json()["ok"] and good.json()["findings"] == [] and good.json()["cycle_time_s"] > 0
+    started = rig.command("otto", "cycle_start", {"program_sha256": good.json()["sha256"]})
+    assert started.status_code == 202
+    # without a site permit the edge refuses whatever the hub allowed
+    out = rig.final(started.json()["id"])
+    assert out["state"] == "rejected" and "permit" in out["reason"]
+    events = {e["event"] for e in rig.get("mia", "/api/audit", machine=MACHINE).json()}
+    assert {"preflight", "refused", "issued", "rejected"} <= events
+
+
+def test_deadman_holds_feed_when_the_link_is_cut(rig: Rig) -> None:
+    """Acceptance 3: heartbeat 100 ms, link cut during remote motion, feed hold ≤ 300 ms."""
+    assert rig.final(rig.command("otto", "feed_hold").json()["id"])["state"] == "done"
+    grant(rig)
+    time.sleep(0.3)  # the executor sees the held state reported
+    r = rig.command("otto", "resume", {"deadman_s": 0.1})
+    assert r.status_code == 202
+    motion = r.json()["id"]
+    stop = threading.Event()
+
+    def beat() -> None:  # the browser's heartbeats at a fixed rate, until the test stops them
+        next_at = time.monotonic()
+        while not stop.is_set():
+            rig.post("otto", f"/api/machines/{MACHINE}/commands/{motion}/heartbeat", {})
+            next_at += 0.1
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()  # at once, as a browser would: the edge ignores beats before the motion runs
+    assert rig.service.wait(motion, ("accepted", "rejected"), 5).state == "accepted"
+    assert rig.edge.machine.execution == Execution.ACTIVE
+    time.sleep(1.0)
+    assert rig.edge.executor.holds == []  # heartbeats kept it going
+    assert rig.edge.machine.execution == Execution.ACTIVE
+    cut_at = time.monotonic()
+    rig.link.cut()
+    assert wait_for(lambda: rig.edge.executor.holds, 2, step_s=0.005)
+    hold_ms = 1000 * (rig.edge.executor.holds[0] - cut_at)
+    stop.set()
+    beater.join(2)
+    assert rig.edge.machine.execution == Execution.INTERRUPTED
+    assert hold_ms <= 300.0, f"feed hold {hold_ms:.0f} ms after the cut"
+    rig.link.restore()
+    out = rig.final(motion, ("done",))
+    assert out["state"] == "done" and "dead-man" in out["reason"]
