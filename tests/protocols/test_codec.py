@@ -487,3 +487,95 @@ def test_fuzz_json_documents(value: object) -> None:
             for decode in (decode_ack, decode_event, decode_descriptor):
                 with contextlib.suppress(PayloadError):
                     decode(raw)
+
+
+# --------------------------------------------------------------------------- layout cache
+#
+# Every payload below is decoded twice, the second time through the layout the first
+# decode remembered (same machine, size, rows and columns); results and errors must be
+# the full parser's.
+
+
+def full_parse(payload: bytes) -> SampleBatch:
+    buf = codec._as_buffer(payload)
+    return codec._decode_parsed(buf, codec._check_header(buf))
+
+
+def outcome(decode, payload: bytes) -> SampleBatch | str:
+    try:
+        return decode(payload)
+    except PayloadError as e:
+        return f"{e.field}@{e.offset}"
+
+
+@given(batches(max_rows=6), st.data())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_cached_layout_decodes_as_the_full_parser(batch: SampleBatch, data: st.DataObject) -> None:
+    batch.waveforms = []  # waveform batches always take the full parser
+    original = encode_batch(batch)
+    decode_batch(original)  # remember the layout
+    payload = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 3))):  # same size: the cached layout applies
+        at = data.draw(st.integers(0, len(payload) - 5))
+        payload[at] = data.draw(st.integers(0, 255))
+    payload = reseal(payload)
+    cached, parsed = outcome(decode_batch, payload), outcome(full_parse, payload)
+    if isinstance(parsed, str):
+        # the error may name another field first, but the cache must not accept it
+        assert isinstance(cached, str)
+    else:
+        assert not isinstance(cached, str), cached
+        assert_same(parsed, cached)
+        assert encode_batch(cached) == payload
+
+
+def fleet_batch(machine: str, names: list[str], seq: int, rows: int = 1) -> SampleBatch:
+    rng = np.random.default_rng(seq)
+    t = 1000.0 + seq * 0.1 + np.arange(rows) * 0.01
+    return SampleBatch(machine, t, {n: rng.normal(size=rows) for n in names}, seq=seq)
+
+
+def test_layout_hit_is_zero_copy_and_reads_new_values() -> None:
+    names = [f"s{i:02d}" for i in range(50)]
+    first = encode_batch(fleet_batch("vmc-layout", names, 1))
+    decode_batch(first)
+    assert any(layout.machine == "vmc-layout" for layout in codec._LAYOUTS.values())
+    for seq in (2, 3):
+        batch = fleet_batch("vmc-layout", names, seq)
+        got = decode_batch(encode_batch(batch))
+        assert got.seq == seq
+        assert_same(batch, got)
+    payload = encode_batch(fleet_batch("vmc-layout", names, 4))
+    got = decode_batch(payload)
+    for col in got.columns.values():  # views of the payload, as from the full parser
+        assert not col.flags.owndata and not col.flags.writeable
+        assert np.shares_memory(col, np.frombuffer(payload, np.uint8))
+
+
+def test_same_size_different_names_are_not_mistaken_for_the_layout() -> None:
+    decode_batch(encode_batch(fleet_batch("vmc-names", ["aa", "bb"], 1)))
+    other = fleet_batch("vmc-names", ["ab", "ba"], 2)  # same lengths, other names
+    got = decode_batch(encode_batch(other))
+    assert list(got.columns) == ["ab", "ba"]
+    assert_same(other, got)
+
+
+def test_bad_time_in_a_known_layout_is_named() -> None:
+    decode_batch(encode_batch(fleet_batch("vmc-t", ["a"], 1, rows=3)))
+    bad = fleet_batch("vmc-t", ["a"], 2, rows=3)
+    bad.t[1] = np.inf
+    with pytest.raises(PayloadError, match="sample time must be finite") as e:
+        decode_batch(encode_batch_unchecked(bad))
+    assert e.value.field == "t"
+
+
+def encode_batch_unchecked(batch: SampleBatch) -> bytes:
+    """encode_batch refuses non-finite times; write one into a valid payload instead."""
+    t = batch.t.copy()
+    batch.t[:] = 0.0
+    payload = bytearray(encode_batch(batch))
+    buf = codec._as_buffer(bytes(payload))
+    at = codec._Reader(buf, codec._HEADER.size, len(buf)).pos + len(batch.machine)
+    at += -at % 8
+    payload[at : at + 8 * len(t)] = t.tobytes()
+    return reseal(payload)
