@@ -50,7 +50,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,8 @@ class DuckDBStore:
         self._declared: dict[str, frozenset[str]] = {
             m.machine_id: frozenset(m.signals) for m in self.machines()
         }
+        self._known_cache: dict[str, frozenset[str]] = {}
+        self._signal_id_cache: dict[tuple[str, ...], np.ndarray] = {}
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -205,11 +207,20 @@ class DuckDBStore:
     # --- validation ------------------------------------------------------------------------
 
     def _known(self, machine: str) -> frozenset[str]:
-        declared = self._declared.get(machine)
-        return self._common_signals | declared if declared else self._common_signals
+        known = self._known_cache.get(machine)
+        if known is None:  # the union is cached: it was a set build per batch
+            declared = self._declared.get(machine)
+            known = self._common_signals | declared if declared else self._common_signals
+            self._known_cache[machine] = known
+        return known
+
+    def _checked(self, batch: SampleBatch) -> None:
+        """``check_structure``, with the common case in a few cheap tests."""
+        if not _plain_structure(batch, self._known):
+            check_structure(batch, self._known(getattr(batch, "machine", "")))
 
     def validate(self, batch: SampleBatch) -> None:
-        check_structure(batch, self._known(getattr(batch, "machine", "")))
+        self._checked(batch)
         check_values(batch)
 
     # --- samples ---------------------------------------------------------------------------
@@ -219,7 +230,7 @@ class DuckDBStore:
 
     def write_batches(self, batches: Sequence[SampleBatch]) -> list[bool]:
         for b in batches:
-            check_structure(b, self._known(getattr(b, "machine", "")))
+            self._checked(b)
         with self._lock:
             self._ensure_ids("machine_ids", self._machine_ids, (b.machine for b in batches))
             self._ensure_ids(
@@ -232,7 +243,7 @@ class DuckDBStore:
             for i, b in enumerate(batches):
                 first.setdefault((b.machine, int(b.seq)), i)
             group = [batches[i] for i in first.values()]
-            rows = _scalar_rows(group, self._machine_ids, self._signal_ids)
+            rows = _scalar_rows(group, self._machine_ids, self._column_ids)
             waves = _waveform_rows(group, self._machine_ids, self._signal_ids)
             with self._transaction() as con:
                 claimed = self._claim(con, group)
@@ -291,6 +302,17 @@ class DuckDBStore:
             con.execute(_SERIES_APPEND.format(source=" UNION ALL ".join(summaries)))
         for name in ("new_samples", "new_waveforms"):
             con.unregister(name)
+
+    def _column_ids(self, names: tuple[str, ...]) -> np.ndarray:
+        """Signal ids of a batch's columns; a machine's batches share one name tuple."""
+        ids = self._signal_id_cache.get(names)
+        if ids is None:
+            if len(self._signal_id_cache) > 4096:
+                self._signal_id_cache.clear()
+            ids = self._signal_id_cache[names] = np.asarray(
+                [self._signal_ids[n] for n in names], np.int32
+            )
+        return ids
 
     def sequences(self, machine: str) -> list[tuple[int, int]]:
         mid = self._machine_ids.get(machine)
@@ -532,14 +554,31 @@ class DuckDBStore:
     # --- machines ------------------------------------------------------------------------------
 
     def upsert_machine(self, descriptor: MachineDescriptor) -> None:
-        d = descriptor
-        if not isinstance(d, MachineDescriptor) or not d.machine_id:
-            raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
-        row = [d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
-               _json(d.extra, d)]  # fmt: skip
+        self.upsert_machines([descriptor])
+
+    def upsert_machines(self, descriptors: Sequence[MachineDescriptor]) -> None:
+        """Several descriptors in one transaction (a fleet's births after a restart)."""
+        rows = []
+        for d in descriptors:
+            if not isinstance(d, MachineDescriptor) or not d.machine_id:
+                raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
+            rows.append([d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
+                         _json(d.extra, d)])  # fmt: skip
+        if not rows:
+            return
+        # One statement from an Arrow table: DuckDB runs an executemany row by row, ~10 ms
+        # each, so a fleet's births took seconds.
+        names = ("id", "name", "site", "model", "signals", "axes", "extra")
+        table = pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
         with self._transaction() as con:
-            con.execute("INSERT OR REPLACE INTO machines VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-        self._declared[d.machine_id] = frozenset(d.signals)
+            con.register("new_machines", table)
+            try:
+                con.execute("INSERT OR REPLACE INTO machines SELECT * FROM new_machines")
+            finally:
+                con.unregister("new_machines")
+        for d in descriptors:
+            self._declared[d.machine_id] = frozenset(d.signals)
+            self._known_cache.pop(d.machine_id, None)
 
     def machines(self) -> list[MachineDescriptor]:
         with self._reader() as cur:
@@ -578,7 +617,11 @@ class _Rows:
                          "value": self.value})  # fmt: skip
 
 
-def _scalar_rows(group: list[SampleBatch], mids: dict[str, int], sids: dict[str, int]) -> _Rows:
+def _scalar_rows(
+    group: list[SampleBatch],
+    mids: dict[str, int],
+    column_ids: Callable[[tuple[str, ...]], np.ndarray],
+) -> _Rows:
     """Flatten columns (batch-major, then signal, then time) with numpy concatenations.
 
     Values are checked for infinities here, over the whole group at once; the per-batch
@@ -589,7 +632,7 @@ def _scalar_rows(group: list[SampleBatch], mids: dict[str, int], sids: dict[str,
         cols = list(b.columns.values())
         values += cols
         times += [b.t] * len(cols)
-        sig += [sids[name] for name in b.columns]
+        sig.append(column_ids(tuple(b.columns)))
         per_batch.append(len(b.t) * len(cols))
     lengths = np.repeat([len(b.t) for b in group], [len(b.columns) for b in group])
     value = np.concatenate(values, dtype=np.float64, casting="unsafe") if values else np.empty(0)
@@ -604,11 +647,32 @@ def _scalar_rows(group: list[SampleBatch], mids: dict[str, int], sids: dict[str,
     batch = np.repeat(np.arange(len(group), dtype=np.int32), per_batch)
     rows = _Rows(
         np.repeat(np.asarray([mids[b.machine] for b in group], np.int32), per_batch),
-        np.repeat(np.asarray(sig, np.int32), lengths.astype(np.int64)),
+        np.repeat(np.concatenate(sig) if sig else np.empty(0, np.int32), lengths.astype(np.int64)),
         t, value, batch,
     )  # fmt: skip
     missing = np.isnan(value)  # NaN means "no sample": not stored
     return rows.where(~missing) if missing.any() else rows
+
+
+_NUMERIC_KINDS = frozenset("biuf")
+
+
+def _plain_structure(batch: object, known: Callable[[str], frozenset[str]]) -> bool:
+    """True if ``check_structure`` would pass, tested the cheap way (no waveforms, every
+    column a 1-D numeric array as long as ``t``, every name known); False means "run the
+    full check", which names the problem (or passes, for unusual but valid batches)."""
+    if type(batch) is not SampleBatch or batch.waveforms:
+        return False
+    machine, seq, t = batch.machine, batch.seq, batch.t
+    if type(machine) is not str or not machine or type(seq) is not int or seq < 0:
+        return False
+    if type(t) is not np.ndarray or t.ndim != 1 or t.dtype.kind not in _NUMERIC_KINDS:
+        return False
+    if not known(machine).issuperset(batch.columns):
+        return False
+    shape = t.shape
+    return all(type(c) is np.ndarray and c.shape == shape and c.dtype.kind in _NUMERIC_KINDS
+               for c in batch.columns.values())  # fmt: skip
 
 
 def _waveform_rows(

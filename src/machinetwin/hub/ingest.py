@@ -17,6 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -63,6 +64,56 @@ class IngestCounters:
     rejected: Counter = field(default_factory=Counter)  # reason -> count
 
 
+class _BufferedClient(mqtt.Client):
+    """paho's client with reads served from one large ``recv`` (hub side only).
+
+    paho reads each packet with three or more ``recv`` calls (command byte, each length
+    byte, body) and wakes its own select loop with a socket write for every PUBACK it
+    queues; at thousands of messages a second those syscalls were most of the hub's
+    network thread. Here one ``recv`` of up to 256 kB feeds many packets, ``loop_read``
+    drains what was read (so nothing waits in the buffer while select sleeps), and a
+    packet queued on the network thread itself skips the wake-up (the loop writes it on
+    its next turn, since ``want_write`` is then true).
+    """
+
+    _READ_SIZE = 1 << 18
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._rsock: object = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rsock is not self._sock:  # a new connection: nothing of the old one
+            self._rbuf, self._rpos, self._rsock = b"", 0, self._sock
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(self._READ_SIZE)
+            if not data:
+                return data
+            self._rbuf, self._rpos = data, 0
+        start = self._rpos
+        self._rpos = min(start + bufsize, len(self._rbuf))
+        return self._rbuf[start : self._rpos]
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._buffered():
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _buffered(self) -> bool:
+        return self._rsock is self._sock and self._rpos < len(self._rbuf)
+
+    def _packet_queue(self, command, packet, mid, qos, info=None) -> mqtt.MQTTErrorCode:
+        thread = self._thread
+        if thread is None or thread.ident != threading.get_ident():
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})  # fmt: skip
+        return mqtt.MQTT_ERR_SUCCESS
+
+
 class HubIngest:
     """Subscribes to every machine's topics and keeps the store and live state current."""
 
@@ -74,11 +125,13 @@ class HubIngest:
         self.live: dict[str, LiveState] = {}
         self.inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self.lock = threading.Lock()  # guards live state for readers (API, UI)
+        # descriptors as stored: a replayed (retained) birth that matches costs nothing
+        self.known: dict[str, MachineDescriptor] = {d.machine_id: d for d in store.machines()}
         # Called on the writer thread after each store transaction with the batches it
         # newly stored and the wall time the commit returned (sample-to-store latency).
         self.on_stored: Callable[[list[SampleBatch], float], None] | None = None
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             clean_session=True)  # fmt: skip
+        client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                 clean_session=True)  # fmt: skip
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         client.max_inflight_messages_set(1000)
@@ -146,6 +199,7 @@ class HubIngest:
 
     def _handle_group(self, group: list[tuple[str, bytes, float]]) -> None:
         batches: list[tuple[SampleBatch, float]] = []
+        births: dict[str, MachineDescriptor] = {}
         for topic, payload, arrived in group:
             self.counters.received += 1
             try:
@@ -160,9 +214,14 @@ class HubIngest:
                         raise codec.PayloadError("machine", None, f"{batch.machine!r} on {topic}")
                     batches.append((batch, arrived))
                 elif kind == "event":
+                    self._flush_births(births)  # an event may need its machine's birth
                     self._handle_event(machine, codec.decode_event(payload))
                 elif kind == "birth":
-                    self._handle_birth(codec.decode_descriptor(payload))
+                    descriptor = codec.decode_descriptor(payload)
+                    if descriptor.machine_id != machine:
+                        raise codec.PayloadError("machine_id", None, f"{descriptor.machine_id!r} "
+                                                 f"on {topic}")  # fmt: skip
+                    births[machine] = descriptor
                 elif kind == "state":
                     self._live(machine).online = payload == topics.ONLINE
                 else:
@@ -171,37 +230,74 @@ class HubIngest:
                 self._reject("malformed payload", f"{topic}: {exc}")
             except StoreError as exc:  # e.g. an event the store cannot keep
                 self._reject("invalid message", f"{topic}: {exc}")
+        self._flush_births(births)  # before the data: they declare the machines' signals
         if batches:
             self._store_batches(batches)
 
     def _store_batches(self, batches: list[tuple[SampleBatch, float]]) -> None:
-        good: list[tuple[SampleBatch, float]] = []
+        try:  # the whole group in one transaction; the store checks it in bulk first
+            results = self.store.write_batches([b for b, _ in batches])
+        except StoreError:  # rare: find the culprits, store the rest
+            batches = self._valid(batches)
+            if not batches:
+                return
+            results = self.store.write_batches([b for b, _ in batches])
+        stored_at = time.time()
+        if self.on_stored is not None:
+            self.on_stored([b for (b, _), new in zip(batches, results, strict=True) if new],
+                           stored_at)  # fmt: skip
+        acks: dict[str, list[int]] = defaultdict(list)
+        newest: dict[str, tuple[SampleBatch, float]] = {}
+        for (batch, arrived), stored in zip(batches, results, strict=True):
+            acks[batch.machine].append(batch.seq)
+            if stored:
+                self.counters.stored += 1
+                self.counters.samples += batch.n_values
+                self._count_live(batch, arrived)
+                if batch.machine not in newest or _newest(batch) >= _newest(
+                    newest[batch.machine][0]
+                ):
+                    newest[batch.machine] = (batch, arrived)
+            else:
+                self.counters.duplicates += 1
+        for batch, arrived in newest.values():  # the live values of the newest batch only
+            self._update_live(batch, arrived)
+        for machine, seqs in acks.items():
+            ack = codec.AckMessage(machine, codec.seq_ranges(seqs))
+            self.client.publish(topics.ack(machine), codec.encode_ack(ack), qos=1)
+            self.counters.acks_sent += 1
+
+    def _valid(self, batches: list[tuple[SampleBatch, float]]) -> list[tuple[SampleBatch, float]]:
+        good = []
         for batch, arrived in batches:
             try:
                 self.store.validate(batch)
                 good.append((batch, arrived))
             except StoreError as exc:
                 self._reject("invalid batch", str(exc))
-        if not good:
+        return good
+
+    def _flush_births(self, births: dict[str, MachineDescriptor]) -> None:
+        """Store the group's new or changed descriptors, in one transaction if possible.
+
+        Births are retained, so every (re)connect of the hub replays all of them: the
+        unchanged ones cost nothing (a store transaction each made a 300-machine fleet's
+        replay take tens of seconds, with the data waiting behind it).
+        """
+        changed = [d for m, d in births.items() if self.known.get(m) != d]
+        births.clear()
+        if not changed:
             return
-        results = self.store.write_batches([b for b, _ in good])
-        if self.on_stored is not None:
-            self.on_stored(
-                [b for (b, _), new in zip(good, results, strict=True) if new], time.time()
-            )
-        acks: dict[str, list[int]] = defaultdict(list)
-        for (batch, arrived), stored in zip(good, results, strict=True):
-            acks[batch.machine].append(batch.seq)
-            if stored:
-                self.counters.stored += 1
-                self.counters.samples += batch.n_values
-                self._update_live(batch, arrived)
-            else:
-                self.counters.duplicates += 1
-        for machine, seqs in acks.items():
-            ack = codec.AckMessage(machine, codec.seq_ranges(seqs))
-            self.client.publish(topics.ack(machine), codec.encode_ack(ack), qos=1)
-            self.counters.acks_sent += 1
+        upsert_many = getattr(self.store, "upsert_machines", None)
+        if upsert_many is not None:
+            upsert_many(changed)
+        else:
+            for d in changed:
+                self.store.upsert_machine(d)
+        with self.lock:
+            for d in changed:
+                self.known[d.machine_id] = d
+                self._live(d.machine_id).descriptor = d
 
     def _reject(self, reason: str, detail: str) -> None:
         self.counters.rejected[reason] += 1
@@ -215,24 +311,26 @@ class HubIngest:
             state = self.live[machine] = LiveState(machine)
         return state
 
-    def _update_live(self, batch: SampleBatch, arrived: float) -> None:
+    def _count_live(self, batch: SampleBatch, arrived: float) -> None:
         with self.lock:
             state = self._live(batch.machine)
-            state.last_seen = arrived
-            newest = float(batch.t[-1]) if len(batch.t) else float("-inf")
-            if newest >= state.newest_sample:  # a resent old batch says nothing about now
-                state.newest_sample = newest
-                state.latency_s = arrived - newest
-                for name, column in batch.columns.items():
-                    if len(column) and np.isfinite(column[-1]):
-                        state.values[name] = float(column[-1])
+            state.last_seen = max(state.last_seen, arrived)
             state.batches += 1
             state.samples += batch.n_values
 
-    def _handle_birth(self, descriptor: MachineDescriptor) -> None:
-        self.store.upsert_machine(descriptor)
+    def _update_live(self, batch: SampleBatch, arrived: float) -> None:
+        newest = _newest(batch)
+        names = list(batch.columns)
+        # one array of the last row, so that the finite check is one numpy call
+        last = np.array([c[-1] if len(c) else np.nan for c in batch.columns.values()], float)
+        finite = np.isfinite(last)
         with self.lock:
-            self._live(descriptor.machine_id).descriptor = descriptor
+            state = self._live(batch.machine)
+            if newest < state.newest_sample:  # a resent old batch says nothing about now
+                return
+            state.newest_sample = newest
+            state.latency_s = arrived - newest
+            state.values.update(zip(compress(names, finite), last[finite].tolist(), strict=True))
 
     def _handle_event(self, machine: str, event: MachineEvent) -> None:
         # a machine's edge speaks only for that machine: its topic names it
@@ -267,3 +365,7 @@ class HubIngest:
             state = self._live(machine)
             state.active_alarms = [a for a in state.active_alarms
                                    if not (str(a.code) == code and a.source == source)]  # fmt: skip
+
+
+def _newest(batch: SampleBatch) -> float:
+    return float(batch.t[-1]) if len(batch.t) else float("-inf")
