@@ -481,21 +481,38 @@ def decimate(columns: dict[str, np.ndarray], factor: int) -> dict[str, np.ndarra
     """Average continuous signals over ``factor`` ticks; keep the last of discrete ones.
 
     A shorter last group (a block that ended early) makes one more sample of its own.
+    The continuous columns are averaged together (see ``group_means``): a few numpy
+    calls per block instead of a mean per column.
     """
     n = len(columns["t"])
     if factor <= 1 or n == 0:
         return columns
     full = n // factor * factor
+    continuous = [k for k in columns if k not in DISCRETE and not k.startswith("fault.")]
+    means = dict(zip(continuous, group_means([columns[k] for k in continuous], full, factor),
+                     strict=True))  # fmt: skip
     out = {}
     for name, values in columns.items():
-        if name in DISCRETE or name.startswith("fault."):
-            v = values[factor - 1 : full : factor]
-            tail = values[-1:]
-        else:
-            v = values[:full].reshape(-1, factor).mean(axis=1)
+        if name in means:
+            v = means[name]
             tail = values[full:].mean(keepdims=True) if full < n else None
+        else:
+            v, tail = values[factor - 1 : full : factor], values[-1:]
         out[name] = np.concatenate((v, tail)) if full < n else v
     return out
+
+
+def group_means(columns: list[np.ndarray], full: int, factor: int) -> np.ndarray:
+    """Means over consecutive groups of ``factor`` of the first ``full`` values of each
+    column, as rows of one array: the columns stacked into one (columns, groups,
+    factor) array, summed by ``factor`` strided additions (a fixed order, so the same
+    input always gives the same bits)."""
+    groups = np.stack([c[:full] for c in columns]).reshape(len(columns), -1, factor)
+    total = groups[:, :, 0].copy()
+    for j in range(1, factor):
+        total += groups[:, :, j]
+    total /= factor
+    return total
 
 
 def simulate(
