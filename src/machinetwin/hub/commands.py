@@ -214,6 +214,10 @@ def verify_audit(path: Path | str) -> tuple[bool, str]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+            # the indexes hold copies of some values: a change there is an edit too
+            problems = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
+            if problems != ["ok"]:
+                return False, f"{path}: the file was changed: {problems[0]}"
             rows = db.execute("SELECT * FROM audit ORDER BY seq").fetchall()
         finally:
             db.close()
