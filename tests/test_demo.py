@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import threading
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,25 @@ from rich.console import Console
 
 from machinetwin.demo import SITES, run_demo
 from machinetwin.hub.broker import free_port
+
+
+def run(coro) -> object:  # noqa: ANN001
+    """``asyncio.run`` in a thread of its own: Playwright's sync API (the UI tests of
+    the same session) keeps an event loop running in the main thread."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed to the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def test_demo_serves_the_ui_and_prints_the_login(tmp_path: Path) -> None:
@@ -46,7 +66,7 @@ def test_demo_serves_the_ui_and_prints_the_login(tmp_path: Path) -> None:
             seen["ingest"] = (await client.get("/api/ingest")).json()
         await task
 
-    asyncio.run(scenario())
+    run(scenario())
     assert f"http://127.0.0.1:{port}/" in seen["printed"]
     assert seen["anonymous"] == 401
     assert seen["page"].status_code == 303 and "/login" in seen["page"].headers["location"]
@@ -63,7 +83,7 @@ def test_each_demo_start_generates_a_new_password(tmp_path: Path) -> None:
     passwords = []
     for _ in range(2):
         out = io.StringIO()
-        asyncio.run(run_demo(tmp_path / "demo", api_port=free_port(), duration_s=0.5,
+        run(run_demo(tmp_path / "demo", api_port=free_port(), duration_s=0.5,
                              console=Console(file=out, width=200)))  # fmt: skip
         found = re.search(r"user 'admin' with password (\S+)", out.getvalue())
         assert found, out.getvalue()

@@ -83,7 +83,7 @@ class HubEnv:
         return box.get("value")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def hub_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
     port = free_port()
     demo = Demo(tmp_path_factory.mktemp("ui-hub") / "data", api_port=port, sites=SITES)
@@ -144,7 +144,7 @@ def _wait_all_online(env: HubEnv) -> None:
     raise AssertionError(f"not every machine came online within 30 s: {sorted(online)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str):  # noqa: ANN201
     from playwright.sync_api import sync_playwright
 
@@ -171,7 +171,7 @@ def log_in(page, env: HubEnv) -> None:  # noqa: ANN001 - a Playwright Page
     page.wait_for_url(f"{env.url}/", timeout=15_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def session_context(browser, hub_env: HubEnv):  # noqa: ANN001, ANN201
     """A browser context (1280 x 800) that is logged in."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
