@@ -19,7 +19,7 @@ from machinetwin.protocols.mtconnect.agent import MTConnectAgent
 from machinetwin.protocols.mtconnect.assets import cutting_tools
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_mtconnect_support import virtual_machine  # noqa: E402
+from test_mtconnect_support import until, virtual_machine  # noqa: E402
 
 
 def _pymtconnect_session(url: str) -> dict:
@@ -46,8 +46,9 @@ def test_pymtconnect_reads_our_agent(tmp_path: Path) -> None:
     async def run() -> tuple[dict, int]:
         vm, config = virtual_machine(tmp_path, "harbin-vmc-1", speedup=2.0)
         agent = MTConnectAgent([vm], cutting_tools(config.tools, "harbin-vmc-1", 0.0))
+        program = agent.feeds[0].by_signal["program"].index
         async with agent.serving() as url:
-            await asyncio.sleep(1.0)
+            assert await until(lambda: agent.buffer.latest_text[program] == "short.ngc")
             return await asyncio.to_thread(_pymtconnect_session, url), agent.instance_id
 
     r, instance_id = asyncio.run(run())

@@ -85,3 +85,15 @@ def series(items: list, signal: str) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     return (np.concatenate([b.t for b in batches]),
             np.concatenate([b.columns[signal] for b in batches]))  # fmt: skip
+
+
+async def until(condition, timeout_s: float = 15.0, every_s: float = 0.1) -> bool:
+    """Poll an async or plain condition until it holds (the machine is shared: no fixed sleeps)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result or asyncio.get_running_loop().time() > deadline:
+            return bool(result)
+        await asyncio.sleep(every_s)

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -128,7 +129,8 @@ class MTConnectClientAdapter:
         self.probe = probe
         self.converter.set_signals(probe.signals)
         self.instance_id = probe.instance_id
-        path = f"/{self.settings.device}" if self.settings.device else ""
+        device = self.settings.device
+        path = f"/{quote(device, safe='')}" if device else ""
         chunk = self._chunk(await _get(http, f"{path}/current"), current=True)
         self.next_sequence = chunk.header.next
         for item in self.converter.convert(chunk, current=True):

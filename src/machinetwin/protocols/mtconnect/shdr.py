@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from ...errors import CommandRejected, MachinetwinError
 from ...model import Adapter, AdapterCommand, MachineDescriptor, MachineEvent, SampleBatch
-from .assets import Asset, cutting_tool
+from .assets import Asset, ToolLike, cutting_tool
 from .buffer import ConditionPayload
 from .convert import Converter
 from .documents import HeaderInfo, iso_times, probe_document
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7878
 MAX_LINE = 1 << 20
+MAX_BACKLOG = 16 << 20  # bytes queued for one agent before it is dropped
 _LEVELS = ("NORMAL", "WARNING", "FAULT", "UNAVAILABLE")
 
 
@@ -263,7 +264,7 @@ class ShdrServer:
     """
 
     def __init__(self, adapter: Adapter, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 heartbeat_ms: int = 10000, tools: list = ()) -> None:  # fmt: skip
+                 heartbeat_ms: int = 10000, tools: Iterable[ToolLike] = ()) -> None:  # fmt: skip
         self.adapter = adapter
         self.host, self.port = host, port
         self.heartbeat_ms = heartbeat_ms
@@ -309,8 +310,11 @@ class ShdrServer:
     def _broadcast(self, text: str) -> None:
         data = text.encode()
         for w in list(self.writers):
-            if w.is_closing():
+            if w.is_closing() or w.transport.get_write_buffer_size() > MAX_BACKLOG:
+                # an agent that does not read would grow our memory: drop it; when it
+                # reconnects it gets the current values again
                 self.writers.discard(w)
+                w.close()
             else:
                 w.write(data)
 
