@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 import sys
 import threading
@@ -64,6 +65,13 @@ class CommandRefused(MachinetwinError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """TCP_NODELAY on the command connection: without it Nagle's algorithm holds a
+    message behind an unacknowledged one until the peer's delayed ACK (~40 ms)."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # --- the signing key ---------------------------------------------------------------------------------
@@ -295,6 +303,7 @@ class CommandService:
             client.username_pw_set(self.broker.username, self.broker.password)
         client.on_connect = lambda c, *_: c.subscribe(topics.command_reply("+"), qos=1)
         client.on_message = lambda _c, _u, m: self.on_reply_payload(m.topic, m.payload)
+        client.on_socket_open = no_delay
         client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
         client.loop_start()
         self.client = client
