@@ -67,6 +67,14 @@ class StepResult:
     stop_tick: int | None = None
 
 
+EVENT_OPS = frozenset({
+    canon.SetSpindleSpeed, canon.StartSpindleClockwise, canon.StartSpindleCounterclockwise,
+    canon.StopSpindleTurning, canon.SelectTool, canon.ChangeTool, canon.FloodOn, canon.MistOn,
+    canon.FloodOff, canon.MistOff, canon.ProgramStop, canon.OptionalProgramStop,
+    canon.ProgramEnd,
+})  # fmt: skip  # what handle_event acts on
+
+
 def tool_table_from(config: MachineConfig) -> ToolTable:
     """The interpreter's tool table from the machine's tools (length = Z offset, mm)."""
     tools = {
@@ -250,7 +258,10 @@ class Simulator:
         rpm = np.empty(n)
         tools = np.empty(n, dtype=np.int64)
         start = 0
-        for tick, op in sorted(block.events, key=lambda e: e.tick):
+        # Most events are feed-rate changes (one per CAM line) that the machine's state
+        # does not hold: keep only those that change spindle, tool, coolant or program.
+        events = [e for e in block.events if type(e.op) in EVENT_OPS]
+        for tick, op in sorted(events, key=lambda e: e.tick):
             rpm[start:tick] = self.speed_cmd * self.direction
             tools[start:tick] = self.tool
             start = tick
