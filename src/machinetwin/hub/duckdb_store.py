@@ -64,6 +64,7 @@ import pyarrow.parquet as pq
 from machinetwin.model import Alarm, AlarmCode, MachineDescriptor, MachineEvent, SampleBatch
 from machinetwin.model.alarms import Severity
 from machinetwin.model.signals import SIGNALS, VIBRATION
+from machinetwin.protocols.codec import ColumnBlock
 
 from .store import ExportFormat, Series, StoredAlarm, StoreError, check_structure, check_values
 
@@ -629,11 +630,16 @@ def _scalar_rows(
     """
     values, times, sig, per_batch = [], [], [], []
     for b in group:
-        cols = list(b.columns.values())
-        values += cols
-        times += [b.t] * len(cols)
+        n_cols = len(b.columns)
+        block = _block(b)
+        if block is not None:  # one array per batch instead of one per column
+            values.append(block.ravel())
+            times.append(np.tile(b.t, n_cols))
+        else:
+            values += b.columns.values()
+            times += [b.t] * n_cols
         sig.append(column_ids(tuple(b.columns)))
-        per_batch.append(len(b.t) * len(cols))
+        per_batch.append(len(b.t) * n_cols)
     lengths = np.repeat([len(b.t) for b in group], [len(b.columns) for b in group])
     value = np.concatenate(values, dtype=np.float64, casting="unsafe") if values else np.empty(0)
     t = np.concatenate(times, dtype=np.float64, casting="unsafe") if times else np.empty(0)
@@ -657,6 +663,18 @@ def _scalar_rows(
 _NUMERIC_KINDS = frozenset("biuf")
 
 
+def _block(batch: SampleBatch) -> np.ndarray | None:
+    """A decoded batch's values as one (n_columns, n_rows) float64 array, if it has one
+    that still matches its times (see ``codec.ColumnBlock``)."""
+    columns = batch.columns
+    if type(columns) is not ColumnBlock:
+        return None
+    matrix = columns.matrix()
+    if matrix is None or matrix.shape != (len(columns), len(batch.t)):
+        return None
+    return matrix
+
+
 def _plain_structure(batch: object, known: Callable[[str], frozenset[str]]) -> bool:
     """True if ``check_structure`` would pass, tested the cheap way (no waveforms, every
     column a 1-D numeric array as long as ``t``, every name known); False means "run the
@@ -671,6 +689,9 @@ def _plain_structure(batch: object, known: Callable[[str], frozenset[str]]) -> b
     if not known(machine).issuperset(batch.columns):
         return False
     shape = t.shape
+    columns = batch.columns
+    if type(columns) is ColumnBlock and columns.block_shape == (len(columns), len(t)):
+        return True  # the codec checked every column of a decoded block
     return all(type(c) is np.ndarray and c.shape == shape and c.dtype.kind in _NUMERIC_KINDS
                for c in batch.columns.values())  # fmt: skip
 

@@ -128,8 +128,9 @@ class HubIngest:
         # descriptors as stored: a replayed (retained) birth that matches costs nothing
         self.known: dict[str, MachineDescriptor] = {d.machine_id: d for d in store.machines()}
         # Called on the writer thread after each store transaction with the batches it
-        # newly stored and the wall time the commit returned (sample-to-store latency).
-        self.on_stored: Callable[[list[SampleBatch], float], None] | None = None
+        # newly stored, each with the wall time it arrived, and the wall time the commit
+        # returned (for sample-to-store latency and where it goes).
+        self.on_stored: Callable[[list[tuple[SampleBatch, float]], float], None] | None = None
         client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                  clean_session=True)  # fmt: skip
         if broker.username:
@@ -244,8 +245,7 @@ class HubIngest:
             results = self.store.write_batches([b for b, _ in batches])
         stored_at = time.time()
         if self.on_stored is not None:
-            self.on_stored([b for (b, _), new in zip(batches, results, strict=True) if new],
-                           stored_at)  # fmt: skip
+            self.on_stored([b for b, new in zip(batches, results, strict=True) if new], stored_at)
         acks: dict[str, list[int]] = defaultdict(list)
         newest: dict[str, tuple[SampleBatch, float]] = {}
         for (batch, arrived), stored in zip(batches, results, strict=True):
@@ -322,7 +322,12 @@ class HubIngest:
         newest = _newest(batch)
         names = list(batch.columns)
         # one array of the last row, so that the finite check is one numpy call
-        last = np.array([c[-1] if len(c) else np.nan for c in batch.columns.values()], float)
+        columns = batch.columns
+        matrix = columns.matrix() if isinstance(columns, codec.ColumnBlock) else None
+        if matrix is not None and matrix.shape == (len(names), len(batch.t)) and len(batch.t):
+            last = matrix[:, -1]
+        else:
+            last = np.array([c[-1] if len(c) else np.nan for c in columns.values()], float)
         finite = np.isfinite(last)
         with self.lock:
             state = self._live(batch.machine)

@@ -7,8 +7,8 @@ and so that benchmarks can measure the hub's CPU apart from the edges' (the full
 
 On a clean stop it prints one JSON line with its counters and CPU time; with
 ``--latency-log PATH`` it also saves, per newly stored batch, the time of its newest
-sample, the wall time the store commit returned and the batch's value count
-(an ``(n, 3)`` float64 ``.npy``).
+sample, the wall time the store commit returned, the batch's value count and the wall
+time its message arrived from the broker (an ``(n, 4)`` float64 ``.npy``).
 """
 
 from __future__ import annotations
@@ -52,12 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     store = DuckDBStore(args.db)
     hub = HubIngest(store, BrokerAddress(args.broker_host, args.broker_port), args.client_id)
     # One small row per stored batch; appended from the writer thread only.
-    latency_rows: list[tuple[float, float, int]] = []
+    latency_rows: list[tuple[float, float, int, float]] = []
     if args.latency_log is not None:
 
-        def record(batches: list[SampleBatch], stored_at: float) -> None:
+        def record(batches: list[tuple[SampleBatch, float]], stored_at: float) -> None:
             latency_rows.extend(
-                (float(b.t[-1]), stored_at, b.n_values) for b in batches if len(b.t)
+                (float(b.t[-1]), stored_at, b.n_values, arrived)
+                for b, arrived in batches
+                if len(b.t)
             )
 
         hub.on_stored = record
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     hub.stop()
     store.close()
     if args.latency_log is not None:
-        np.save(args.latency_log, np.asarray(latency_rows, dtype=np.float64).reshape(-1, 3))
+        np.save(args.latency_log, np.asarray(latency_rows, dtype=np.float64).reshape(-1, 4))
     c = hub.counters
     report = {
         "event": "stopped",

@@ -691,15 +691,11 @@ def encode_ack(ack: AckMessage) -> bytes:
                 f"ranges[{i}]", None, f"need 0 <= first <= last <= 2**63-1, got ({first}, {last})"
             )
     _name_bytes(ack.machine, "machine")
-    return _dump(
-        {
-            "v": JSON_VERSION,
-            "kind": "ack",
-            "machine": ack.machine,
-            "ranges": [list(r) for r in ack.ranges],
-        },
-        "ack",
-    )
+    # Written directly (the hub sends one per machine per store transaction): the same
+    # bytes as json.dumps with compact separators, at a fraction of the cost.
+    ranges = ",".join(f"[{int(first)},{int(last)}]" for first, last in ack.ranges)
+    machine = json.dumps(ack.machine)
+    return f'{{"v":{JSON_VERSION},"kind":"ack","machine":{machine},"ranges":[{ranges}]}}'.encode()
 
 
 def decode_ack(payload: bytes | bytearray | memoryview) -> AckMessage:
@@ -721,6 +717,62 @@ def decode_ack(payload: bytes | bytearray | memoryview) -> AckMessage:
 
 
 # --------------------------------------------------------------------------- layout cache
+
+
+class ColumnBlock(dict):
+    """The columns of a batch decoded through a known layout: a plain ``dict`` of views
+    that can also hand over all its values as one ``(n_columns, n_rows)`` float64 array
+    (:meth:`matrix`), so that the hub handles a 50-signal batch in a few numpy calls
+    instead of 50. Only while unchanged: any change to the dict drops the block view.
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._source: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def block_shape(self) -> tuple[int, int] | None:
+        """``matrix().shape`` without gathering; None if there is no block."""
+        source = self._source
+        return None if source is None else source[1].shape
+
+    def matrix(self) -> np.ndarray | None:
+        """All values, one row per column in order (a copy); None if not available."""
+        source = self._source
+        return None if source is None else source[0][source[1]]
+
+    def _changed(self, method: str, *args: Any) -> Any:
+        self._source = None
+        return getattr(super(), method)(*args)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._changed("__setitem__", key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._changed("__delitem__", key)
+
+    def __ior__(self, other: Any) -> ColumnBlock:
+        self._changed("__ior__", other)
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        return self._changed("pop", *args)
+
+    def popitem(self) -> Any:
+        return self._changed("popitem")
+
+    def clear(self) -> None:
+        self._changed("clear")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._source = None
+        super().update(*args, **kwargs)
+
+    def setdefault(self, *args: Any) -> Any:
+        return self._changed("setdefault", *args)
+
 
 # A fleet's worth of layouts, each small: ~5 bytes per fixed byte, and a layout with more
 # than _MAX_FIXED_BYTES of them (hundreds of columns) is not worth remembering. A client
@@ -748,6 +800,7 @@ class _Layout:
     bool_columns: tuple[tuple[str, int], ...]  # (name, byte offset): values to check
     fixed_at: np.ndarray
     fixed: np.ndarray
+    gather: np.ndarray | None  # (n_cols, n_rows) float64 indices, if every column is float64
 
     def decode(self, buf: memoryview, seq: int) -> SampleBatch | None:
         """The batch, or None if the payload's structure differs from this layout."""
@@ -757,12 +810,15 @@ class _Layout:
         if len(t) and not np.isfinite(t).all():
             return None  # the full parser names the bad time
         arrays: list[np.ndarray] = []
+        view = None
         for dtype, slices in self.views:
             view = np.frombuffer(buf, dtype, count=len(buf) // dtype.itemsize)
             arrays += map(view.__getitem__, slices)
-        columns = dict(zip(self.names, map(arrays.__getitem__, self.order), strict=True))
+        columns = ColumnBlock(zip(self.names, map(arrays.__getitem__, self.order), strict=True))
         for name, offset in self.bool_columns:
             _check_bools(columns[name], offset, name)
+        if self.gather is not None:  # one float64 dtype: the block can be gathered at once
+            columns._source = (view, self.gather)
         return SampleBatch(self.machine, t, columns, seq=seq)
 
 
@@ -792,10 +848,14 @@ def _remember_layout(key: tuple[bytes, int, int, int], buf: memoryview, batch: S
     fixed_at = np.flatnonzero(~variable).astype(np.int32)  # payloads are < 2 GiB
     if len(fixed_at) > _MAX_FIXED_BYTES:
         return
+    gather = None
+    if list(by_dtype) == [_DTYPES[1]]:
+        starts = np.asarray([sl.start for _, sl in by_dtype[_DTYPES[1]]], np.intp)
+        gather = starts[:, None] + np.arange(n, dtype=np.intp)
     layout = _Layout(
         batch.machine, n, t_at, tuple(batch.columns),
         tuple((dt, tuple(sl for _, sl in items)) for dt, items in by_dtype.items()),
-        order, tuple(bools), fixed_at, base[fixed_at].copy(),
+        order, tuple(bools), fixed_at, base[fixed_at].copy(), gather,
     )  # fmt: skip
     with _LAYOUTS_LOCK:  # decoders may run on several threads
         if len(_LAYOUTS) >= _MAX_LAYOUTS:
