@@ -213,6 +213,7 @@ def _last_finite(column: np.ndarray | None) -> float | None:
 @dataclass
 class _Deadman:
     command_id: str
+    issuer: str  # only the motion's issuer may keep it alive
     period_s: float
     last_issued_at: float  # the newest heartbeat's issued_at (replays are older)
     last_beat: float  # monotonic
@@ -358,7 +359,7 @@ class CommandExecutor:
 
     def _start_deadman(self, c: Command) -> None:
         period = float(c.deadman_s or 0.0)
-        self.deadman = _Deadman(c.id, period, c.issued_at, time.monotonic())
+        self.deadman = _Deadman(c.id, c.issuer, period, c.issued_at, time.monotonic())
         self._arm()
 
     def _arm(self) -> None:
@@ -387,6 +388,8 @@ class CommandExecutor:
 
     def _refusal_of_heartbeat(self, hb: Command, d: _Deadman) -> str | None:
         now = self.clock()
+        if hb.issuer != d.issuer:
+            return f"heartbeat from {hb.issuer}, the motion is {d.issuer}'s"
         if hb.issued_at <= d.last_issued_at:
             return "replayed or out-of-order heartbeat"
         if now > hb.expires_at + self.clock_skew_s or hb.issued_at > now + self.clock_skew_s:
