@@ -8,6 +8,7 @@ the slack explained in test_planner.py.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -256,6 +257,39 @@ def test_contour_with_arcs_within_tolerance(moves, feed, tol) -> None:
     else:
         end = (last.first_end, last.second_end, last.axis_end)
     np.testing.assert_array_equal(out.pos[-1], end)
+
+
+@PROPERTY
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(0.05, 20.0), st.floats(-2.5, 2.5), st.floats(-0.3, 0.3)),
+        min_size=2,
+        max_size=30,
+    ),
+    feed=st.floats(300, 12000),
+    tol=st.sampled_from([0.002, 0.05, 0.3]),
+    window=st.tuples(st.integers(2, 8), st.floats(1.0, 50.0)),
+    block=st.integers(50, 700),
+)
+def test_small_lookahead_windows_keep_limits_and_path(steps, feed, tol, window, block) -> None:
+    """Blend arcs trim moves already read while the window streams in and out."""
+    here, heading, points = np.array(START), 0.0, []
+    for length, turn, climb in steps:
+        heading += turn
+        here = here + length * np.array([math.cos(heading), math.sin(heading), climb])
+        points.append(tuple(here.tolist()))
+    ops = program(feeds(points), "CONTINUOUS", tol, feed=feed)
+    settings = dataclasses.replace(
+        PlannerSettings.from_config(CONFIG),
+        lookahead_segments=window[0],
+        lookahead_length=window[1],
+    )
+    planner = Planner(CONFIG, settings, start=START)
+    planner.load(ops)
+    out = run(planner, block=block)
+    check_limits(out.pos)
+    assert distance_to_path(out.pos, path_pieces(ops)).max() <= tol + 1e-9
+    np.testing.assert_array_equal(out.pos[-1], points[-1])
 
 
 @st.composite

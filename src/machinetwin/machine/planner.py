@@ -1009,7 +1009,8 @@ class Planner:
             return False
         count, length = self._ahead()
         cap = self.settings.lookahead_segments
-        if count >= cap // 2 or length >= self.limits.lookahead / 2:
+        # at rest at the window's end nothing is ahead: read, however small the cap
+        if length > 1e-12 and (count >= cap // 2 or length >= self.limits.lookahead / 2):
             return False
         added = False
         while count < cap and length < self.limits.lookahead:
