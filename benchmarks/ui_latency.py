@@ -192,7 +192,7 @@ def main() -> None:
     VERBOSE["resources"] = args.resources
     if args.machines < 1:
         parser.error("--machines must be at least 1")
-    seconds, loads = (12.0, 5) if args.quick else (60.0, 15)
+    seconds, loads = (10.0, 4) if args.quick else (60.0, 15)
     from playwright.sync_api import sync_playwright
 
     machines = [PROBE] + [f"bench-vmc-{k}" for k in range(2, args.machines + 1)]
@@ -203,7 +203,7 @@ def main() -> None:
         assert password, "a fresh hub generates the admin password"
         sent: dict[int, float] = {}
         warmup = threading.Thread(
-            target=publish, args=(hub.hub.broker_address.port, machines, 3.0, {})
+            target=publish, args=(hub.hub.broker_address.port, machines, 2.0, {})
         )
         warmup.start()
         warmup.join()
