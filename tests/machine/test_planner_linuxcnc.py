@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from machinetwin.configfile import ConfigError
 from machinetwin.gcode import canon
 from machinetwin.machine.config import linuxcnc_planner_config, load_machine_config
 from machinetwin.machine.planner import Planner, PlannerError, PlannerSettings, plan_program
@@ -74,6 +76,21 @@ def test_machine_file_selects_the_model() -> None:
         assert CONFIG.axes[k].max_jerk > 1e3 * DEFAULT.axes[k].max_jerk
     planner = Planner(CONFIG, start=START)
     assert planner.limits.n1 == planner.limits.n2 == 1  # no filtering
+
+
+def test_planner_section_of_a_machine_file(tmp_path: Path) -> None:
+    text = resources.files("machinetwin.machine").joinpath("default_vmc.toml").read_text()
+    path = tmp_path / "lcnc.toml"
+    path.write_text(text + '\n[planner]\nblending = "arc"\ndefault_tolerance = inf\n')
+    settings = PlannerSettings.from_config(load_machine_config(path))
+    assert settings.blending == "arc" and math.isinf(settings.default_tolerance)
+    assert settings.accel_share == PlannerSettings().accel_share  # omitted: the default
+    path.write_text(text + '\n[planner]\nblending = "spline"\n')
+    with pytest.raises(ConfigError, match="planner.blending"):
+        load_machine_config(path)
+    path.write_text(text + "\n[planner]\naccel_share = 1.5\n")
+    with pytest.raises(ConfigError, match="planner.accel_share"):
+        load_machine_config(path)
 
 
 def test_unknown_blending_is_refused() -> None:
