@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, required=True, help="DuckDB file (created if absent)")
     parser.add_argument("--client-id", default="hub-ingest")
     parser.add_argument("--latency-log", type=Path, default=None)
+    parser.add_argument("--status-file", type=Path, default=None,
+                        help="rewritten twice a second with the counters (JSON)")  # fmt: skip
     parser.add_argument("--group-window-ms", type=float, default=None,
                         help="how long ingest gathers messages into one store transaction")  # fmt: skip
     args = parser.parse_args(argv)
@@ -67,14 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     hub.start()
     print(json.dumps({"event": "ready", "db": str(args.db)}), flush=True)
     while not stop.wait(0.5):
-        pass
+        if args.status_file is not None:
+            write_status(args.status_file, counters(hub, cpu0, wall0))
     hub.stop()
     store.close()
     if args.latency_log is not None:
         np.save(args.latency_log, np.asarray(latency_rows, dtype=np.float64).reshape(-1, 4))
+    print(json.dumps({"event": "stopped", **counters(hub, cpu0, wall0)}), flush=True)
+    return 0
+
+
+def counters(hub: HubIngest, cpu0: float, wall0: float) -> dict:
     c = hub.counters
-    report = {
-        "event": "stopped",
+    return {
         "received": c.received,
         "stored": c.stored,
         "duplicates": c.duplicates,
@@ -84,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_s": round(time.process_time() - cpu0, 3),
         "wall_s": round(time.monotonic() - wall0, 3),
     }
-    print(json.dumps(report), flush=True)
-    return 0
+
+
+def write_status(path: Path, status: dict) -> None:
+    """Replace the file at once, so that a reader never sees half of it."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(status))
+    partial.replace(path)
 
 
 if __name__ == "__main__":
