@@ -52,7 +52,7 @@ def test_demo_serves_the_ui_and_prints_the_login(tmp_path: Path) -> None:
         await asyncio.sleep(6.0)
         printed = out.getvalue()
         seen["printed"] = printed
-        password = re.search(r"user 'admin' with password (\S+)", printed)
+        password = re.search(r"user: +admin\npassword: +(\S+)", printed)
         assert password, f"the demo did not print the login:\n{printed}"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             seen["anonymous"] = (await client.get("/api/machines")).status_code
@@ -85,7 +85,7 @@ def test_each_demo_start_generates_a_new_password(tmp_path: Path) -> None:
         out = io.StringIO()
         run(run_demo(tmp_path / "demo", api_port=free_port(), duration_s=0.5,
                              console=Console(file=out, width=200)))  # fmt: skip
-        found = re.search(r"user 'admin' with password (\S+)", out.getvalue())
+        found = re.search(r"user: +admin\npassword: +(\S+)", out.getvalue())
         assert found, out.getvalue()
         passwords.append(found.group(1))
     assert passwords[0] != passwords[1] and all(len(p) >= 16 for p in passwords)

@@ -167,7 +167,7 @@ async def run_demo(data_dir: Path, api_port: int = 8080, duration_s: float | Non
         hub = demo.hub
         console.print(f"[bold]machinetwin demo[/bold]: hub with embedded broker on port "
                       f"{hub.broker_address.port}; three sites on emulated links")  # fmt: skip
-        console.print(login_message(hub), markup=False, highlight=False)
+        console.print(login_message(hub), markup=False, highlight=False, soft_wrap=True)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         with Live(live_table(hub, started), console=console, refresh_per_second=2) as live:
             while deadline is None or time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..configfile import load_toml
 from ..protocols.broker import BrokerAddress, BrokerConfig
-from .auth import UserDirectory, users_path_for
+from .auth import ADMIN_USERNAME, UserDirectory, users_path_for
 from .broker import EmbeddedBroker
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
@@ -152,11 +152,13 @@ def ui_secret(path: Path) -> str:
 
 def login_message(hub: Hub) -> str:
     """Where to log in; the generated admin password only on the first start."""
-    where = f"web UI: {hub.ui_url} (API docs at {hub.ui_url}docs)"
+    lines = [f"web UI:   {hub.ui_url}   (API docs: {hub.ui_url}docs)"]
     if hub.admin_password:
-        return (f"{where}\nlog in as user 'admin' with password {hub.admin_password} "
-                "(generated now and shown only once: keep it)")  # fmt: skip
-    return f"{where}\nlog in with your user (`machinetwin hub user add` creates users)"
+        lines += [f"user:     {ADMIN_USERNAME}",
+                  f"password: {hub.admin_password}   (generated at this start, shown only once)"]  # fmt: skip
+    else:
+        lines.append("log in with your user (`machinetwin hub user add` creates users)")
+    return "\n".join(lines)
 
 
 async def run_hub(config: HubConfig) -> None:
