@@ -22,7 +22,7 @@ from machinetwin.protocols.mtconnect.buffer import ObservationBuffer
 from machinetwin.protocols.mtconnect.client import ClientSettings, MTConnectClientAdapter, Resync
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_mtconnect_support import Scripted, Tap, collect, series, virtual_machine  # noqa: E402
+from test_mtconnect_support import Scripted, Tap, collect, series, until, virtual_machine  # noqa: E402
 
 STREAMS = "{urn:mtconnect.org:MTConnectStreams:2.0}"
 
@@ -620,3 +620,27 @@ def test_vibration_waveform_travels_as_a_time_series() -> None:
     assert w.signal == "spindle.vib" and w.rate_hz == 12800.0 and len(w.values) == 12800
     assert abs(w.t0 - wave.t0) < 2e-6
     np.testing.assert_allclose(w.values, wave.values, rtol=1e-5, atol=1e-5)
+
+
+def test_cutting_tool_assets_follow_the_wear_of_the_tool_in_the_spindle(tmp_path: Path) -> None:
+    async def run() -> tuple[bytes, bytes]:
+        vm, config = virtual_machine(tmp_path, "m1", speedup=4.0)
+        agent = MTConnectAgent([vm], tools={"m1": config.tools})
+        agent.wear_every_s = 0.0
+        async with agent.serving() as url, httpx.AsyncClient(base_url=url) as c:
+            t1 = "m1.T1"
+
+            def wear() -> float:
+                life = ET.fromstring(agent.assets[t1].xml).find(".//ToolLife")
+                return 0.0 if life is None else float(life.text)
+
+            assert await until(lambda: wear() > 0)  # once T1 has cut
+            worn = (await c.get(f"/asset/{t1}")).content
+            other = (await c.get("/asset/m1.T3")).content
+        return worn, other
+
+    worn, other = asyncio.run(run())
+    life = next(e for e in ET.fromstring(worn).iter() if _ns(e.tag) == "ToolLife")
+    assert life.get("type") == "WEAR" and life.get("countDirection") == "UP"
+    assert 0 < float(life.text) < float(life.get("limit"))
+    assert b"<CuttingTool " in other and b'toolId="3"' in other

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ...model import Adapter, MachineEvent, SampleBatch
 from .agent import MTConnectAgent
-from .assets import Asset, cutting_tools
 from .client import ClientSettings, MTConnectClientAdapter
 from .shdr import ShdrServer
 
@@ -38,13 +37,14 @@ def _adapters(args: argparse.Namespace) -> list[Adapter]:
     return [VirtualMachineAdapter(load_machine_config(), settings)]
 
 
-def _tools(adapters: list[Adapter]) -> list[Asset]:
-    assets: list[Asset] = []
+def _tools(adapters: list[Adapter]) -> dict[str, list]:
+    """Tool tables by machine id, for machines that know theirs (virtual machines)."""
+    tables = {}
     for a in adapters:
-        config = getattr(a, "config", None)  # virtual machines know their tool table
+        config = getattr(a, "config", None)
         if config is not None:
-            assets += cutting_tools(config.tools, a.descriptor.machine_id, time.time())
-    return assets
+            tables[a.descriptor.machine_id] = list(config.tools)
+    return tables
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -65,8 +65,9 @@ async def serve(args: argparse.Namespace) -> None:
             published.append(ShdrAdapter(ShdrSettings("127.0.0.1", adapter.descriptor.machine_id,
                                                       port)))  # fmt: skip
         adapters = published
-    agent = MTConnectAgent(adapters, _tools(adapters) if not servers else (),
-                           buffer_size=args.buffer)  # fmt: skip
+    # through SHDR the tool table arrives as assets; else the agent keeps it (and wear)
+    tools = _tools(adapters) if not servers else {}
+    agent = MTConnectAgent(adapters, buffer_size=args.buffer, tools=tools)
     async with agent.serving(args.host, args.port) as url:
         print(f"MTConnect agent at {url}/probe (instanceId {agent.instance_id}); Ctrl-C stops it")
         with contextlib.suppress(asyncio.CancelledError):

@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ...model import Adapter, MachineEvent, SampleBatch
-from .assets import Asset
+from .assets import Asset, ToolLike, cutting_tool
 from .buffer import ConditionPayload, ObservationBuffer, Observations, objects
 from .documents import (
     HeaderInfo,
@@ -74,7 +74,8 @@ class MTConnectAgent:
 
     def __init__(self, adapters: Iterable[Adapter], assets: Iterable[Asset] = (),
                  buffer_size: int = 131072, sender: str = "machinetwin",
-                 filter_samples: bool = True, max_count: int | None = None) -> None:  # fmt: skip
+                 filter_samples: bool = True, max_count: int | None = None,
+                 tools: dict[str, Iterable[ToolLike]] | None = None) -> None:  # fmt: skip
         self.adapters = list(adapters)
         ids = [a.descriptor.machine_id for a in self.adapters]
         if len(set(ids)) != len(ids):
@@ -88,6 +89,13 @@ class MTConnectAgent:
         self.assets: dict[str, Asset] = {}  # in arrival order
         for asset in assets:
             self.add_asset(asset)
+        # tool tables by device uuid: their CuttingTool assets, kept up to date with wear
+        self.tools = {uuid: {t.number: t for t in table} for uuid, table in (tools or {}).items()}
+        for uuid, table in self.tools.items():
+            for tool in table.values():
+                self.add_asset(cutting_tool(tool, uuid, time.time()))
+        self.wear_every_s = 5.0
+        self.wear_reported: dict[tuple[str, int], float] = {}
         # a fresh instanceId on every start tells clients that sequences restarted
         self.instance_id = secrets.randbits(31) or 1
         self.sender = sender
@@ -135,6 +143,7 @@ class MTConnectAgent:
                     feed.set_available(time.time())
                 if isinstance(item, SampleBatch):
                     feed.ingest_batch(item)
+                    self._tool_wear(item, feed.device)
                 else:
                     feed.ingest_event(item)
                 self.notify()
@@ -143,6 +152,22 @@ class MTConnectAgent:
         finally:
             feed.set_unavailable(time.time())
             self.notify()
+
+    def _tool_wear(self, batch: SampleBatch, device: Device) -> None:
+        """The tool in the spindle's wear into its CuttingTool asset (ToolLife WEAR), at most
+        every ``wear_every_s``: assets are documents, not a sample stream."""
+        tools = self.tools.get(device.uuid)
+        if not tools or len(batch) == 0 or "tool_wear" not in batch.columns:
+            return
+        number, wear = batch.columns.get("tool", [np.nan])[-1], batch.columns["tool_wear"][-1]
+        if not (np.isfinite(number) and np.isfinite(wear)) or int(number) not in tools:
+            return
+        key = (device.uuid, int(number))
+        now = time.monotonic()
+        if now - self.wear_reported.get(key, -np.inf) < self.wear_every_s:
+            return
+        self.wear_reported[key] = now
+        self.add_asset(cutting_tool(tools[int(number)], device.uuid, time.time(), float(wear)))
 
     def _asset_event(self, event: MachineEvent, device: Device) -> None:
         """Assets an SHDR adapter sent: added, removed by id, or all of a type removed."""

@@ -88,8 +88,15 @@ def _to_json(el: ET.Element) -> dict[str, Any]:
 _CODES = {"OverallToolLength": "OAL", "CuttingDiameterMax": "DC", "UsableLengthMax": "LUX"}
 
 
-def cutting_tool(tool: ToolLike, device_uuid: str, t: float) -> Asset:
-    """A CuttingTool asset (MTConnect Part 4.1) for one tool of the tool table."""
+WEAR_LIMIT_MM = 0.3  # flank wear VB at which a carbide end mill is usually worn out
+
+
+def cutting_tool(tool: ToolLike, device_uuid: str, t: float, wear_mm: float | None = None) -> Asset:
+    """A CuttingTool asset (MTConnect Part 4.1) for one tool of the tool table; with
+    ``wear_mm`` its ToolLife of type WEAR (flank wear VB, counting up to the limit)."""
+    life = "" if wear_mm is None else (
+        f'<ToolLife type="WEAR" countDirection="UP" limit="{WEAR_LIMIT_MM:g}">'
+        f"{wear_mm:.6g}</ToolLife>")  # fmt: skip
     measures = {"OverallToolLength": tool.length, "CuttingDiameterMax": tool.diameter,
                 "UsableLengthMax": tool.flute_length}  # fmt: skip
     measurements = "".join(
@@ -100,6 +107,7 @@ def cutting_tool(tool: ToolLike, device_uuid: str, t: float) -> Asset:
            f"serialNumber={quoteattr(asset_id)}>"
            f"<Description>{escape(tool.description or tool.kind)}</Description>"
            "<CuttingToolLifeCycle><CutterStatus><Status>AVAILABLE</Status></CutterStatus>"
+           f"{life}"
            f"<ProgramToolNumber>{tool.number}</ProgramToolNumber>"
            f'<Location type="POT">{tool.pocket}</Location>'
            f"<Measurements>{measurements}</Measurements>"
