@@ -1093,6 +1093,9 @@ class Planner:
         costs less than ``kink_ratio`` of the acceleration is passed as tangent, and
         that share is kept back on both moves. Other corners: a blend arc under G64
         (see ``_blend_arc``), else a stop; under G61 the stop keeps ``kink_ratio`` back.
+        Where no arc fits under G64 (a helix, a line out of an arc's plane) LinuxCNC
+        makes a parabolic blend: the two moves overlap at half acceleration each. A
+        stop at full acceleration takes about as long and keeps the path exact.
         Returns the share ``row`` keeps back.
         """
         segs = self._segs
