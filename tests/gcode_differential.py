@@ -48,7 +48,12 @@ def compare_program(
         ref = run_rs274(text, tool_table_text, workdir=workdir, extra_files=extra_files)
         ours, error = machinetwin_calls(workdir / "prog.ngc", tool_table_text)
     if ref.returncode != 0:
-        printed = [ln for ln in ref.stdout.splitlines() if ln.strip() and ln.strip() != "executing"]
+        # (rs274's lathe-cycle code also prints "Oops ..." debugging lines: not messages)
+        printed = [
+            ln
+            for ln in ref.stdout.splitlines()
+            if ln.strip() and ln.strip() != "executing" and not ln.startswith("Oops ")
+        ]
         bad_line = printed[1].strip() if len(printed) > 1 else ""
         if error is None:
             return Agreement(

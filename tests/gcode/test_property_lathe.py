@@ -19,7 +19,7 @@ import rs274_runner
 from gcode_differential import TOOL_TABLE, compare_program
 from rs274_runner import run_rs274
 
-RS274_LIMIT_S = 10.0  # rs274's own G7x code loops forever on a few profiles
+RS274_LIMIT_S = 5.0  # rs274's own G7x code loops forever on a few profiles
 
 
 def fmt(value: float) -> str:

@@ -38,6 +38,10 @@ TOLERANCE_EQUAL = 0.0001
 COMP_AXES = {170: (0, 1, 2), 180: (2, 0, 1)}
 PLANE_NAMES = {170: "XY", 180: "XZ"}
 HALF_PI = math.pi / 2
+# How much longer (radians) a held arc may become when its end moves into a concave
+# corner. Current LinuxCNC sources say 0.001; the rs274 2.9 we check against accepts at
+# least 0.005 more, as code derived from LinuxCNC of that time (0.254) does.
+ARC_GOUGE_SLACK = 0.254
 # Standalone rs274 converts inch tool data with this rounded 1/25.4 (its canon's
 # GET_EXTERNAL_LENGTH_UNITS); reproduced so that corner points round as rs274's do.
 RS274_INCH_PER_MM = 0.03937007874016
@@ -289,7 +293,7 @@ class CutterCompensation:
             )
         if arc.original_turns and start is not None:
             swept = arcs.find_turn(start[0], start[1], arc.centre1, arc.centre2, arc.turn, x, y)
-            if abs(swept) > abs(arc.original_turns) + 0.001:
+            if abs(swept) > abs(arc.original_turns) + ARC_GOUGE_SLACK:
                 raise self.error(
                     "Arc move in concave corner cannot be reached by the tool without gouging"
                 )
