@@ -644,3 +644,29 @@ def test_cutting_tool_assets_follow_the_wear_of_the_tool_in_the_spindle(tmp_path
     assert life.get("type") == "WEAR" and life.get("countDirection") == "UP"
     assert 0 < float(life.text) < float(life.get("limit"))
     assert b"<CuttingTool " in other and b'toolId="3"' in other
+
+
+def test_client_keeps_trying_a_server_that_is_no_agent() -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def not_an_agent(request) -> Response:
+        return Response("<html><body>router login</body></html>", 200, media_type="text/html")
+
+    async def run():
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/{p:path}", not_an_agent)]),
+                                               port=port, log_level="warning", lifespan="off"))  # fmt: skip
+        serve = asyncio.create_task(server.serve())
+        await until(lambda: server.started)
+        client = MTConnectClientAdapter(ClientSettings(f"http://127.0.0.1:{port}", "m1",
+                                                       retry_s=0.2))  # fmt: skip
+        got = await collect(client, 1.5)
+        server.should_exit = True
+        await serve
+        return client, got
+
+    client, got = asyncio.run(run())
+    assert got == [] and 2 <= client.resyncs <= 10  # retried, at the retry pace, no crash

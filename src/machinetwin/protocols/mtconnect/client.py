@@ -121,7 +121,7 @@ class MTConnectClientAdapter:
                         TimeoutError) as e:  # fmt: skip
                     self.resyncs += 1
                     log.info("%s: resynchronising: %s", self.settings.machine_id, e)
-                    await asyncio.sleep(self.settings.retry_s if _is_down(e) else 0)
+                    await asyncio.sleep(_retry_delay(e, self.settings.retry_s))
 
     async def _session(self, http: httpx.AsyncClient) -> AsyncIterator[SampleBatch | MachineEvent]:
         """probe -> current -> sample until something forces a resync."""
@@ -201,8 +201,12 @@ class MTConnectClientAdapter:
         self.closed = True
 
 
-def _is_down(e: Exception) -> bool:
-    return isinstance(e, httpx.HTTPError | TimeoutError | Resync)
+def _retry_delay(e: Exception, retry_s: float) -> float:
+    """At once after falling behind the buffer; otherwise give the agent a moment (it may
+    be restarting or broken, and must not be hammered)."""
+    if isinstance(e, AgentErrorDocument) and e.code == "OUT_OF_RANGE":
+        return 0.0
+    return retry_s
 
 
 async def _get(http: httpx.AsyncClient, path: str, params: dict | None = None) -> bytes:
