@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from machinetwin.hub.commands import CommandSigner
-from machinetwin.model import Execution
-from machinetwin.model.commands import COMMANDS, Command, encode_signed
+from machinetwin.model import AdapterCommand, Execution
+from machinetwin.model.commands import COMMANDS, Command, encode_signed, new_command
 
 run = asyncio.run
 
@@ -128,8 +129,6 @@ def test_malformed_messages_are_refused(site: Site, payload: bytes) -> None:
 
 
 def test_expired_and_future_commands_are_rejected(site: Site) -> None:
-    import time
-
     site.permits.grant(MACHINE, 5)
     site.step()
     skew = site.executor.clock_skew_s
@@ -148,10 +147,8 @@ def test_expired_and_future_commands_are_rejected(site: Site) -> None:
 
 
 def test_command_for_another_machine_is_refused(site: Site) -> None:
-    from machinetwin.model.commands import new_command
-
     site.permits.grant(MACHINE, 5)
-    c = new_command("alice", "tianjin-vmc-1", "feed_hold", now=__import__("time").time())
+    c = new_command("alice", "tianjin-vmc-1", "feed_hold", now=time.time())
     run(site.executor.handle(site.signer.sign(c)))
     assert site.executor.counts["foreign"] == 1 and site.executor.executed == []
 
@@ -162,8 +159,7 @@ def test_command_for_another_machine_is_refused(site: Site) -> None:
 def hold(site: Site) -> None:
     """Put the running program in feed hold from the machine's side."""
     site.step(3)
-    run(site.adapter.command(__import__("machinetwin.model", fromlist=["AdapterCommand"])
-                             .AdapterCommand("feed_hold")))  # fmt: skip
+    run(site.adapter.command(AdapterCommand("feed_hold")))
     site.step()
     assert site.executor.state.execution == Execution.INTERRUPTED
 
@@ -323,7 +319,7 @@ def test_commands_delivered_with_duplicates_and_reordering_run_exactly_once(site
 
 
 def test_encode_signed_round_trip(signer: CommandSigner) -> None:
-    from machinetwin.model.commands import new_command, parse_body, split_signed
+    from machinetwin.model.commands import parse_body, split_signed
 
     c = new_command("bob", MACHINE, "jog", {"axis": "z", "distance": -0.5, "feed": 200.0}, now=1e9)
     body, sig = split_signed(encode_signed(c, signer.key.sign(c.canonical_bytes())))

@@ -23,7 +23,13 @@ from machinetwin.edge.executor import CommandChannel, ControlledAdapter
 from machinetwin.hub.api import create_api, live_view_from
 from machinetwin.hub.auth import Role, UserDirectory
 from machinetwin.hub.broker import EmbeddedBroker
-from machinetwin.hub.commands import AuditLog, CommandService, CommandSigner, verify_audit
+from machinetwin.hub.commands import (
+    AuditLog,
+    CommandService,
+    CommandSigner,
+    CommandStatus,
+    verify_audit,
+)
 from machinetwin.hub.duckdb_store import DuckDBStore
 from machinetwin.hub.ingest import HubIngest
 from machinetwin.model import Execution
@@ -218,9 +224,7 @@ def test_redelivered_command_runs_once_also_after_edge_restart(rig: Rig, tmp_pat
     signer = rig.service.signer
     c = new_command("otto", MACHINE, "feed_override", {"percent": 37}, now=time.time(), ttl_s=60)
     wire = signer.sign(c)
-    rig.service.statuses[c.id] = __import__(
-        "machinetwin.hub.commands", fromlist=["x"]
-    ).CommandStatus(c)
+    rig.service.statuses[c.id] = CommandStatus(c)  # tracked as if issued through the API
     rig.service._publish(MACHINE, wire)
     rig.service._publish(MACHINE, wire)  # the broker delivering it twice
     assert wait_for(lambda: len(rig.service.status(c.id).replies) >= 3, 10)
