@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machinetwin.edge.executor import CommandExecutor, CommandLedger
+from machinetwin.edge.agent import EdgeAgent
+from machinetwin.edge.buffer import DurableBuffer
+from machinetwin.edge.executor import (
+    CommandChannel,
+    CommandExecutor,
+    CommandLedger,
+    ControlledAdapter,
+)
 from machinetwin.edge.permit import PermitStore
 from machinetwin.hub.commands import CommandSigner
 from machinetwin.machine import load_machine_config
 from machinetwin.machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from machinetwin.model.commands import Command, CommandReply, new_command
+from machinetwin.protocols.broker import BrokerAddress
 
 MACHINE = "harbin-vmc-1"
 PROGRAM = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z5\nM5\nM2\n"
@@ -60,3 +70,51 @@ def make_executor(site_dir: Path, adapter, signer: CommandSigner,
                   replies: list[CommandReply]) -> CommandExecutor:  # fmt: skip
     return CommandExecutor(adapter, signer.key.public_key(), PermitStore(site_dir / "permits.sqlite"),
                            CommandLedger(site_dir / "commands.sqlite"), replies.append)  # fmt: skip
+
+
+def wait_for(condition, timeout_s: float = 10.0, step_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step_s)
+    return bool(condition())
+
+
+@dataclass
+class Edge:
+    """The edge agent of one site running in its own thread and event loop."""
+
+    agent: EdgeAgent
+    adapter: ControlledAdapter
+    buffer: DurableBuffer
+    thread: threading.Thread
+
+    @property
+    def executor(self):
+        return self.adapter.executor
+
+    @property
+    def machine(self):
+        return self.adapter.inner.sim.controller.state
+
+    def stop(self) -> None:
+        self.agent.stop()
+        self.thread.join(10)
+        self.agent.close()
+        self.executor.ledger.close()
+        self.buffer.close()
+
+
+def start_edge(site_dir: Path, signer: CommandSigner, port: int) -> Edge:
+    vm = virtual_machine(site_dir)
+    vm.settings.speedup = 1.0  # real time: the dead-man and the state age are wall-clock
+    executor = make_executor(site_dir, vm, signer, [])
+    address = BrokerAddress("127.0.0.1", port, keepalive_s=2)
+    adapter = ControlledAdapter(vm, executor, CommandChannel(executor, address))
+    buffer = DurableBuffer(site_dir / "edge-buffer.sqlite", quota_bytes=64 * 2**20)
+    agent = EdgeAgent([adapter], address, buffer, resend_after_s=2.0)
+    thread = threading.Thread(target=lambda: asyncio.run(agent.run()), daemon=True)
+    thread.start()
+    assert wait_for(adapter.channel.connected.is_set, 10), "command channel did not connect"
+    return Edge(agent, adapter, buffer, thread)

@@ -4,7 +4,6 @@ virtual machine. Roles at the hub, redelivery, restart, pre-flight, dead-man, au
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +12,10 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from control_support import MACHINE, make_executor, virtual_machine
+from control_support import MACHINE, Edge, start_edge, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from machinetwin.edge.agent import EdgeAgent
-from machinetwin.edge.buffer import DurableBuffer
-from machinetwin.edge.executor import CommandChannel, ControlledAdapter
 from machinetwin.hub.api import create_api, live_view_from
 from machinetwin.hub.auth import Role, UserDirectory
 from machinetwin.hub.broker import EmbeddedBroker
@@ -40,54 +36,6 @@ from machinetwin.protocols.broker import BrokerAddress
 GOOD = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z5\nM5\nM2\n"
 BAD = "G21 G90 G54\nT9 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X400\nG0 Z5\nM2\n"
 ROLES = {"vera": Role.VIEWER, "otto": Role.OPERATOR, "mia": Role.MAINTAINER, "ada": Role.ADMIN}
-
-
-def wait_for(condition, timeout_s: float = 10.0, step_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step_s)
-    return bool(condition())
-
-
-@dataclass
-class Edge:
-    """The edge agent of one site running in its own thread and event loop."""
-
-    agent: EdgeAgent
-    adapter: ControlledAdapter
-    buffer: DurableBuffer
-    thread: threading.Thread
-
-    @property
-    def executor(self):
-        return self.adapter.executor
-
-    @property
-    def machine(self):
-        return self.adapter.inner.sim.controller.state
-
-    def stop(self) -> None:
-        self.agent.stop()
-        self.thread.join(10)
-        self.agent.close()
-        self.executor.ledger.close()
-        self.buffer.close()
-
-
-def start_edge(site_dir: Path, signer: CommandSigner, port: int) -> Edge:
-    vm = virtual_machine(site_dir)
-    vm.settings.speedup = 1.0  # real time: the dead-man and the state age are wall-clock
-    executor = make_executor(site_dir, vm, signer, [])
-    address = BrokerAddress("127.0.0.1", port, keepalive_s=2)
-    adapter = ControlledAdapter(vm, executor, CommandChannel(executor, address))
-    buffer = DurableBuffer(site_dir / "edge-buffer.sqlite", quota_bytes=64 * 2**20)
-    agent = EdgeAgent([adapter], address, buffer, resend_after_s=2.0)
-    thread = threading.Thread(target=lambda: asyncio.run(agent.run()), daemon=True)
-    thread.start()
-    assert wait_for(adapter.channel.connected.is_set, 10), "command channel did not connect"
-    return Edge(agent, adapter, buffer, thread)
 
 
 @dataclass
