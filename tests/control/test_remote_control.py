@@ -246,3 +246,22 @@ def test_deadman_holds_feed_when_the_link_is_cut(rig: Rig) -> None:
     rig.link.restore()
     out = rig.final(motion, ("done",))
     assert out["state"] == "done" and "dead-man" in out["reason"]
+
+
+def test_a_reset_link_holds_feed_at_once(rig: Rig) -> None:
+    """When the connection drops outright, the edge does not wait for the dead-man."""
+    assert rig.final(rig.command("otto", "feed_hold").json()["id"])["state"] == "done"
+    grant(rig)
+    time.sleep(0.3)
+    r = rig.command("otto", "resume", {"deadman_s": 2.0})  # a long period: the timer is not it
+    motion = r.json()["id"]
+    assert rig.service.wait(motion, ("accepted", "rejected"), 5).state == "accepted"
+    cut_at = time.monotonic()
+    rig.link.cut("reset")
+    assert wait_for(lambda: rig.edge.executor.holds, 3, step_s=0.005)
+    assert rig.edge.executor.holds[0] - cut_at < 2 * 2.0  # before the dead-man would fire
+    assert len(rig.edge.executor.holds) == 1
+    assert rig.edge.machine.execution == Execution.INTERRUPTED
+    rig.link.restore()
+    out = rig.final(motion, ("done",))
+    assert "link to the hub was lost" in out["reason"]

@@ -379,6 +379,7 @@ class CommandExecutor:
             self.counts["bad_heartbeat"] += 1
             return
         if self.permits.active(self.machine) is None:  # permit revoked: stop now
+            self._end_deadman()
             await self._hold(d.command_id, "site permit ended during remote motion")
             return
         d.last_issued_at = hb.issued_at
@@ -404,11 +405,10 @@ class CommandExecutor:
         reason = (
             f"dead-man: no heartbeat for {silent_ms:.0f} ms (period {1000 * d.period_s:.0f} ms)"
         )
-        assert self.loop is not None
-        self.loop.create_task(self._hold(command_id, reason))
+        self._hold_if(command_id, reason)
 
     async def _hold(self, command_id: str, reason: str) -> None:
-        self._end_deadman()
+        """Feed hold for dead-man motion ``command_id`` (already ended by the caller)."""
         self.holds.append(time.monotonic())
         try:
             await self.adapter.command(AdapterCommand("feed_hold"))
@@ -419,6 +419,21 @@ class CommandExecutor:
         self.counts["deadman_hold"] += 1
         self.ledger.finish(command_id, "done", outcome)
         self.reply(CommandReply(command_id, self.machine, "done", outcome, self.clock()))
+
+    def link_lost(self) -> None:
+        """From any thread: the command connection dropped. Remote motion under a
+        dead-man is held at once (no heartbeat can arrive), not two periods later."""
+        loop, d = self.loop, self.deadman
+        if loop is None or d is None or loop.is_closed():
+            return
+        reason = "dead-man: the link to the hub was lost"
+        loop.call_soon_threadsafe(lambda: self._hold_if(d.command_id, reason))
+
+    def _hold_if(self, command_id: str, reason: str) -> None:
+        d = self.deadman
+        if d is not None and d.command_id == command_id and self.loop is not None:
+            self._end_deadman()  # now, so a second trigger cannot hold twice
+            self.loop.create_task(self._hold(command_id, reason))
 
     def _end_deadman(self) -> None:
         d, self.deadman = self.deadman, None
@@ -459,6 +474,7 @@ class CommandChannel:
             client.username_pw_set(broker.username, broker.password)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
+        client.on_disconnect = lambda *_: executor.link_lost()
         client.on_message = lambda _c, _u, m: executor.submit(m.payload)
         client.on_socket_open = no_delay
         self.client = client
