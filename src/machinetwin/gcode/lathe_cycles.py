@@ -703,14 +703,17 @@ def execute(interp: Interpreter, motion: int, block: Block) -> None:
         raise interp.error(f"G{cycle}.{subcycle} can only be used in XZ plane (G18)")
     incremental, arc_incremental = s.incremental, s.arc_incremental
     s.incremental = s.arc_incremental = False  # the cycle's own moves are absolute
+    # errors are located where LinuxCNC locates them (the profile's last line read);
+    # the message names the cycle's own line too
+    where = f" (G{cycle}.{subcycle} cycle on line {interp.line})"
     try:
         run_cycle(interp, cycle, subcycle, block, incremental, arc_incremental)
     except G7xError as exc:
-        raise interp.error(f"G7X error: {exc}") from None
+        raise interp.error(f"G7X error: {exc}{where}") from None
     except (ZeroDivisionError, IndexError, ValueError, OverflowError, RecursionError) as exc:
         # degenerate profiles (zero-length segments, a profile offset to nothing): LinuxCNC
         # computes on with NaNs; a clear error is more use
-        raise interp.error(f"G7X error: degenerate profile ({exc})") from None
+        raise interp.error(f"G7X error: degenerate profile ({exc}){where}") from None
     finally:
         s.incremental, s.arc_incremental = incremental, arc_incremental
 
