@@ -1,8 +1,12 @@
 """The virtual machine tool, put together: program → planner → servo, stock, physics.
 
 One :class:`Simulator` is one machine. :meth:`Simulator.step` advances it by a block
-of servo ticks (1 kHz) and returns the block's signals as numpy columns; everything
-inside is vectorised over the block. The clock is the simulator's own (``t``), so a
+of servo ticks (1 kHz; 5 s by default) and returns the block's signals as numpy
+columns; everything inside is vectorised over the block. Long blocks make the fixed
+costs per block small; so that nothing lags by a block, ``simulate`` ends a block
+where a fault starts, and where an alarm stops the program or the program ends (the
+record, the clock and the stock stop at that tick), and alarms carry the time of the
+tick that raised them. The clock is the simulator's own (``t``), so a
 run is as fast as the CPU allows, or paced to real time by the caller, and it is
 deterministic for a given seed: every random source is spawned from one seed.
 """

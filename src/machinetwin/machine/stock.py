@@ -15,11 +15,20 @@ real time in numpy):
   *key* positions spaced so that the scallop left between two keys is below 1 % of a
   cell: slow moves (most of a program) are decimated, fast moves are sub-sampled so
   that no ridges are left. Segments entirely above the material are skipped.
-* Keys are processed in groups spanning about one tool radius of travel. A group is
-  one dense float32 ``(keys, cells)`` array over the part of its swept box that still
-  holds material above the tool: the depth each key would cut at every cell, then a
-  running maximum over the keys. The growth between consecutive rows is exactly what
-  each key removed, so removal is attributed in path order with no loop per sample.
+* Keys are processed in groups spanning about three tool radii of travel (fewer,
+  larger numpy calls; measured best). A group is one dense float32 ``(keys, cells)``
+  array over the part of its swept box that still holds material above the tool: the
+  depth each key would cut at every cell (NaN outside the cutter), then a running
+  maximum over the keys. The growth between consecutive rows is exactly what each key
+  removed, so removal is attributed in path order with no loop per sample.
+* A flat cutter whose keys lie on one straight line at one height (facing, roughing
+  rows) needs no such array: it cuts a cell to its height at the first key whose disc
+  covers it, found for all cells at once by a search along the line; its groups are
+  long.
+* A coarse map of the highest material per tile of 8 x 8 cells (refreshed once per
+  run of keys; between refreshes it is only ever too high, which is safe) skips air
+  cuts and holder checks without reading the cells, and moves above the highest
+  material left are not cut at all.
 * Keys also sit at path corners and where G0 turns into G1, so decimation neither
   rounds a corner nor blames a rapid for a feed's volume.
 * Each key's volume is spread over the samples it stands for in proportion to the
