@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 import time
 from pathlib import Path
 
@@ -325,3 +326,15 @@ def test_encode_signed_round_trip(signer: CommandSigner) -> None:
     body, sig = split_signed(encode_signed(c, signer.key.sign(c.canonical_bytes())))
     signer.key.public_key().verify(sig, body)
     assert parse_body(body) == c
+
+
+def test_a_failed_ledger_refuses_rather_than_risk_a_second_run(site: Site) -> None:
+    site.permits.grant(MACHINE, 5)
+    site.step()
+    site.executor.ledger.db.close()  # the disk went away
+    c = site.command("feed_override", {"percent": 20})
+    run(site.executor.handle(site.signer.sign(c)))
+    assert site.answers(c.id) == ["rejected"] and "ledger" in site.reason(c.id)
+    assert site.executor.executed == []
+    assert site.adapter.sim.controller.state.feed_override == 100.0
+    site.executor.ledger.db = sqlite3.connect(site.ledger_path)  # for the fixture's close

@@ -67,6 +67,7 @@ from .permit import PermitStore
 
 log = logging.getLogger(__name__)
 
+MAX_EXECUTED_KEPT = 100_000
 DEADMAN_PERIODS = 2.0  # feed hold after this many heartbeat periods without one
 
 
@@ -244,6 +245,7 @@ class CommandExecutor:
         self.holds: list[float] = []  # monotonic times of dead-man feed holds
         self.executed: list[str] = []  # ids passed to the adapter, in order
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.serial = asyncio.Lock()
 
     def observe(self, item: SampleBatch | MachineEvent) -> None:
         self.state.observe(item)
@@ -264,7 +266,19 @@ class CommandExecutor:
         if command.name == "heartbeat":
             await self._heartbeat(command)
             return
-        earlier = self.ledger.claim(command, self.clock())
+        if command.spec.kind == "stopping":  # never queued behind a slow command
+            await self._claim_and_run(command)
+            return
+        async with self.serial:  # checks and execution of one command at a time
+            await self._claim_and_run(command)
+
+    async def _claim_and_run(self, command: Command) -> None:
+        try:
+            earlier = self.ledger.claim(command, self.clock())
+        except sqlite3.Error as exc:  # cannot promise at-most-once: refuse, run nothing
+            log.error("%s: command ledger failed: %s", self.machine, exc)
+            self._reply(command, "rejected", f"edge command ledger unavailable: {exc}")
+            return
         if earlier is not None:
             self.counts["duplicate"] += 1
             self._reply(command, "duplicate", f"already {earlier[0]}: {earlier[1]}".rstrip(": "))
@@ -330,6 +344,8 @@ class CommandExecutor:
             self._finish(c, "failed", f"{type(exc).__name__}: {exc}")
             return
         self.executed.append(c.id)
+        if len(self.executed) > MAX_EXECUTED_KEPT:  # a record for tests and status, bounded
+            del self.executed[: MAX_EXECUTED_KEPT // 2]
         self._reply(c, "accepted", "executed")
         if c.name == "estop":
             self.state.estop_event = True
