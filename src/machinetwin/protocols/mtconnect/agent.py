@@ -35,6 +35,7 @@ from .documents import (
     ItemTable,
     assets_document,
     error_document,
+    iso_times,
     probe_document,
     streams_document,
 )
@@ -99,6 +100,7 @@ class MTConnectAgent:
         # a fresh instanceId on every start tells clients that sequences restarted
         self.instance_id = secrets.randbits(31) or 1
         self.sender = sender
+        self.started = str(iso_times(np.array([time.time()]))[0])  # the device model's time
         self.max_count = max_count or buffer_size
         self.new_data = asyncio.Event()
         self.closing = False
@@ -116,7 +118,7 @@ class MTConnectAgent:
     def header(self) -> HeaderInfo:
         live = sum(not a.removed for a in self.assets.values())
         return HeaderInfo(self.sender, self.instance_id, self.buffer.capacity,
-                          self.asset_buffer_size, live)  # fmt: skip
+                          self.asset_buffer_size, live, model_change_time=self.started)  # fmt: skip
 
     def notify(self) -> None:
         """Wake the streams: new observations are in the buffer."""

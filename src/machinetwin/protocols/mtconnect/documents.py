@@ -34,6 +34,7 @@ class HeaderInfo:
     asset_buffer_size: int = 1024
     asset_count: int = 0
     version: str = "2.0.0.0"
+    model_change_time: str | None = None  # when the device model last changed (start)
 
 
 def iso_times(t: np.ndarray) -> np.ndarray:
@@ -64,6 +65,8 @@ def _header_attrs(h: HeaderInfo, kind: str, seq: tuple[int, int, int] | None) ->
         attrs.update(assetBufferSize=h.asset_buffer_size, assetCount=h.asset_count)
         return attrs
     attrs["bufferSize"] = h.buffer_size
+    if h.model_change_time is not None:
+        attrs["deviceModelChangeTime"] = h.model_change_time
     if kind == "Devices":
         attrs.update(assetBufferSize=h.asset_buffer_size, assetCount=h.asset_count)
     if seq is not None:
