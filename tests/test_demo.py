@@ -80,7 +80,7 @@ def test_demo_serves_the_ui_and_prints_the_login(tmp_path: Path) -> None:
 
 
 def test_each_demo_start_generates_a_new_password(tmp_path: Path) -> None:
-    passwords = []
+    passwords, secrets = [], []
     for _ in range(2):
         out = io.StringIO()
         run(run_demo(tmp_path / "demo", api_port=free_port(), duration_s=0.5,
@@ -88,4 +88,8 @@ def test_each_demo_start_generates_a_new_password(tmp_path: Path) -> None:
         found = re.search(r"user: +admin\npassword: +(\S+)", out.getvalue())
         assert found, out.getvalue()
         passwords.append(found.group(1))
+        secret = tmp_path / "demo" / "ui-secret"  # the UI's cookie-signing key
+        assert secret.stat().st_mode & 0o077 == 0
+        secrets.append(secret.read_text())
     assert passwords[0] != passwords[1] and all(len(p) >= 16 for p in passwords)
+    assert secrets[0] != secrets[1] and all(len(s) >= 32 for s in secrets)

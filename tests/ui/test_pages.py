@@ -56,6 +56,9 @@ def test_login_is_required_and_works_with_the_keyboard(browser, hub_env: HubEnv)
     page.goto(f"{hub_env.url}/")
     assert "/login" in page.url  # the session ended
     context.close()
+    # where the browser sessions are kept is the owner's only
+    storage = hub_env.demo.data_dir / "ui-storage"
+    assert storage.is_dir() and storage.stat().st_mode & 0o077 == 0
 
 
 def test_fleet_shows_three_machines_with_changing_values(

@@ -54,7 +54,10 @@ def mount_ui(app: FastAPI, context: UiContext, storage_secret: str, storage_dir:
         raise UiAlreadyMounted("this process already serves a running hub's web UI")
     from nicegui.storage import Storage
 
-    Storage.path = Path(storage_dir).resolve()  # next to the hub's store, not the cwd
+    # next to the hub's store, not the cwd; owner-only, as it holds session tokens
+    Storage.path = Path(storage_dir).resolve()
+    Storage.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    Storage.path.chmod(0o700)
     _state["ctx"] = context
     if _state["mounted"]:
         # A later hub in the same process (tests, benchmarks): NiceGUI's app and its
