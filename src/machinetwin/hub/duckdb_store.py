@@ -124,6 +124,8 @@ _WAVEFORMS_SUMMARY = """
     FROM {table} WHERE len(value) > 0 GROUP BY machine, signal
 """
 
+WAL_AUTOCHECKPOINT = "256MB"
+
 _ALARM_COLUMNS = (
     "id, machine, code, severity, message, source, raised_at, cleared_at, "
     "acknowledged_at, acknowledged_by, comment"
@@ -141,7 +143,14 @@ class DuckDBStore:
         self.path = str(path)
         # Every read that needs an order says ORDER BY, so DuckDB may insert in parallel
         # without keeping row order (measured: ~25 % faster ingest).
-        self._con = duckdb.connect(self.path, config={"preserve_insertion_order": False})
+        # DuckDB checkpoints inside the commit that pushes the WAL past wal_autocheckpoint
+        # (16 MB by default: every few groups at a fleet's rate, and that commit took 3x
+        # as long). Fewer, larger checkpoints: measured ~30 -> ~10 ms per commit of a
+        # 100,000-value group; a 256 MB WAL replays in seconds after a crash.
+        self._con = duckdb.connect(
+            self.path,
+            config={"preserve_insertion_order": False, "wal_autocheckpoint": WAL_AUTOCHECKPOINT},
+        )
         self._lock = threading.RLock()
         self._con.execute(_SCHEMA)
         self._common_signals = frozenset(SIGNALS) | {VIBRATION.name} | frozenset(extra_signals)
