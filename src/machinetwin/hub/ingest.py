@@ -123,7 +123,8 @@ class HubIngest:
         self.counters = IngestCounters()
         self.group_window_s = GROUP_WINDOW_S
         self.live: dict[str, LiveState] = {}
-        self.inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
+        # SimpleQueue: C-implemented, a fraction of Queue's cost per message
+        self.inbox: queue.SimpleQueue[tuple[str, bytes, float] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()  # guards live state for readers (API, UI)
         # descriptors as stored: a replayed (retained) birth that matches costs nothing
         self.known: dict[str, MachineDescriptor] = {d.machine_id: d for d in store.machines()}

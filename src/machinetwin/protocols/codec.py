@@ -799,12 +799,13 @@ class _Layout:
     order: tuple[int, ...]  # column i of the batch is the order[i]-th slice taken
     bool_columns: tuple[tuple[str, int], ...]  # (name, byte offset): values to check
     fixed_at: np.ndarray
-    fixed: np.ndarray
+    fixed: bytes
     gather: np.ndarray | None  # (n_cols, n_rows) float64 indices, if every column is float64
 
     def decode(self, buf: memoryview, seq: int) -> SampleBatch | None:
         """The batch, or None if the payload's structure differs from this layout."""
-        if not np.array_equal(np.frombuffer(buf, np.uint8)[self.fixed_at], self.fixed):
+        # gathered bytes compared as bytes (memcmp): np.array_equal cost more than this
+        if np.frombuffer(buf, np.uint8)[self.fixed_at].tobytes() != self.fixed:
             return None
         t = np.frombuffer(buf, _DTYPES[1], count=self.n_rows, offset=self.t_at)
         if len(t) and not np.isfinite(t).all():
@@ -855,7 +856,7 @@ def _remember_layout(key: tuple[bytes, int, int, int], buf: memoryview, batch: S
     layout = _Layout(
         batch.machine, n, t_at, tuple(batch.columns),
         tuple((dt, tuple(sl for _, sl in items)) for dt, items in by_dtype.items()),
-        order, tuple(bools), fixed_at, base[fixed_at].copy(), gather,
+        order, tuple(bools), fixed_at, base[fixed_at].tobytes(), gather,
     )  # fmt: skip
     with _LAYOUTS_LOCK:  # decoders may run on several threads
         if len(_LAYOUTS) >= _MAX_LAYOUTS:
