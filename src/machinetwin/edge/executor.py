@@ -255,7 +255,12 @@ class CommandExecutor:
         if self.loop is None:
             self.counts["no_loop"] += 1
             return
-        asyncio.run_coroutine_threadsafe(self.handle(payload), self.loop)
+        work = self.handle(payload)
+        try:
+            asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError:  # the loop has closed: the edge is shutting down
+            work.close()
+            self.counts["no_loop"] += 1
 
     async def handle(self, payload: bytes) -> None:
         """One message from the command topic."""
