@@ -378,3 +378,33 @@ def test_the_run_ends_when_the_program_does(tmp_path: Path, config: MachineConfi
     assert long_blocks.meta["removed_volume_mm3"] == pytest.approx(
         short_blocks.meta["removed_volume_mm3"], rel=1e-3
     )
+
+
+def test_alarms_carry_the_time_they_fired_not_the_block_end(
+    tmp_path: Path, config: MachineConfig
+) -> None:
+    # The tool breaks at 8 s, in the middle of the slot and of a 5 s block: the alarm
+    # follows the breakage spike (0.05 s) at the first cutting sample from then on.
+    path = write(tmp_path, "slot.ngc", slot(2.0))
+    healthy = run(path, config)
+    t, mrr = healthy.columns["t"], healthy.columns["mrr"]
+    first_cut = float(t[np.flatnonzero((t >= 8.0) & (mrr > 0))[0]])
+    assert first_cut < 8.1  # the slot is being cut at 8 s
+    record = run(path, config, "tool_breakage:1@8")
+    alarm = next(a for a in record.alarms if a.code == AlarmCode.TOOL_BREAKAGE)
+    assert alarm.raised_at == pytest.approx(first_cut + 0.05, abs=0.011)
+    assert record.columns["t"][-1] == pytest.approx(alarm.raised_at, abs=1e-9)
+
+
+@pytest.mark.parametrize("start", [0.0005, 2.5, 5.999, 7.123, 30.0])
+def test_blocks_end_where_a_fault_starts(config: MachineConfig, start: float) -> None:
+    # so that the physics sees a fault from its start (to within a telemetry sample)
+    sim = Simulator(config, faults=FaultSchedule([parse_fault(f"backlash:0.5@{start}")]))
+    sim.t = 1.0
+    ticks = sim.block_length(5000, multiple=10)
+    end = sim.t + ticks * sim.dt
+    assert ticks % 10 == 0 and 10 <= ticks <= 5000
+    if sim.t < start < sim.t + 5.0:
+        assert start - 1e-9 <= end < start + 0.01  # the first block that holds the start
+    else:
+        assert ticks == 5000  # started already, or later than this block
