@@ -259,35 +259,61 @@ def test_machine_refusal_is_reported_with_its_reason(site: Site) -> None:
     assert "machine refused" in site.reason(c.id) and "held" in site.reason(c.id)
 
 
-def edge_expectation(name: str, permit: bool) -> str:
-    """What the edge's own checks decide (before the machine has its say)."""
+# What must stop a command at the edge, by its class and the site's condition; the
+# machine has its say after that (and the virtual one refuses what it cannot do).
+REASON = {"no_permit": "permit", "estop": "e-stop", "alarm": "active alarm", "unknown": "unknown"}
+
+
+def edge_expectation(name: str, condition: str) -> str | None:
+    """The word the rejection must contain, or None if the edge lets it through."""
     kind = COMMANDS[name].kind
-    if kind == "stopping" or permit:
-        return "passes"
-    return "permit"
+    if kind == "stopping" or condition == "ok":
+        return None
+    if condition == "no_permit" or kind == "motion":
+        return REASON[condition]
+    return None  # state commands: interlocks are the machine's business
 
 
-@pytest.mark.parametrize("permit", [False, True])
-@pytest.mark.parametrize("name", sorted(n for n in COMMANDS if n != "heartbeat"))
-def test_edge_command_matrix(site: Site, name: str, permit: bool) -> None:
-    args = {"select_program": {"program": "part.ngc"}, "feed_override": {"percent": 90},
-            "rapid_override": {"percent": 90}, "spindle_override": {"percent": 90},
-            "cycle_start": {"program_sha256": "0" * 64}, "mdi": {"line": "G0 X1"},
-            "jog": {"axis": "x", "distance": 1.0, "feed": 100.0},
-            "jog_continuous": {"axis": "x", "direction": 1, "feed": 100.0, "deadman_s": 0.1}}  # fmt: skip
-    if permit:
+def prepare(site: Site, condition: str) -> None:
+    from machinetwin.model import Alarm, AlarmCode, MachineEvent, Severity
+
+    if condition != "no_permit":
         site.permits.grant(MACHINE, 5)
+    if condition == "unknown":
+        return  # the executor has heard nothing from the machine
     hold(site)
-    c = site.command(name, args.get(name, {}))
+    if condition in ("estop", "alarm"):
+        code, severity = ((AlarmCode.ESTOP, Severity.CRITICAL) if condition == "estop"
+                          else (AlarmCode.DRIVE_FAULT, Severity.FAULT))  # fmt: skip
+        alarm = Alarm(code, severity, condition, "x", 0.0)
+        site.executor.observe(MachineEvent(MACHINE, 0.0, "alarm", alarm=alarm))
+
+
+MATRIX_ARGS = {"select_program": {"program": "part.ngc"}, "feed_override": {"percent": 90},
+               "rapid_override": {"percent": 90}, "spindle_override": {"percent": 90},
+               "cycle_start": {"program_sha256": "0" * 64}, "mdi": {"line": "G0 X1"},
+               "jog": {"axis": "x", "distance": 1.0, "feed": 100.0},
+               "jog_continuous": {"axis": "x", "direction": 1, "feed": 100.0, "deadman_s": 0.1}}  # fmt: skip
+
+
+@pytest.mark.parametrize("condition", ["ok", "no_permit", "estop", "alarm", "unknown"])
+@pytest.mark.parametrize("name", sorted(n for n in COMMANDS if n != "heartbeat"))
+def test_edge_command_matrix(site: Site, name: str, condition: str) -> None:
+    """Acceptance 1 at the edge: every command in every site condition."""
+    prepare(site, condition)
+    c = site.command(name, MATRIX_ARGS.get(name, {}))
     run(site.executor.handle(site.signer.sign(c)))
     answers, reason = site.answers(c.id), site.reason(c.id)
-    if edge_expectation(name, permit) == "permit":
-        assert answers == ["rejected"] and "permit" in reason
-    else:  # through the edge; the machine may still refuse what it cannot do
-        assert answers[0] in ("accepted", "rejected")
-        assert "permit" not in reason
+    expected = edge_expectation(name, condition)
+    if expected is not None:
+        assert answers == ["rejected"] and expected in reason, reason
+        assert site.executor.executed == []
+    else:  # through the edge's checks: executed, or refused by the machine itself
+        assert answers[0] in ("accepted", "rejected"), answers
         if answers[0] == "rejected":
-            assert reason.startswith("machine refused")
+            assert reason.startswith("machine refused"), reason
+        else:
+            assert site.executor.executed == [c.id]
 
 
 # --- exactly once under duplication and reordering ----------------------------------------------------
