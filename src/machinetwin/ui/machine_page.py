@@ -17,7 +17,7 @@ from nicegui import run, ui
 
 from ..hub.store import StoredAlarm
 from .app import ctx, guarded, page_frame
-from .context import UserLike, alarm_code
+from .context import UiContext, UserLike, alarm_code
 from .fleet import _execution
 from .scene3d import HeightField, Segments
 from .twin import StockView, last_window, program_window, spectrum
@@ -239,7 +239,7 @@ class _MachineView:
         ui.timer(0, self.chart_tick, once=True)
         ui.timer(0, self.spectrum_tick, once=True)
 
-    def _build_scene(self, c: Any) -> None:
+    def _build_scene(self, c: UiContext) -> None:
         cfg = c.machine_config
         lo = [cfg.axes[a].min for a in "xyz"]
         hi = [cfg.axes[a].max for a in "xyz"]
@@ -261,9 +261,22 @@ class _MachineView:
             self.tool.rotate(math.pi / 2, 0, 0)
         # look at the part from the front right; the envelope stays in view behind it
         part = [corner[0] + nx * sv.grid_mm / 2, corner[1] + ny * sv.grid_mm / 2, corner[2]]
-        scene.move_camera(x=part[0] + 260, y=part[1] - 420, z=part[2] + 300,
-                          look_at_x=part[0], look_at_y=part[1], look_at_z=part[2],
-                          duration=0)  # fmt: skip
+        views = {  # camera offsets from the part: the views buttons (keyboard) give
+            "3D view": (260.0, -420.0, 300.0),
+            "Front view": (0.0, -600.0, 0.0),
+            "Top view": (0.0, -1.0, 600.0),
+            "Whole machine": (700.0, -1100.0, 800.0),
+        }
+
+        def look(offset: tuple[float, float, float], duration: float = 0.5) -> None:
+            scene.move_camera(x=part[0] + offset[0], y=part[1] + offset[1],
+                              z=part[2] + offset[2], look_at_x=part[0], look_at_y=part[1],
+                              look_at_z=part[2], duration=duration)  # fmt: skip
+
+        look(views["3D view"], 0)
+        with ui.row().classes("gap-2").props('role="group" aria-label="Camera"'):
+            for name, offset in views.items():
+                ui.button(name, on_click=lambda o=offset: look(o)).props("outline dense no-caps")
 
     # --- fast: live values, tool, program line ------------------------------------------
 
