@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from machinetwin.edge.executor import CommandLedger
 from machinetwin.hub.commands import CommandSigner
 from machinetwin.model import AdapterCommand, Execution
 from machinetwin.model.commands import COMMANDS, Command, encode_signed, new_command
@@ -364,3 +365,22 @@ def test_a_failed_ledger_refuses_rather_than_risk_a_second_run(site: Site) -> No
     assert site.executor.executed == []
     assert site.adapter.sim.controller.state.feed_override == 100.0
     site.executor.ledger.db = sqlite3.connect(site.ledger_path)  # for the fixture's close
+
+
+def test_pruned_ledger_entries_stay_refused_by_their_expiry(site: Site, tmp_path: Path) -> None:
+    from machinetwin.edge.executor import LEDGER_KEEP_S
+
+    site.permits.grant(MACHINE, 5)
+    site.step()
+    long_ago = time.time() - LEDGER_KEEP_S - 3600
+    old = site.command("feed_override", {"percent": 11}, now=long_ago)
+    site.executor.ledger.claim(old, long_ago)  # ran a week ago
+    site.executor.ledger.close()
+    replies: list = []
+    restarted = make_executor(tmp_path, site.adapter, site.signer, replies)
+    assert restarted.ledger.count() == 0  # pruned on opening
+    run(restarted.handle(site.signer.sign(old)))  # a recording of it, replayed
+    assert [r.status for r in replies] == ["rejected"] and "expired" in replies[0].reason
+    assert restarted.executed == []
+    restarted.ledger.close()
+    site.executor.ledger = CommandLedger(site.ledger_path)  # for the fixture's close

@@ -68,6 +68,7 @@ from .permit import PermitStore
 log = logging.getLogger(__name__)
 
 MAX_EXECUTED_KEPT = 100_000
+LEDGER_KEEP_S = 7 * 24 * 3600.0
 DEADMAN_PERIODS = 2.0  # feed hold after this many heartbeat periods without one
 
 
@@ -111,6 +112,11 @@ class CommandLedger:
             id TEXT PRIMARY KEY, machine TEXT NOT NULL, name TEXT NOT NULL,
             issuer TEXT NOT NULL, received_at REAL NOT NULL,
             status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '')""")
+        # Ids older than any command's validity can go: a replay of one is refused as
+        # expired, so at-most-once still holds (LEDGER_KEEP_S >> MAX_TTL_S + skew).
+        self.db.execute(
+            "DELETE FROM commands WHERE received_at < ?", (time.time() - LEDGER_KEEP_S,)
+        )
 
     def claim(self, c: Command, now: float) -> tuple[str, str] | None:
         """Record ``c`` as claimed; None if new, else its (status, reason) so far."""

@@ -409,6 +409,8 @@ class CommandService:
             status = self.statuses.get(reply.id)
             if status is not None:
                 self._apply(status, reply)
+                if reply.status in ("done", "failed", "rejected"):
+                    self.heartbeat_seq.pop(reply.id, None)  # the motion is over
             self.lock.notify_all()
         self.audit.append(f"edge:{reply.machine}", reply.machine, reply.id, reply.status,
                           {"reason": reply.reason, "edge_at": reply.at,
