@@ -91,3 +91,20 @@ def test_one_changed_byte_in_the_records_is_found(tmp_path: Path, pristine: byte
     path.write_bytes(bytes(raw))
     ok, message = verify_audit(path)
     assert not ok, message
+
+
+def test_hub_key_and_audit_live_next_to_the_store(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from machinetwin.hub.commands import open_command_service
+
+    first = open_command_service(tmp_path / "hub.duckdb", None)
+    key = tmp_path / "hub-command-key.pem"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert (tmp_path / "audit.sqlite").is_file()
+    first.audit.close()
+    again = open_command_service(tmp_path / "hub.duckdb", None)
+    assert again.signer.public_key_b64 == first.signer.public_key_b64  # the edges keep trusting it
+    again.audit.close()
+    assert main(["public-key", str(key)]) == 0
