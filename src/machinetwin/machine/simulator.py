@@ -249,6 +249,7 @@ class Simulator:
         for name, values in columns.items():
             columns[name] = values[:keep]
         self.t = float(columns["t"][-1])
+        self.meter.energy = float(columns["energy"][-1])  # what the run's meta reports
         if stock_state is not None and self.stock.revision != stock_state.revision:
             # the material the tool reached after the stop was never cut: redo the cut
             self.stock.restore(stock_state)
