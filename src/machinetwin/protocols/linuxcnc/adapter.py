@@ -207,7 +207,7 @@ class LinuxCNCAdapter:
                 self.state.alarms.append(alarm)
                 self._events.append(MachineEvent(mid, now, "alarm", alarm=alarm))
             else:  # (MSG, ...) and operator texts: information, not alarms
-                self._events.append(MachineEvent(mid, now, "message", value=msg["text"]))
+                self._events.append(MachineEvent(mid, now, "message", value=msg["text"].strip()))
 
     def _flush(self, rows: list[bytes]) -> list[SampleBatch | MachineEvent]:
         """The window's events in time order, then its samples as one batch."""

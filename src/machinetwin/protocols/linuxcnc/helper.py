@@ -103,8 +103,7 @@ class Helper:
 
     def errors(self) -> None:
         while (msg := self.e.poll()) is not None:
-            kind, text = msg
-            emit("E " + json.dumps({"kind": self.kinds.get(kind, str(kind)), "text": text}))
+            self.report(msg)
 
     # --- commands --------------------------------------------------------------------------
 
@@ -175,9 +174,10 @@ class Helper:
             deadline = time.monotonic() + COMMAND_WAIT_S
             while time.monotonic() < deadline:  # the reason follows on the error channel
                 msg = self.e.poll()
-                if msg is not None:
+                if msg is not None and self.is_error(msg):
                     raise Refused(self.follow_ups(msg[1]))
-                time.sleep(0.01)
+                if msg is None:
+                    time.sleep(0.01)
             raise Refused("LinuxCNC refused the command (no reason given)")
         # rc == -1: still executing after COMMAND_WAIT_S (a long MDI move): accepted
 
@@ -186,8 +186,20 @@ class Helper:
         not alarms of their own)."""
         time.sleep(0.05)
         while (msg := self.e.poll()) is not None:
-            reason += "; " + msg[1]
+            if self.is_error(msg):
+                reason += "; " + msg[1]
         return reason
+
+    def is_error(self, msg: tuple[int, str]) -> bool:
+        """An error (part of a refusal); texts and displays go on as messages."""
+        if self.kinds.get(msg[0], "").endswith("_ERROR"):
+            return True
+        self.report(msg)
+        return False
+
+    def report(self, msg: tuple[int, str]) -> None:
+        kind, text = msg
+        emit("E " + json.dumps({"kind": self.kinds.get(kind, str(kind)), "text": text}))
 
     # --- loop --------------------------------------------------------------------------------
 
