@@ -36,7 +36,7 @@ class BufferConfig(Strict):
 
 class MachineEntry(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    kind: str = Field("virtual", pattern="^(virtual|mtconnect|shdr)$")
+    kind: str = Field("virtual", pattern="^(virtual|mtconnect|shdr|opcua|linuxcnc|replay)$")
     programs: list[Path] = []  # kind virtual: the part programs it runs
     url: str | None = None  # kind mtconnect: the agent's URL; kind shdr: the adapter's host[:port]
     device: str | None = None  # kind mtconnect: the device's name or uuid at the agent
@@ -80,6 +80,21 @@ def build_adapters(config: EdgeConfig, base: Path | None = None) -> list[Adapter
 
     adapters: list[Adapter] = []
     for m in config.machines:
+        if m.kind == "opcua":  # url opc.tcp://..., device: the MachineTool's BrowseName
+            from ..protocols.opcua.client import opcua_adapter
+
+            adapters.append(opcua_adapter(m.id, config.site, m.url, m.device))
+            continue
+        if m.kind == "linuxcnc":  # the LinuxCNC controller this edge runs on
+            from ..protocols.linuxcnc.entry import linuxcnc_adapter
+
+            adapters.append(linuxcnc_adapter(m.id, config.site, m.url))
+            continue
+        if m.kind == "replay":  # programs: recorded experiments (CSV), speedup: speed factor
+            from ..protocols.replay import replay_adapter
+
+            adapters.append(replay_adapter(m.id, config.site, m.programs, m.speedup))
+            continue
         if m.kind != "virtual":  # a real machine behind an MTConnect agent or SHDR adapter
             from ..protocols.mtconnect.entry import protocol_adapter
 

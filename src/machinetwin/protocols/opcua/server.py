@@ -270,6 +270,10 @@ class MachineToolServer:
             vtype = ua.VariantType[mp.vtype]
             signals[mp.signal] = (await var(mp.path, ua.get_default_value(vtype), vtype),
                                   vtype, mp.scale)  # fmt: skip
+        # no value until the machine gives one: a client must not take the default for data
+        waiting = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
+        await self._write([ua.WriteValue(NodeId=n, AttributeId=ua.AttributeIds.Value, Value=waiting)
+                           for n, _, _ in signals.values()])  # fmt: skip
         channel_state = await var(m.CHANNEL_STATE, state, ua.VariantType.Int32)
         is_rotating = await var(m.IS_ROTATING, False, ua.VariantType.Boolean)
         prod = (("mt", "Production"),)

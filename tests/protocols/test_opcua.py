@@ -1,0 +1,251 @@
+"""OPC UA: the umati address space of our server, our client adapter against it, the mappings.
+
+Real parts: asyncua's server and client over TCP, virtual machines. The address space is
+read with a plain asyncua client (not our adapter) so that names are checked as a
+stranger sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from asyncua import Client, ua
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from machinetwin.edge.agent import build_adapters, load_edge_config
+from machinetwin.errors import ConfigError
+from machinetwin.model import Alarm, AlarmCode, Execution, MachineEvent, SampleBatch, Severity
+from machinetwin.protocols.opcua import model as m
+from machinetwin.protocols.opcua.client import (
+    OpcUaClientAdapter,
+    OpcUaSettings,
+    carry_forward,
+)
+from machinetwin.protocols.opcua.server import MachineToolServer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_mtconnect_support import Scripted, Tap, collect, series, virtual_machine  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def endpoint() -> str:
+    return f"opc.tcp://127.0.0.1:{free_port()}/machinetwin"
+
+
+# ------------------------------------------------------------ mappings
+
+
+@given(st.sampled_from(list(Execution)))
+def test_execution_survives_channel_and_program_state(execution: Execution) -> None:
+    state, program = m.execution_to_opcua(execution)
+    assert state in (m.CHANNEL_ACTIVE, m.CHANNEL_INTERRUPTED, m.CHANNEL_RESET)
+    assert program in m.PROGRAM_STATES
+    assert m.execution_from_opcua(state, program) == execution
+
+
+def test_foreign_channel_states() -> None:
+    assert m.execution_from_opcua(m.CHANNEL_RESET, None) == Execution.READY
+    assert m.execution_from_opcua(7, "Running") is None  # not a ChannelState value
+    assert m.execution_from_opcua(None, None) is None
+
+
+@given(st.sampled_from(list(Severity)))
+def test_severity_round_trip(severity: Severity) -> None:
+    value = m.severity_to_opcua(severity)
+    assert 1 <= value <= 1000 and m.severity_from_opcua(value) == severity
+
+
+@given(st.integers(1, 1000))
+def test_foreign_severity_is_monotonic(value: int) -> None:
+    assert m.severity_from_opcua(value) <= m.severity_from_opcua(min(1000, value + 37))
+
+
+@given(st.sampled_from([*list(Execution), None]), st.booleans())
+def test_stacklight_shows_exactly_one_lamp(execution: Execution | None, alarm: bool) -> None:
+    red, yellow, green = m.stacklight(execution, alarm)
+    assert red + yellow + green == 1
+    assert red == alarm and (green == (execution == Execution.ACTIVE and not alarm))
+
+
+def test_unknown_error_codes_keep_their_code() -> None:
+    assert m.alarm_code("MT-200") == (AlarmCode.SPINDLE_OVERLOAD, True)
+    assert m.alarm_code("E4711") == (AlarmCode.DRIVE_FAULT, False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 20), st.floats(-1e3, 1e3)), max_size=40),
+    st.lists(st.one_of(st.just(np.nan), st.floats(-10, 10)), min_size=4, max_size=4),
+)
+def test_carry_forward_matches_a_plain_replay(
+    notes: list[tuple[int, int, float]], before: list[float]
+) -> None:
+    """Each row holds, per signal, the newest notification at or before its time."""
+    if not notes:
+        return
+    sig = np.array([n[0] for n in notes])
+    t = np.array([float(n[1]) for n in notes])
+    v = np.array([n[2] for n in notes])
+    last = np.array(before, float)
+    times, values = carry_forward(sig, t, v, last)
+    assert list(times) == sorted(set(t.tolist()))
+    state = list(before)
+    expected = []
+    for time_ in times:
+        for s, tt, vv in notes:  # arrival order breaks ties: the later one wins
+            if tt == time_:
+                state[s] = vv
+        expected.append(list(state))
+    np.testing.assert_array_equal(values.T, np.array(expected))
+    np.testing.assert_array_equal(last, np.array(expected[-1]))
+
+
+def test_site_file_kind_opcua(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text('site = "Harbin"\n[[machines]]\nid = "hb-1"\nkind = "opcua"\n'
+                    'url = "opc.tcp://10.0.0.9:4840/cnc"\ndevice = "DMU50"\n')  # fmt: skip
+    (adapter,) = build_adapters(load_edge_config(path))
+    assert isinstance(adapter, OpcUaClientAdapter)
+    assert adapter.settings.machine == "DMU50" and adapter.descriptor.site == "Harbin"
+    path.write_text('site = "s"\n[[machines]]\nid = "m1"\nkind = "opcua"\nurl = "http://x"\n')
+    with pytest.raises(ConfigError, match=r"machines\.m1\.url: expected opc\.tcp://"):
+        build_adapters(load_edge_config(path))
+
+
+def test_secure_policy_without_certificate_is_refused() -> None:
+    with pytest.raises(ConfigError, match="needs the client's certificate"):
+        OpcUaClientAdapter(OpcUaSettings("opc.tcp://h:4840", "m1", policy="Basic256Sha256_Sign"))
+
+
+# ------------------------------------------------------------ server address space
+
+
+async def _browse_names(node) -> dict[str, object]:
+    children = await node.get_children()
+    return {(await c.read_browse_name()).to_string(): c for c in children}
+
+
+def test_server_exposes_machine_tool_with_spec_browse_names(tmp_path: Path) -> None:
+    url = endpoint()
+    vm, config = virtual_machine(tmp_path, "vmc1")
+
+    async def scenario() -> dict:
+        async with MachineToolServer([vm], url).serving(), Client(url) as c:
+            ns = {k: await c.get_namespace_index(u) for k, u in m.NAMESPACES.items()}
+            mt, di, ia = ns[m.MT], ns[m.DI], ns[m.IA]
+            machines = await c.nodes.objects.get_child(f"{ns[m.MACHINERY]}:Machines")
+            machine = (await machines.get_children())[0]
+            typedef = await c.get_node(await machine.read_type_definition()).read_browse_name()
+            top = set(await _browse_names(machine))
+            channel = await machine.get_child([f"{mt}:Monitoring", f"{mt}:Channel1"])
+            chan_names = set(await _browse_names(channel))
+            chan_type = await c.get_node(await channel.read_type_definition()).read_browse_name()
+            light = await machine.get_child([f"{mt}:Monitoring", f"{mt}:Stacklight"])
+            lamps = await light.get_children()
+            ident = await machine.get_child(f"{di}:Identification")
+            serial = await (await ident.get_child(f"{di}:SerialNumber")).read_value()
+            await asyncio.sleep(1.0)  # the program is running by now
+            state = await channel.get_child(f"{mt}:ChannelState")
+            prog = await machine.get_child(
+                [f"{mt}:Production", f"{mt}:ActiveProgram", f"{mt}:Name"])  # fmt: skip
+            tools = await machine.get_child([f"{mt}:Equipment", f"{mt}:Tools"])
+            wear = await (await tools.get_child(
+                [f"{mt}:T1", f"{mt}:ToolLife", f"{mt}:{m.TOOL_LIFE_ENTRY}"])).read_value()  # fmt: skip
+            return dict(mt=mt, di=di, ia=ia, typedef=typedef, top=top, chan=chan_names,
+                        chan_type=chan_type, lamps=len(lamps), serial=serial,
+                        state=await state.read_value(), program=await prog.read_value(),
+                        tools=len(await tools.get_children()), wear=wear)  # fmt: skip
+
+    r = asyncio.run(scenario())
+    mt, di = r["mt"], r["di"]
+    assert r["typedef"] == ua.QualifiedName("MachineToolType", mt)
+    assert {f"{di}:Identification", f"{mt}:Monitoring", f"{mt}:Production", f"{mt}:Equipment",
+            f"{mt}:Notification"} <= r["top"]  # fmt: skip
+    assert {f"{mt}:ChannelState", f"{mt}:ChannelMode", f"{mt}:FeedOverride",
+            f"{mt}:RapidOverride"} <= r["chan"]  # fmt: skip
+    assert r["chan_type"] == ua.QualifiedName("ChannelMonitoringType", mt)
+    assert r["lamps"] >= 4  # StacklightMode and three lamps
+    assert r["serial"] == "vmc1"
+    assert r["state"] == m.CHANNEL_ACTIVE and r["program"] == "short.ngc"
+    assert r["tools"] == len(config.tools) and r["wear"] >= 0.0
+
+
+# ------------------------------------------------------------ client adapter
+
+
+def test_client_reads_our_server_into_batches_that_match_the_machine(tmp_path: Path) -> None:
+    url = endpoint()
+    vm, _ = virtual_machine(tmp_path, "vmc1")
+    tap = Tap(vm)
+    client = OpcUaClientAdapter(OpcUaSettings(url, "vmc1-opc", machine="vmc1"))
+
+    async def scenario() -> list:
+        async with MachineToolServer([tap], url).serving():
+            return await collect(client, 4.0)
+
+    items = asyncio.run(scenario())
+    batches = [i for i in items if isinstance(i, SampleBatch)]
+    assert len(batches) >= 15  # every ~100 ms while connected
+    assert all(b.machine == "vmc1-opc" for b in batches)
+    t, x = series(items, "x.pos")
+    # what the server showed: each batch's newest sample (one write per batch)
+    written = [b for b in tap.items if isinstance(b, SampleBatch) and len(b)]
+    w_t = np.array([b.t[-1] for b in written])
+    w_x = np.array([b.columns["x.pos"][-1] for b in written])
+    assert np.isfinite(x).sum() > 0.8 * len(x)
+    for row_t, row_x in zip(t, x, strict=True):
+        if np.isnan(row_x):  # before the machine's first value: unknown, not a default 0
+            continue
+        k = np.searchsorted(w_t, row_t, side="right")
+        # the newest value written at or before the row (sampling may skip some writes)
+        assert row_x in w_x[max(0, k - 5) : k], (row_t, row_x)
+    assert np.nanmax(x) - np.nanmin(x) > 1.0  # the machine moved
+    events = [i for i in items if isinstance(i, MachineEvent)]
+    assert any(e.kind == "program" and e.value["name"] == "short.ngc" for e in events)
+    assert [e.value for e in events if e.kind == "execution"][:1] == ["ACTIVE"]
+    execution = np.concatenate(
+        [b.columns["execution"] for b in batches if "execution" in b.columns]
+    )
+    assert set(execution.tolist()) <= {float(e) for e in Execution}
+
+
+def test_alerts_travel_as_alert_type_events(tmp_path: Path) -> None:
+    url = endpoint()
+    now = time.time()
+    raised = Alarm(AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT, "spindle load 132 %", "spindle",
+                   now)  # fmt: skip
+    cleared = Alarm(raised.code, raised.severity, raised.message, "spindle", now, now + 1.0)
+    machine = Scripted("m9", [])
+    client = OpcUaClientAdapter(OpcUaSettings(url, "m9"))
+
+    async def scenario() -> list:
+        server = MachineToolServer([machine], url)
+        async with server.serving():
+            nodes = server.machines["m9"]
+            task = asyncio.create_task(collect(client, 3.5))
+            await asyncio.sleep(2.0)  # subscribed by now
+            await server.handle_event(nodes, MachineEvent("m9", now, "alarm", alarm=raised))
+            await server.handle_event(nodes, MachineEvent("m9", now + 1, "alarm_cleared",
+                                                          alarm=cleared))  # fmt: skip
+            return await task
+
+    events = [i for i in asyncio.run(scenario()) if isinstance(i, MachineEvent)]
+    alarms = [e for e in events if e.kind in ("alarm", "alarm_cleared")]
+    assert [e.kind for e in alarms] == ["alarm", "alarm_cleared"]
+    up, down = alarms[0].alarm, alarms[1].alarm
+    assert (up.code, up.severity, up.message, up.source) == (
+        raised.code, raised.severity, raised.message, "spindle")  # fmt: skip
+    assert abs(up.raised_at - now) < 1e-3 and up.active
+    assert down.code == raised.code and not down.active
