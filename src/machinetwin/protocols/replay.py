@@ -260,3 +260,13 @@ class ReplayAdapter:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def replay_adapter(machine_id: str, site: str, files: Sequence[Path],
+                   speed: float = 1.0) -> ReplayAdapter:  # fmt: skip
+    """The adapter of a site file's entry of kind ``replay``: ``programs`` lists the
+    recordings (experiment CSVs) it plays in a loop, ``speedup`` is the speed factor."""
+    for f in files:
+        if Path(f).suffix.lower() != ".csv":
+            raise ConfigError(f"machines.{machine_id}.programs: {f} is not a recording (.csv)")
+    return ReplayAdapter(ReplaySettings(machine_id, list(files), site, speed=speed))
