@@ -71,7 +71,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -232,6 +232,12 @@ class _Rows:
             self.a = np.concatenate((self.a, np.empty_like(self.a)))
         self.a[self.n] = row
         self.n += 1
+
+    def extend(self, rows: Floats) -> None:
+        while self.n + len(rows) > len(self.a):
+            self.a = np.concatenate((self.a, np.empty_like(self.a)))
+        self.a[self.n : self.n + len(rows)] = rows
+        self.n += len(rows)
 
     def drop(self, k: int) -> None:
         self.a[: self.n - k] = self.a[k : self.n]
@@ -866,6 +872,16 @@ class _Filter:
         return out
 
 
+def _batch_rows(b: canon.MotionBatch, start: int, end: int) -> canon.MotionBatch:
+    """Rows start..end of a batch as a batch of their own (each row stands alone)."""
+    rows = slice(start, end)
+    return replace(
+        b, line=int(b.lines[start]), lines=b.lines[rows], kind=b.kind[rows],
+        feed_set=b.feed_set[rows], feed=b.feed[rows], end=b.end[rows],
+        centre=b.centre[rows], rotation=b.rotation[rows],
+    )  # fmt: skip
+
+
 # --- the streaming planner ---------------------------------------------------------------
 
 _MOTION = (canon.StraightTraverse, canon.StraightFeed, canon.ArcFeed)
@@ -915,8 +931,12 @@ class Planner:
     # --- public surface -------------------------------------------------------------
 
     def load(self, ops: Iterable[canon.CanonOp]) -> None:
-        """Start a program from the current position (ops in machine mm, mm/min)."""
-        self._load(canon.expand(ops))
+        """Start a program from the current position (ops in machine mm, mm/min).
+
+        Motion batches are read in bulk (see ``_read_batch``); the same program with
+        its batches expanded op by op gives the same setpoints and events.
+        """
+        self._load(iter(ops))
 
     @property
     def done(self) -> bool:
@@ -973,6 +993,9 @@ class Planner:
 
     def _load(self, ops: Iterator[canon.CanonOp]) -> None:
         self._ops = ops
+        self._front: Iterator[canon.CanonOp] | None = None  # ops to read before _batch
+        self._batch: canon.MotionBatch | None = None  # rows from _row on not read yet
+        self._row = 0
         self._segs: list[_Segment] = []
         self._rows = _Rows()
         self._actions: deque[tuple[int, canon.CanonOp]] = deque()
@@ -1014,16 +1037,41 @@ class Planner:
             return False
         added = False
         while count < cap and length < self.limits.lookahead:
+            if self._batch is not None and self._front is None:
+                k, length = self._read_batch(cap - count, length)
+                count, added = count + k, added or k > 0
+                continue
             seg = self._read_one()
             if seg is None:
+                if self._batch is not None:  # stopped at a batch: its rows come next
+                    continue
                 break
             added = True
             count, length = count + 1, length + seg.length
         return added
 
+    def _next_op(self) -> canon.CanonOp | None:
+        """The next op to read one by one; None at the end or where a batch comes next."""
+        if self._front is not None:
+            op = next(self._front, None)
+            if op is not None:
+                return op
+            self._front = None
+        if self._batch is not None:
+            return None
+        op = next(self._ops, None)
+        if type(op) is canon.MotionBatch:
+            if self.limits.arc_mode:  # blend arcs are placed move by move
+                self._front = op.ops()  # type: ignore[attr-defined]
+            else:
+                self._batch, self._row = op, 0  # type: ignore[assignment]
+            return self._next_op()
+        return op
+
     def _read_one(self) -> _Segment | None:
-        """Read ops up to and including the next move; None at the end of the program."""
-        for op in self._ops:
+        """Read ops up to and including the next move; None at the end of the program
+        (or where a motion batch is to be read next)."""
+        while (op := self._next_op()) is not None:
             t = type(op)
             if t in _MOTION:
                 seg = self._segment(op)
@@ -1040,10 +1088,132 @@ class Planner:
             self._actions.append((self._gid, op))
             if t in _BARRIERS and self._segs and self._segs[-1].gid == self._gid - 1:
                 self._end_unblended()
+        if self._batch is not None:
+            return None
         self._exhausted = True
         if self._segs and self._segs[-1].gid == self._gid - 1:
             self._end_unblended()
         return None
+
+    # --- reading motion batches in bulk ------------------------------------------------
+
+    def _read_batch(self, room: int, length: float) -> tuple[int, float]:
+        """Read the current batch's next rows as ``_read_one`` would, with numpy.
+
+        Lines are read up to where the lookahead is full (``room`` more segments, or
+        ``length`` reaching the lookahead length, summed in the same order); arcs and
+        zero-length moves are left to ``_read_one`` (through ``_front``). Returns the
+        segments added and the new ``length``.
+        """
+        b = self._batch
+        assert b is not None
+        r, n = self._row, len(b.kind)
+        if r >= n:
+            self._batch = None
+            return 0, length
+        e = min(n, r + max(2 * room, 256))  # rows enough for ``room`` segments, mostly
+        kind = b.kind[r:e]
+        arcs = np.flatnonzero(kind == 2)
+        if len(arcs) and arcs[0] == 0:
+            lines = np.flatnonzero(kind != 2)
+            return self._rows_one_by_one(r + (int(lines[0]) if len(lines) else len(kind))), length
+        if len(arcs):
+            e = r + int(arcs[0])
+        mv = np.flatnonzero(b.kind[r:e] >= 0)
+        p1 = b.end[r + mv, :3].astype(float)
+        p0 = np.empty_like(p1)
+        p0[:1] = self._last_point
+        p0[1:] = p1[:-1]
+        d = p1 - p0
+        ln = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2])
+        short = np.flatnonzero(ln < 1e-9)
+        if len(short):  # the op path skips it, and later moves start where it started
+            if short[0] == 0:
+                return self._rows_one_by_one(r + int(mv[0]) + 1), length
+            e = r + int(mv[short[0]])
+            mv, p0, p1, d, ln = mv[: short[0]], p0[: short[0]], p1[: short[0]], d[: short[0]], ln[: short[0]]  # fmt: skip
+        cum = np.cumsum(np.concatenate(([length], ln)))  # sequential, as the op path adds
+        full = (np.arange(1, len(ln) + 1) >= room) | (cum[1:] >= self.limits.lookahead)
+        k = int(np.argmax(full)) + 1 if full.any() else len(ln)
+        if k < len(ln) or full.any():
+            e = r + int(mv[k - 1]) + 1 if k else e
+        feed = self._batch_feeds(b, r, e)
+        self._append_lines(b, r, mv[:k], p0[:k], p1[:k], d[:k], ln[:k], feed)
+        self._row = e
+        if e >= n:
+            self._batch = None
+        return k, float(cum[k])
+
+    def _rows_one_by_one(self, end: int) -> int:
+        """Hand the current batch's rows up to ``end`` to ``_read_one`` as ops."""
+        b = self._batch
+        assert b is not None
+        self._front = _batch_rows(b, self._row, end).ops()
+        self._row = end
+        if end >= len(b.kind):
+            self._batch = None
+        return 0
+
+    def _batch_feeds(self, b: canon.MotionBatch, r: int, e: int) -> Floats:
+        """Feed (mm/s) in effect at each of rows r..e; records their SET_FEED_RATEs as
+        actions (before the move of their row) and the feed after the last."""
+        fs = np.flatnonzero(b.feed_set[r:e])
+        if not len(fs):
+            return np.full(e - r, self._feed)
+        rate = b.feed[r + fs]
+        src = np.full(e - r, -1)
+        src[fs] = np.arange(len(fs))
+        np.maximum.accumulate(src, out=src)
+        per_set = rate / 60.0
+        feed = np.where(src >= 0, per_set[src], self._feed)
+        # a feed set's action goes to the segment its row's move (or the next) makes
+        moves_before = np.cumsum(b.kind[r:e] >= 0) - (b.kind[r:e] >= 0)
+        gids = (self._gid + moves_before[fs]).tolist()
+        lines = b.lines[r + fs].tolist()
+        self._actions.extend(
+            (g, canon.SetFeedRate(ln, f))
+            for g, ln, f in zip(gids, lines, rate.tolist(), strict=True)
+        )
+        self._feed = float(per_set[-1])
+        return feed
+
+    def _append_lines(
+        self, b: canon.MotionBatch, r: int, mv: np.ndarray, p0: Floats, p1: Floats,
+        d: Floats, ln: Floats, feed: Floats,
+    ) -> None:  # fmt: skip
+        """Append the line segments of rows ``r + mv`` (numbers as ``_line_row``)."""
+        k = len(mv)
+        if not k:
+            return
+        rapid = b.kind[r + mv] == 0
+        f = feed[mv]
+        slow = np.flatnonzero(~rapid & (f <= 0))
+        if len(slow):
+            raise PlannerError(f"line {int(b.lines[r + mv[slow[0]]])}: feed move with zero feed rate")
+        lim = self.limits
+        u = d / ln[:, None]
+        au = np.abs(u)
+        with np.errstate(divide="ignore"):  # an axis that does not move sets no limit
+            hard = np.min(lim.vmax / au, axis=1)
+            acc = lim.rho * np.min(lim.amax / au, axis=1)
+        rows = np.zeros((k, _ROW))
+        rows[:, _P0 : _P0 + 3], rows[:, _P1 : _P1 + 3] = p0, p1
+        rows[:, _LEN], rows[:, _HARD], rows[:, _ACC], rows[:, _FEED] = ln, hard, acc, f
+        rows[:, _RAPID] = rapid
+        rows[:, _T0 : _T0 + 3] = rows[:, _T1 : _T1 + 3] = u
+        rows[:, _NOM] = ln
+        rows[:, _TOL] = self.settings.exact_path_tolerance if self._exact else self._tol
+        rows[:, _LINE] = b.lines[r + mv]
+        self._rows.extend(rows)
+        mode, stop, gid = self._mode_name, self._exact, self._gid
+        segs = self._segs
+        for j, (length, a0) in enumerate(zip(ln.tolist(), acc.tolist(), strict=True)):
+            seg = _Segment(gid + j, length)
+            seg.mode, seg.acc0, seg.stop = mode, a0, stop
+            segs.append(seg)
+        self._gid += k
+        self._total = float(np.cumsum(np.concatenate(([self._total], ln)))[-1])
+        self._last_point = tuple(p1[-1].tolist())
 
     def _end_unblended(self) -> None:
         """The last move read ends in a stop that its own mode did not ask for."""
@@ -1213,7 +1383,7 @@ class Planner:
     def _finish(self) -> None:
         self._mode = "done"
         self._end_tick = max(self._tick, self._t_origin)
-        self._ops = iter(())
+        self._ops, self._front, self._batch = iter(()), None, None
 
     def _drop(self, upto: int) -> None:
         """Forget segments before window index ``upto`` (behind the input)."""
