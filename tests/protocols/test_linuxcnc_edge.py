@@ -170,3 +170,44 @@ def test_edge_brings_linuxcnc_and_replay_to_the_hub_across_a_linuxcnc_restart(
     assert len(values) > 100
     assert np.array_equal(values[:100], 100.0 + np.arange(100))
     assert np.allclose(np.diff(rx.t[:100]), 0.02, atol=1e-4)
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_demo_machine_runs_its_programs_in_a_loop(tmp_path: Path) -> None:
+    """What `make demo ARGS=--with-linuxcnc` adds: a LinuxCNC running part programs."""
+    from machinetwin.model import MachineEvent
+    from machinetwin.protocols.linuxcnc.demo import run_programs, start_demo_machine
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"LinuxCNC simulator unavailable: {reason}")
+    tmp_path.chmod(0o755)
+    progs = []
+    for name, x in (("a.ngc", 40), ("b.ngc", -40)):
+        progs.append(tmp_path / name)
+        progs[-1].write_text(f"G21 G90 G54\nG0 X{x} Y0 Z5\nG1 X0 F3000\nM2\n")
+
+    async def scenario() -> list[MachineEvent]:
+        sim, settings = await asyncio.to_thread(start_demo_machine, "lab-lcnc", "Dalian")
+        adapter = LinuxCNCAdapter(settings)
+        runner = asyncio.create_task(run_programs(adapter, progs, pause_s=0.2))
+        events: list[MachineEvent] = []
+        try:
+            async with asyncio.timeout(60):
+                async for item in adapter.batches():
+                    if isinstance(item, MachineEvent):
+                        events.append(item)
+                    done = [e for e in events if e.value == "PROGRAM_COMPLETED"]
+                    if len(done) >= 3:
+                        break
+        finally:
+            runner.cancel()
+            await adapter.close()
+            await asyncio.to_thread(sim.close)
+        return events
+
+    events = asyncio.run(scenario())
+    names = [e.value["name"] for e in events if e.kind == "program"]
+    assert names[:3] == ["a.ngc", "b.ngc", "a.ngc"]  # one after another, in a loop
+    assert [e.value for e in events if e.kind == "execution"].count("ACTIVE") >= 3

@@ -117,6 +117,12 @@ class LinuxCNCAdapter:
         self._ids = itertools.count(1)
         self._events: list[MachineEvent] = []
 
+    @property
+    def execution(self) -> Execution | None:
+        """The execution state of the newest batch (None before the first)."""
+        code = self.state.execution
+        return None if code is None else Execution(int(code))
+
     # --- samples and events ------------------------------------------------------------------
 
     async def batches(self) -> AsyncIterator[SampleBatch | MachineEvent]:
