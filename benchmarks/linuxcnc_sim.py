@@ -26,7 +26,6 @@ Running here needs:
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import signal
@@ -41,23 +40,21 @@ import numpy as np
 
 from machinetwin.machine.config import MachineConfig, load_machine_config
 
-LOCKFILE = Path("/tmp/linuxcnc.lock")
-AXES = ("x", "y", "z")
-SERVO_PERIOD_NS = 1_000_000
-
-
-class LinuxCNCError(RuntimeError):
-    """LinuxCNC could not be started or driven; the message says what it printed."""
+# the sim configuration is shared with the LinuxCNC adapter's simulator (tests, demo)
+from machinetwin.protocols.linuxcnc.sim import (  # noqa: F401 (re-exported)
+    AXES,
+    LOCKFILE,
+    SERVO_PERIOD_NS,
+    LinuxCNCError,
+    write_config,
+)
+from machinetwin.protocols.linuxcnc.sim import free_port as _free_port
+from machinetwin.protocols.linuxcnc.sim import unavailable_reason as _unavailable
 
 
 def unavailable_reason() -> str | None:
-    """Why the simulator cannot run here, or None if it can."""
-    for exe in ("linuxcnc", "halsampler", "halcmd"):
-        if shutil.which(exe) is None:
-            return f"{exe} not found (install linuxcnc-uspace)"
-    if LOCKFILE.exists():
-        return f"{LOCKFILE} exists: another LinuxCNC instance is running"
-    return None
+    """Why the simulator cannot run here (halsampler too), or None if it can."""
+    return _unavailable(("linuxcnc", "halsampler", "halcmd"), python=False)
 
 
 @dataclass
@@ -69,126 +66,6 @@ class RunResult:
     start_pos: tuple[float, float, float]  # machine frame, mm
     end_pos: tuple[float, float, float]
     samples: np.ndarray  # (n, 6): current-vel, motion-type, x, y, z, line per servo period
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(
-    workdir: Path,
-    config: MachineConfig,
-    g54: tuple[float, float, float],
-    port: int,
-) -> Path:
-    """Write sim.ini, sim.hal, tool.tbl and sim.var into ``workdir``; returns the ini."""
-    axes = [config.axes[a] for a in AXES]  # type: ignore[index]
-    vmax = [a.max_velocity for a in axes]
-    amax = [a.max_acceleration for a in axes]
-    # the vector limits must not bind before the axis limits (a diagonal move may
-    # legitimately exceed one axis' limit in path speed)
-    traj_v = math.ceil(math.hypot(*vmax))
-    traj_a = math.ceil(math.hypot(*amax))
-    ini = [
-        "[EMC]",
-        "VERSION = 1.1",
-        f"MACHINE = {config.name} (machinetwin benchmark)",
-        "DEBUG = 0",
-        "[DISPLAY]",
-        f"DISPLAY = linuxcncrsh --port {port}",
-        "[TASK]",
-        "TASK = milltask",
-        "CYCLE_TIME = 0.001",
-        "[RS274NGC]",
-        "PARAMETER_FILE = sim.var",
-        "[EMCMOT]",
-        "EMCMOT = motmod",
-        "COMM_TIMEOUT = 1.0",
-        f"SERVO_PERIOD = {SERVO_PERIOD_NS}",
-        "[EMCIO]",
-        "EMCIO = io",
-        "CYCLE_TIME = 0.100",
-        "TOOL_TABLE = tool.tbl",
-        "[HAL]",
-        "HALFILE = sim.hal",
-        "[TRAJ]",
-        "COORDINATES = XYZ",
-        "LINEAR_UNITS = mm",
-        "ANGULAR_UNITS = degree",
-        f"DEFAULT_LINEAR_VELOCITY = {min(vmax)}",
-        f"MAX_LINEAR_VELOCITY = {traj_v}",
-        f"DEFAULT_LINEAR_ACCELERATION = {min(amax)}",
-        f"MAX_LINEAR_ACCELERATION = {traj_a}",
-        "NO_FORCE_HOMING = 1",
-        # LinuxCNC 2.9's defaults, written out so the benchmark says what it compares to
-        "ARC_BLEND_ENABLE = 1",
-        "ARC_BLEND_FALLBACK_ENABLE = 0",
-        "ARC_BLEND_OPTIMIZATION_DEPTH = 50",
-        "ARC_BLEND_GAP_CYCLES = 4",
-        "ARC_BLEND_RAMP_FREQ = 100",
-        "[KINS]",
-        "KINEMATICS = trivkins coordinates=XYZ",
-        "JOINTS = 3",
-    ]
-    for name, a in zip(AXES, axes, strict=True):
-        ini += [
-            f"[AXIS_{name.upper()}]",
-            f"MAX_VELOCITY = {a.max_velocity}",
-            f"MAX_ACCELERATION = {a.max_acceleration}",
-            f"MIN_LIMIT = {a.min}",
-            f"MAX_LIMIT = {a.max}",
-        ]
-    for j, a in enumerate(axes):
-        home = min(max(0.0, a.min), a.max)
-        ini += [
-            f"[JOINT_{j}]",
-            "TYPE = LINEAR",
-            f"HOME = {home}",
-            f"MAX_VELOCITY = {a.max_velocity}",
-            f"MAX_ACCELERATION = {a.max_acceleration}",
-            f"MIN_LIMIT = {a.min}",
-            f"MAX_LIMIT = {a.max}",
-            "FERROR = 10",
-            "MIN_FERROR = 10",
-            "HOME_OFFSET = 0",
-            "HOME_SEARCH_VEL = 0",  # 0/0: homing sets the current position as HOME
-            "HOME_LATCH_VEL = 0",
-            "HOME_SEQUENCE = 0",
-        ]
-    (workdir / "sim.ini").write_text("\n".join(ini) + "\n")
-
-    hal = [
-        "loadrt [KINS]KINEMATICS",
-        "loadrt [EMCMOT]EMCMOT servo_period_nsec=[EMCMOT]SERVO_PERIOD num_joints=[KINS]JOINTS",
-        "addf motion-command-handler servo-thread",
-        "addf motion-controller servo-thread",
-        # ideal servos: feedback is the command
-        *(f"net j{j}pos joint.{j}.motor-pos-cmd => joint.{j}.motor-pos-fb" for j in range(3)),
-        "net estop-loop iocontrol.0.user-enable-out => iocontrol.0.emc-enable-in",
-        "net tool-prep-loop iocontrol.0.tool-prepare => iocontrol.0.tool-prepared",
-        "net tool-change-loop iocontrol.0.tool-change => iocontrol.0.tool-changed",
-        # one row per servo period: current-vel, motion-type, joint positions, program line
-        "loadrt sampler depth=16384 cfg=fsfffs",
-        "addf sampler.0 servo-thread",
-        "net vel motion.current-vel => sampler.0.pin.0",
-        "net mtype motion.motion-type => sampler.0.pin.1",
-        *(f"net j{j}pos sampler.0.pin.{j + 2}" for j in range(3)),
-        "net pline motion.program-line => sampler.0.pin.5",
-    ]
-    (workdir / "sim.hal").write_text("\n".join(hal) + "\n")
-
-    tbl = [
-        f"T{t.number} P{t.pocket} Z{t.length} D{t.diameter} ;{t.description}" for t in config.tools
-    ]
-    (workdir / "tool.tbl").write_text("\n".join(tbl) + "\n")
-    # G54 (5221..5223) preset and selected (5220 = 1)
-    var = ["5220\t1.000000", *(f"{5221 + i}\t{v:.6f}" for i, v in enumerate(g54))]
-    (workdir / "sim.var").write_text("\n".join(var) + "\n")
-    for f in ("sim.var", "tool.tbl"):
-        (workdir / f).chmod(0o666)
-    return workdir / "sim.ini"
 
 
 class LinuxCNCSim:

@@ -46,12 +46,14 @@ class LinuxCNCError(RuntimeError):
     """LinuxCNC could not be started or driven; the message says what it printed."""
 
 
-def unavailable_reason(tools: tuple[str, ...] = ("linuxcnc", "halcmd")) -> str | None:
-    """Why the simulator cannot run here, or None if it can."""
+def unavailable_reason(tools: tuple[str, ...] = ("linuxcnc", "halcmd"),
+                       python: bool = True) -> str | None:  # fmt: skip
+    """Why the simulator cannot run here, or None if it can (``python``: Debian's python
+    with LinuxCNC's module is needed too)."""
     for exe in tools:
         if shutil.which(exe) is None:
             return f"{exe} not found (install linuxcnc-uspace)"
-    if not Path(DEBIAN_PYTHON).exists():
+    if python and not Path(DEBIAN_PYTHON).exists():
         return f"{DEBIAN_PYTHON} not found (LinuxCNC's python module needs it)"
     if LOCKFILE.exists():
         return f"{LOCKFILE} exists: another LinuxCNC instance is running"
