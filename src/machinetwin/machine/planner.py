@@ -655,16 +655,18 @@ def zone_speeds(
     m = len(kappa)
     reach = np.where(full, 2.0, 1.5) * lim.window  # corners that can share a window
 
-    def safe(v: Floats) -> np.ndarray:
-        r = v * reach
-        lo, hi = sj - r, sj + r
+    def safe(v: Floats, at: np.ndarray | slice = slice(None)) -> np.ndarray:
+        # junctions ``at`` only: each one's condition depends on its own speed alone
+        r = v * reach[at]
+        s_j = sj[at]
+        lo, hi = s_j - r, s_j + r
         c = cum[np.searchsorted(sj, hi, "right")] - cum[np.searchsorted(sj, lo, "left")]
         a = np.clip(np.searchsorted(seg_s, lo, "right") - 1, 0, m - 1)
         b = np.clip(np.searchsorted(seg_s, hi, "left"), a + 1, m)
         kmax = np.maximum.reduceat(kap, np.stack((a, b), axis=1).ravel())[::2]
         vs = v * lim.sigma
-        dev = v * lim.moment * c + np.where(full, vs * vs * kmax / 2, 0.0)
-        return (dev <= tol) & (v * c <= lim.jump_budget) & (r <= room)
+        dev = v * lim.moment * c + np.where(full[at], vs * vs * kmax / 2, 0.0)
+        return (dev <= tol[at]) & (v * c <= lim.jump_budget) & (r <= room[at])
 
     # first guess: each corner and its own arcs alone, which is exact for lone corners
     kap_own = np.maximum(kappa[:-1], kappa[1:])
@@ -685,27 +687,14 @@ def zone_speeds(
     bad = np.flatnonzero(~ok)
     v = guess.copy()
     hi, lo = guess[bad], np.full(len(bad), 1e-3)
-    sub = _Subset(bad)
-    lo_ok = sub.safe(safe, lo, len(v))
+    lo_ok = safe(lo, bad)
     for _ in range(14):
         mid = np.sqrt(lo * hi)
-        good = sub.safe(safe, mid, len(v))
+        good = safe(mid, bad)
         lo = np.where(good, mid, lo)
         hi = np.where(good, hi, mid)
     v[bad] = np.where(lo_ok, lo, 0.0)
     return v
-
-
-class _Subset:
-    """Evaluates a per-junction condition for some junctions only (others at speed 0)."""
-
-    def __init__(self, idx: np.ndarray) -> None:
-        self.idx = idx
-
-    def safe(self, cond, v_sub: Floats, m: int) -> np.ndarray:  # noqa: ANN001
-        v = np.zeros(m)
-        v[self.idx] = v_sub
-        return cond(v)[self.idx]
 
 
 def zone_radius(v: Floats, full: np.ndarray, lim: Limits) -> Floats:
@@ -1189,7 +1178,9 @@ class Planner:
         f = feed[mv]
         slow = np.flatnonzero(~rapid & (f <= 0))
         if len(slow):
-            raise PlannerError(f"line {int(b.lines[r + mv[slow[0]]])}: feed move with zero feed rate")
+            raise PlannerError(
+                f"line {int(b.lines[r + mv[slow[0]]])}: feed move with zero feed rate"
+            )
         lim = self.limits
         u = d / ln[:, None]
         au = np.abs(u)
@@ -1430,14 +1421,27 @@ class Planner:
         return j + m
 
     def _pass_junctions(self, g: np.ndarray, tick: int) -> None:
-        """Events of the corners crossed in passing fire when the output gets there."""
-        for k in range(self._i, int(g[-1])):
-            gid = self._segs[k].gid
-            if not self._actions or self._actions[0][0] > gid + 1:
-                continue
-            at = tick + int(np.searchsorted(g, k, "right")) + self.limits.delay
-            while self._actions and self._actions[0][0] <= gid + 1:
-                self._pending.append((at, self._actions.popleft()[1]))
+        """Events of the corners crossed in passing fire when the output gets there.
+
+        An op read before segment ``a`` (its gid) fires at the first junction passed
+        whose segment ``k`` has ``gid_k + 1 >= a``; window gids are consecutive, so
+        that is ``k = max(i, a - 1 - gid_0)``, found for all such ops at once.
+        """
+        actions, last = self._actions, int(g[-1])
+        if not actions or last <= self._i:
+            return
+        base = self._segs[0].gid
+        top = base + last  # the last junction passed ends segment last - 1
+        gids, ops = [], []
+        while actions and actions[0][0] <= top:
+            a, op = actions.popleft()
+            gids.append(a)
+            ops.append(op)
+        if not gids:
+            return
+        k = np.maximum(np.array(gids) - (1 + base), self._i)
+        at = np.searchsorted(g, k, "right") + (tick + self.limits.delay)
+        self._pending.extend(zip(at.tolist(), ops, strict=True))
 
     def _end_of_plan(self, plan: _Plan) -> None:
         self._v = 0.0
