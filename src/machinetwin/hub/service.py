@@ -109,9 +109,22 @@ class Hub:
         from ..ui import UiContext, mount_ui
 
         assert self.store is not None
-        context = UiContext(self.store, live, self.users, load_machine_config())
+        context = UiContext(self.store, live, self.users, load_machine_config(),
+                            machine_state=self._machine_state)  # fmt: skip
         data_dir = Path(self.config.store).resolve().parent
         mount_ui(app, context, ui_secret(data_dir / "ui-secret"), data_dir / "ui-storage")
+
+    def _machine_state(self, machine: str):  # noqa: ANN202 - LiveState | None
+        """A copy of one machine's live state, taken under ingest's lock."""
+        from dataclasses import replace
+
+        assert self.ingest is not None
+        with self.ingest.lock:
+            state = self.ingest.live.get(machine)
+            if state is None:
+                return None
+            return replace(state, values=dict(state.values),
+                           active_alarms=list(state.active_alarms))  # fmt: skip
 
     @property
     def ui_url(self) -> str:

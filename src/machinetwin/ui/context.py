@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..hub.api import LiveSnapshot, LiveView
+from ..hub.ingest import LiveState
 from ..hub.store import Store
 from ..machine.config import MachineConfig
 from .twin import StockView, Toolpath, TwinDataError, toolpath
@@ -77,9 +79,13 @@ class UiContext:
         live: LiveView,
         users: UserDirectoryLike | None,
         machine_config: MachineConfig,
+        machine_state: Callable[[str], LiveState | None] | None = None,
     ) -> None:
         self.store = store
         self.live = live
+        # one machine's live state without copying the fleet's (the machine page asks
+        # ten times a second); falls back to the fleet snapshot
+        self._machine_state = machine_state
         self.users = users
         self.machine_config = machine_config
         self._lock = threading.Lock()
@@ -90,6 +96,11 @@ class UiContext:
 
     def snapshot(self) -> LiveSnapshot:
         return self.live()
+
+    def machine_state(self, machine: str) -> LiveState | None:
+        if self._machine_state is not None:
+            return self._machine_state(machine)
+        return self.live().machines.get(machine)
 
     # --- programs ------------------------------------------------------------------------
 

@@ -281,8 +281,7 @@ class _MachineView:
     # --- fast: live values, tool, program line ------------------------------------------
 
     async def live_tick(self) -> None:
-        snap = ctx().snapshot()
-        state = snap.machines.get(self.machine)
+        state = ctx().machine_state(self.machine)
         values = state.values if state else {}
         for signal, _, pattern in VALUE_CARDS:
             if signal == "execution":
