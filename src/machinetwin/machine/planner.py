@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -655,18 +655,27 @@ def zone_speeds(
     m = len(kappa)
     reach = np.where(full, 2.0, 1.5) * lim.window  # corners that can share a window
 
-    def safe(v: Floats, at: np.ndarray | slice = slice(None)) -> np.ndarray:
-        # junctions ``at`` only: each one's condition depends on its own speed alone
-        r = v * reach[at]
-        s_j = sj[at]
-        lo, hi = s_j - r, s_j + r
-        c = cum[np.searchsorted(sj, hi, "right")] - cum[np.searchsorted(sj, lo, "left")]
-        a = np.clip(np.searchsorted(seg_s, lo, "right") - 1, 0, m - 1)
-        b = np.clip(np.searchsorted(seg_s, hi, "left"), a + 1, m)
-        kmax = np.maximum.reduceat(kap, np.stack((a, b), axis=1).ravel())[::2]
-        vs = v * lim.sigma
-        dev = v * lim.moment * c + np.where(full[at], vs * vs * kmax / 2, 0.0)
-        return (dev <= tol[at]) & (v * c <= lim.jump_budget) & (r <= room[at])
+    def condition(at: np.ndarray | slice) -> Callable[[Floats], np.ndarray]:
+        """The condition of junctions ``at`` (each depends on its own speed alone)."""
+        reach_at, s_j, full_at, tol_at, room_at = reach[at], sj[at], full[at], tol[at], room[at]
+
+        arcs = bool(full_at.any())  # without arcs nearby the curvature term is 0
+
+        def safe(v: Floats) -> np.ndarray:
+            r = v * reach_at
+            lo, hi = s_j - r, s_j + r
+            c = cum[np.searchsorted(sj, hi, "right")] - cum[np.searchsorted(sj, lo, "left")]
+            dev = v * lim.moment * c
+            if arcs:
+                # clip by hand: np.clip's dispatch costs more than the work at these sizes
+                a = np.minimum(np.maximum(np.searchsorted(seg_s, lo, "right") - 1, 0), m - 1)
+                b = np.minimum(np.maximum(np.searchsorted(seg_s, hi, "left"), a + 1), m)
+                kmax = np.maximum.reduceat(kap, np.stack((a, b), axis=1).ravel())[::2]
+                vs = v * lim.sigma
+                dev += np.where(full_at, vs * vs * kmax / 2, 0.0)
+            return (dev <= tol_at) & (v * c <= lim.jump_budget) & (r <= room_at)
+
+        return safe
 
     # first guess: each corner and its own arcs alone, which is exact for lone corners
     kap_own = np.maximum(kappa[:-1], kappa[1:])
@@ -680,17 +689,18 @@ def zone_speeds(
                 np.maximum(room, 0.0) / reach,
             ]
         )
-    ok = safe(guess)
+    ok = condition(slice(None))(guess)
     if ok.all():
         return guess
     # neighbours share some windows: bisect on log(v) where the guess was too fast
     bad = np.flatnonzero(~ok)
     v = guess.copy()
     hi, lo = guess[bad], np.full(len(bad), 1e-3)
-    lo_ok = safe(lo, bad)
+    safe = condition(bad)
+    lo_ok = safe(lo)
     for _ in range(14):
         mid = np.sqrt(lo * hi)
-        good = safe(mid, bad)
+        good = safe(mid)
         lo = np.where(good, mid, lo)
         hi = np.where(good, hi, mid)
     v[bad] = np.where(lo_ok, lo, 0.0)
