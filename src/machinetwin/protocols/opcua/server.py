@@ -195,7 +195,7 @@ class MachineToolServer:
             return node
 
         for name in ("MachineToolType", "MachineToolIdentificationType", "MonitoringType",
-                     "MachineToolMonitoringType", "ProductionType", "EquipmentType",
+                     "MachineOperationMonitoringType", "ProductionType", "EquipmentType",
                      "ToolListType", "NotificationType"):  # fmt: skip
             await obj_type(base, m.MT, name)
         element = await obj_type(base, m.MT, "ElementMonitoringType")
@@ -252,7 +252,7 @@ class MachineToolServer:
         await self._identification(adapter, obj, var)
         mon = ("mt", "Monitoring")
         await obj((mon,), "MonitoringType")
-        await obj((mon, ("mt", "MachineTool")), "MachineToolMonitoringType")
+        await obj((mon, ("mt", "MachineTool")), "MachineOperationMonitoringType")
         await var((mon, ("mt", "MachineTool"), ("mt", "PowerOnDuration")), 0, ua.VariantType.UInt32)
         channel = (mon, ("mt", m.CHANNEL))
         await obj(channel, "ChannelMonitoringType")
@@ -270,10 +270,7 @@ class MachineToolServer:
             vtype = ua.VariantType[mp.vtype]
             signals[mp.signal] = (await var(mp.path, ua.get_default_value(vtype), vtype),
                                   vtype, mp.scale)  # fmt: skip
-        # no value until the machine gives one: a client must not take the default for data
-        waiting = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
-        await self._write([ua.WriteValue(NodeId=n, AttributeId=ua.AttributeIds.Value, Value=waiting)
-                           for n, _, _ in signals.values()])  # fmt: skip
+        await self._write([_initial(name, *signals[name]) for name in signals])
         channel_state = await var(m.CHANNEL_STATE, state, ua.VariantType.Int32)
         is_rotating = await var(m.IS_ROTATING, False, ua.VariantType.Boolean)
         prod = (("mt", "Production"),)
@@ -282,9 +279,13 @@ class MachineToolServer:
         program_name = await var(m.PROGRAM_NAME, "", ua.VariantType.String, prop=True)
         await var((*prod, ("mt", "ActiveProgram"), ("ua", "NumberInList")), 0,
                   ua.VariantType.UInt16, prop=True)  # fmt: skip
-        await obj(m.PROGRAM_STATE[:-1], "ProductionProgramStateMachineType")
-        program_state_id = await var(m.PROGRAM_STATE, ua.LocalizedText(program_state),
-                                     ua.VariantType.LocalizedText)  # fmt: skip
+        # the state machine type brings its CurrentState (from FiniteStateMachineType)
+        state_machine = await obj(m.PROGRAM_STATE[:-1], "ProductionProgramStateMachineType")
+        current = await state_machine.get_child(ua.QualifiedName("CurrentState", 0))
+        program_state_id = current.nodeid
+        now = datetime.now(UTC)
+        await self._write([_write(program_state_id, ua.LocalizedText(program_state),
+                                  ua.VariantType.LocalizedText, now, now)])  # fmt: skip
         tool_life = await self._tools(adapter, obj, var)
         await obj(m.MESSAGES[:1], "NotificationType")
         messages = await obj(m.MESSAGES)
@@ -486,4 +487,23 @@ def _write(node: ua.NodeId, value: Any, vtype: ua.VariantType, stamp: datetime,
     elif vtype == ua.VariantType.Boolean:
         value = bool(value)
     dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=stamp, ServerTimestamp=now)
+    return ua.WriteValue(NodeId=node, AttributeId=ua.AttributeIds.Value, Value=dv)
+
+
+# the specification's mandatory variables a machine may never report (the virtual machine
+# does not report its mode or overrides): shown as the neutral value, marked uncertain
+_NEUTRAL = {"mode": 0.0, "feed_override": 100.0, "rapid_override": 100.0,
+            "spindle_override": 100.0}  # fmt: skip
+
+
+def _initial(signal: str, node: ua.NodeId, vtype: ua.VariantType, scale: float) -> ua.WriteValue:
+    """No value until the machine gives one (a client must not take a default for data);
+    mandatory ones hold their neutral value with status Uncertain_InitialValue."""
+    if signal in _NEUTRAL:
+        value = _NEUTRAL[signal] * scale
+        value = int(value) if vtype == ua.VariantType.Int32 else value
+        dv = ua.DataValue(ua.Variant(value, vtype),
+                          StatusCode=ua.StatusCode(ua.StatusCodes.UncertainInitialValue))  # fmt: skip
+    else:
+        dv = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
     return ua.WriteValue(NodeId=node, AttributeId=ua.AttributeIds.Value, Value=dv)

@@ -1,0 +1,446 @@
+"""The edge's adapter for any OPC UA server of the Machine Tools model (OPC 40501-1).
+
+It browses ``Objects/Machines`` (and ``Objects``) for objects whose type is
+``MachineToolType`` (or a subtype), finds the channel and spindle by their types,
+resolves every variable of :data:`.model.SIGNAL_MAP` the server has in ONE
+TranslateBrowsePathsToNodeIds call, subscribes to them (100 ms sampling and publishing)
+and to the ``AlertType`` events of ``Notification/Messages``, and every period turns
+what arrived into one :class:`SampleBatch` (each signal carried forward) plus events
+for execution, program and alert changes.
+
+When the connection is lost (server restart, network) the session is thrown away and
+the adapter connects, browses and subscribes again by itself, every ``retry_s``; the
+data it could not see is a gap, never invented values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from asyncua import Client, Node, ua
+from asyncua.crypto import security_policies
+
+from ...errors import CommandRejected, ConfigError
+from ...model import (
+    SIGNALS,
+    AdapterCommand,
+    Alarm,
+    Execution,
+    MachineDescriptor,
+    MachineEvent,
+    SampleBatch,
+)
+from . import model as m
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_TYPES = ("ChannelMonitoringType", "CombinedChannelMonitoringType")
+
+
+class NotAMachineTool(Exception):
+    """The server has no (matching) MachineTool object: retried, it may still be starting."""
+
+
+@dataclass
+class OpcUaSettings:
+    url: str  # opc.tcp://host:port/path
+    machine_id: str
+    site: str = ""
+    machine: str | None = None  # BrowseName of the MachineTool object; None: the first one
+    period_s: float = 0.1
+    retry_s: float = 1.0
+    timeout_s: float = 4.0
+    username: str | None = None
+    password: str | None = None
+    policy: str = "None"  # or Basic256Sha256_Sign, Basic256Sha256_SignAndEncrypt
+    certificate: Path | None = None  # the client's application certificate and key
+    private_key: Path | None = None
+    server_certificate: Path | None = None  # None: taken from the server's endpoints
+
+
+@dataclass
+class Collected:
+    """Notifications since the last batch, as parallel lists (turned into numpy once)."""
+
+    sig: list[int] = field(default_factory=list)
+    t: list[float] = field(default_factory=list)
+    v: list[float] = field(default_factory=list)
+    texts: list[tuple[str, float, Any]] = field(default_factory=list)  # non-numeric items
+    alerts: list[Any] = field(default_factory=list)
+
+
+class _Handler:
+    """asyncua subscription handler: files each notification by its node."""
+
+    def __init__(self, numeric: dict[ua.NodeId, int], text: dict[ua.NodeId, str]) -> None:
+        self.numeric = numeric  # node id -> signal index
+        self.text = text  # node id -> "channel_state" | "program_state" | "program"
+        self.box = Collected()
+        self.count = 0
+
+    def datachange_notification(self, node: Node, val: Any, data: Any) -> None:
+        self.count += 1
+        handle = data.subscription_data.node.nodeid
+        dv = data.monitored_item.Value
+        ts = dv.SourceTimestamp or dv.ServerTimestamp
+        t = ts.timestamp() if ts is not None else time.time()
+        k = self.numeric.get(handle)
+        if k is not None:
+            self.box.sig.append(k)
+            self.box.t.append(t)
+            self.box.v.append(_number(val) if dv.StatusCode.is_good() else float("nan"))
+        elif handle in self.text:
+            self.box.texts.append((self.text[handle], t, val))
+
+    def event_notification(self, event: Any) -> None:
+        self.box.alerts.append(event)
+
+    def take(self) -> Collected:
+        box, self.box = self.box, Collected()
+        return box
+
+
+def _number(val: Any) -> float:
+    if isinstance(val, bool | int | float | np.number):
+        return float(val)
+    return float("nan")
+
+
+def carry_forward(sig: np.ndarray, t: np.ndarray, v: np.ndarray,
+                  last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Rows at every distinct notification time, each signal at its newest value at or
+    before that time (or its value from before this batch); ``last`` is updated."""
+    times = np.unique(t)
+    values = np.empty((len(last), len(times)))
+    order = np.lexsort((np.arange(len(t)), t, sig))  # by signal, time, arrival
+    sig, t, v = sig[order], t[order], v[order]
+    bounds = np.searchsorted(sig, np.arange(len(last) + 1))
+    for k in range(len(last)):
+        ts, vs = t[bounds[k] : bounds[k + 1]], v[bounds[k] : bounds[k + 1]]
+        if len(vs) == 0:
+            values[k] = last[k]
+            continue
+        at = np.searchsorted(ts, times, side="right") - 1
+        values[k] = np.where(at >= 0, vs[np.maximum(at, 0)], last[k])
+        last[k] = vs[-1]
+    return times, values
+
+
+class OpcUaClientAdapter:
+    """An ``Adapter`` for a machine behind any OPC UA server of the Machine Tools model."""
+
+    def __init__(self, settings: OpcUaSettings) -> None:
+        if settings.policy not in ("None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"):
+            raise ConfigError(f"{settings.machine_id}: unknown OPC UA policy {settings.policy!r}")
+        if settings.policy != "None" and not (settings.certificate and settings.private_key):
+            raise ConfigError(f"{settings.machine_id}: policy {settings.policy} needs the "
+                              "client's certificate and private_key")  # fmt: skip
+        self.settings = settings
+        self.descriptor = MachineDescriptor(
+            machine_id=settings.machine_id, name=settings.machine or settings.machine_id,
+            site=settings.site, model="OPC UA MachineTool", signals=tuple(SIGNALS),
+            extra={"protocol": "opcua", "url": settings.url})  # fmt: skip
+        self.closed = False
+        self.sessions = 0  # sessions set up (1 + reconnections)
+        self.signals: list[str] = []
+        self.last = np.zeros(0)
+        self.ever = np.zeros(0, bool)
+        self.channel_state: int | None = None
+        self.program_state: str | None = None
+        self.execution: Execution | None = None
+        self.program: str | None = None
+        self.notifications = 0
+        self.t_sent = -np.inf  # time of the newest row sent
+        self._wake = asyncio.Event()
+
+    async def batches(self) -> AsyncIterator[SampleBatch | MachineEvent]:
+        while not self.closed:
+            try:
+                async for item in self._session():
+                    yield item
+            except (OSError, TimeoutError, ConnectionError, ua.UaError, NotAMachineTool) as e:
+                log.info("%s: OPC UA session ended (%r); reconnecting", self.settings.machine_id, e)
+            if not self.closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.retry_s)
+
+    async def _connect(self) -> tuple[Client, asyncio.Event]:
+        s = self.settings
+        client = Client(s.url, timeout=s.timeout_s, watchdog_intervall=1.0)
+        if s.username is not None:
+            client.set_user(s.username)
+            client.set_password(s.password or "")
+        if s.policy != "None":
+            mode = (ua.MessageSecurityMode.Sign if s.policy.endswith("_Sign")
+                    else ua.MessageSecurityMode.SignAndEncrypt)  # fmt: skip
+            await client.set_security(
+                security_policies.SecurityPolicyBasic256Sha256, str(s.certificate),
+                str(s.private_key), server_certificate=_opt(s.server_certificate), mode=mode)  # fmt: skip
+        lost = asyncio.Event()
+
+        async def on_lost(exc: Exception) -> None:
+            lost.set()
+
+        client.connection_lost_callback = on_lost
+        await client.connect()
+        return client, lost
+
+    async def _session(self) -> AsyncIterator[SampleBatch | MachineEvent]:
+        client, lost = await self._connect()
+        try:
+            machine = await find_machine(client, self.settings.machine)
+            targets = await resolve(client, machine)
+            handler = await self._subscribe(client, machine, targets)
+            self.sessions += 1
+            period = self.settings.period_s
+            while not self.closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), period)
+                if lost.is_set():
+                    raise ConnectionError("connection to the server lost")
+                for item in self.convert(handler.take()):
+                    yield item
+                self.notifications = handler.count
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 2.0)
+
+    async def _subscribe(self, client: Client, machine: Node,
+                         targets: dict[str, ua.NodeId]) -> _Handler:  # fmt: skip
+        numeric = [s for s in targets if s in SIGNALS]
+        if "channel_state" in targets:  # execution: derived from channel and program state
+            numeric.append("execution")
+        if numeric != self.signals:
+            self.signals = numeric
+            self.last = np.full(len(numeric), np.nan)
+            self.ever = np.zeros(len(numeric), bool)
+        text = [s for s in targets if s not in SIGNALS and s != "messages"]
+        ordered = [s for s in numeric if s in targets] + text
+        handler = _Handler({targets[s]: k for k, s in enumerate(numeric) if s in targets},
+                           {targets[s]: s for s in text})  # fmt: skip
+        period_ms = self.settings.period_s * 1000
+        sub = await client.create_subscription(period_ms, handler)
+        nodes = [client.get_node(targets[s]) for s in ordered]
+        handles = await sub.subscribe_data_change(nodes, sampling_interval=period_ms)
+        for name, handle in zip(ordered, handles, strict=True):
+            if not isinstance(handle, int):  # a refused item: the others still count
+                log.warning("%s: cannot monitor %s: %s", self.settings.machine_id, name, handle)
+        messages = targets.get("messages")
+        if messages is not None:
+            alert = await _alert_type(client)
+            with contextlib.suppress(ua.UaError):
+                await sub.subscribe_events(client.get_node(messages), alert)
+        return handler
+
+    # ------------------------------------------------------------ conversion
+
+    def convert(self, box: Collected) -> list[SampleBatch | MachineEvent]:
+        """Events first (they explain the samples), then the batch."""
+        out: list[SampleBatch | MachineEvent] = []
+        exec_rows: list[tuple[float, float]] = []
+        for name, t, val in sorted(box.texts, key=lambda x: x[1]):
+            out += self._text(name, t, val, exec_rows)
+        out += [e for ev in box.alerts if (e := self._alert(ev)) is not None]
+        sig, t, v = box.sig, box.t, box.v
+        if "execution" in self.signals and exec_rows:
+            k = self.signals.index("execution")
+            sig = [*sig, *(k for _ in exec_rows)]
+            t = [*t, *(r[0] for r in exec_rows)]
+            v = [*v, *(r[1] for r in exec_rows)]
+        if t and self.signals:
+            batch = self._batch(np.array(sig, np.int64), np.array(t), np.array(v))
+            out += [batch] if batch is not None else []
+        return out
+
+    def _batch(self, sig: np.ndarray, t: np.ndarray, v: np.ndarray) -> SampleBatch | None:
+        # "no value yet" of a signal that never had one adds nothing (no rows of unknowns)
+        keep = ~(np.isnan(v) & ~self.ever[sig])
+        sig, t, v = sig[keep], t[keep], v[keep]
+        if len(t) == 0:
+            return None
+        # a notification stamped before rows already sent (a state variable's first value
+        # carries the time it last changed) counts from the newest row: batches stay in order
+        t = np.maximum(t, self.t_sent)
+        times, values = carry_forward(sig, t, v, self.last)
+        self.ever |= np.isfinite(self.last)
+        self.t_sent = float(times[-1])
+        columns = {name: values[k] for k, name in enumerate(self.signals) if self.ever[k]}
+        return SampleBatch(self.settings.machine_id, times, columns)
+
+    def _text(self, name: str, t: float, val: Any,
+              exec_rows: list[tuple[float, float]]) -> list[MachineEvent]:  # fmt: skip
+        mid = self.settings.machine_id
+        if name == "program":
+            if val and val != self.program:
+                self.program = str(val)
+                return [MachineEvent(mid, t, "program", value={"name": self.program, "text": None})]
+            return []
+        if name == "channel_state":
+            self.channel_state = int(val) if isinstance(val, int) else None
+        elif name == "program_state":
+            self.program_state = val.Text if isinstance(val, ua.LocalizedText) else str(val)
+        execution = m.execution_from_opcua(self.channel_state, self.program_state)
+        if execution is None or execution == self.execution:
+            return []
+        self.execution = execution
+        exec_rows.append((t, float(execution)))
+        return [MachineEvent(mid, t, "execution", value=execution.name)]
+
+    def _alert(self, event: Any) -> MachineEvent | None:
+        fields = event.get_event_props_as_fields_dict()
+        code_text = str(_value(fields.get("ErrorCode")) or "")
+        if not code_text:
+            return None
+        code, ours = m.alarm_code(code_text)
+        message = _value(fields.get("Message"))
+        text = message.Text if isinstance(message, ua.LocalizedText) else str(message or "")
+        if not ours:
+            text = f"[{code_text}] {text}"
+        stamp = _value(fields.get("Time"))
+        t = stamp.timestamp() if stamp is not None else time.time()
+        severity = m.severity_from_opcua(int(_value(fields.get("Severity")) or 0))
+        source = str(_value(fields.get("SourceName")) or "machine")
+        active = _value(fields.get("ActiveState/Id"))
+        if active is False:
+            alarm = Alarm(code, severity, text, source, t, cleared_at=t)
+            return MachineEvent(self.settings.machine_id, t, "alarm_cleared", alarm=alarm)
+        alarm = Alarm(code, severity, text, source, t)
+        return MachineEvent(self.settings.machine_id, t, "alarm", alarm=alarm)
+
+    async def command(self, command: AdapterCommand) -> None:
+        raise CommandRejected(f"{self.settings.machine_id}: the OPC UA adapter is read-only; "
+                              f"cannot {command.name!r}")  # fmt: skip
+
+    async def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+
+def _value(variant: Any) -> Any:
+    return variant.Value if isinstance(variant, ua.Variant) else variant
+
+
+def _opt(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+# ------------------------------------------------------------ browsing
+
+
+async def _ns_index(client: Client, uri: str) -> int | None:
+    array = await client.get_namespace_array()
+    return array.index(uri) if uri in array else None
+
+
+async def _is_type(node: Node, mt_ns: int, names: tuple[str, ...], depth: int = 6) -> bool:
+    """Whether ``node``'s type definition is one of ``names`` in the MachineTool namespace,
+    or a subtype of one (a vendor may derive its own)."""
+    typedef = await node.read_type_definition()
+    if typedef is None:
+        return False
+    current = Node(node.session, typedef)
+    for _ in range(depth):
+        name = await current.read_browse_name()
+        if name.NamespaceIndex == mt_ns and name.Name in names:
+            return True
+        parents = await current.get_references(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
+        if not parents:
+            return False
+        current = Node(node.session, parents[0].NodeId)
+    return False
+
+
+async def find_machine(client: Client, wanted: str | None) -> Node:
+    """The MachineTool object named ``wanted`` (BrowseName or DisplayName), or the first."""
+    mt_ns = await _ns_index(client, m.NS_MACHINE_TOOL)
+    if mt_ns is None:
+        raise NotAMachineTool(f"the server has no {m.NS_MACHINE_TOOL} namespace")
+    objects = client.nodes.objects
+    candidates: list[Node] = []
+    machinery = await _ns_index(client, m.NS_MACHINERY)
+    if machinery is not None:
+        with contextlib.suppress(ua.UaError):
+            folder = await objects.get_child(ua.QualifiedName("Machines", machinery))
+            candidates += await folder.get_children()
+    candidates += await objects.get_children()
+    found = []
+    for node in candidates:
+        if await _is_type(node, mt_ns, ("MachineToolType",)):
+            name = (await node.read_browse_name()).Name
+            display = (await node.read_display_name()).Text
+            if wanted is None or wanted in (name, display):
+                return node
+            found.append(name)
+    raise NotAMachineTool(f"no MachineTool {wanted!r} on the server (found {found})")
+
+
+async def _placeholder(client: Client, monitoring: Node, mt_ns: int,
+                       names: tuple[str, ...]) -> str | None:  # fmt: skip
+    """The BrowseName of the first Monitoring child of one of the given types."""
+    for child in await monitoring.get_children():
+        if await _is_type(child, mt_ns, names, depth=3):
+            return (await child.read_browse_name()).Name
+    return None
+
+
+async def resolve(client: Client, machine: Node) -> dict[str, ua.NodeId]:
+    """Node ids of every mapped variable the machine has: canonical signals, plus
+    ``channel_state``, ``program_state``, ``program`` and ``messages``; one request."""
+    array = await client.get_namespace_array()
+    ns = {k: array.index(uri) for k, uri in m.NAMESPACES.items() if uri in array}
+    ns[m.UA] = 0
+    mt_ns = ns[m.MT]
+    channel, spindle = m.CHANNEL, m.SPINDLE
+    with contextlib.suppress(ua.UaError):
+        monitoring = await machine.get_child(ua.QualifiedName("Monitoring", mt_ns))
+        channel = await _placeholder(client, monitoring, mt_ns, _CHANNEL_TYPES) or channel
+        spindle = (
+            await _placeholder(client, monitoring, mt_ns, ("SpindleMonitoringType",)) or spindle
+        )
+    wanted: dict[str, m.Path] = {mp.signal: mp.path for mp in m.SIGNAL_MAP}
+    wanted |= {"channel_state": m.CHANNEL_STATE, "program_state": m.PROGRAM_STATE,
+               "program": m.PROGRAM_NAME, "messages": m.MESSAGES}  # fmt: skip
+    names, paths = [], []
+    for name, path in wanted.items():
+        if any(key not in ns for key, _ in path):
+            continue  # e.g. machinetwin's Telemetry on a server that is not ours
+        path = tuple((k, {m.CHANNEL: channel, m.SPINDLE: spindle}.get(n, n)) for k, n in path)
+        elements = [ua.RelativePathElement(ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
+                                           IsInverse=False, IncludeSubtypes=True,
+                                           TargetName=ua.QualifiedName(n, ns[k])) for k, n in path]  # fmt: skip
+        paths.append(ua.BrowsePath(StartingNode=machine.nodeid,
+                                   RelativePath=ua.RelativePath(Elements=elements)))  # fmt: skip
+        names.append(name)
+    results = await client.uaclient.translate_browsepaths_to_nodeids(paths)
+    return {name: ua.NodeId(r.Targets[0].TargetId.Identifier,
+                            r.Targets[0].TargetId.NamespaceIndex)
+            for name, r in zip(names, results, strict=True)
+            if r.StatusCode.is_good() and r.Targets}  # fmt: skip
+
+
+async def _alert_type(client: Client) -> Node:
+    """The AlertType event type, found by its BrowseName (node ids differ by server)."""
+    mt_ns = await _ns_index(client, m.NS_MACHINE_TOOL)
+    alarm = client.get_node(ua.ObjectIds.AlarmConditionType)
+    for child in await alarm.get_children(refs=ua.ObjectIds.HasSubtype):
+        name = await child.read_browse_name()
+        if name.Name == "AlertType" and name.NamespaceIndex == mt_ns:
+            return child
+    return client.get_node(ua.ObjectIds.BaseEventType)
+
+
+def opcua_adapter(machine_id: str, site: str, url: str | None,
+                  machine: str | None = None) -> OpcUaClientAdapter:  # fmt: skip
+    """The adapter of a site file's ``kind = "opcua"`` entry; ConfigError names the key."""
+    if not url or not url.startswith("opc.tcp://"):
+        raise ConfigError(f"machines.{machine_id}.url: expected opc.tcp://host:port[/path], "
+                          f"got {url!r}")  # fmt: skip
+    return OpcUaClientAdapter(OpcUaSettings(url, machine_id, site, machine))
