@@ -8,6 +8,8 @@ what the motion reached (program end, optional stop) through the ``on_*`` method
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +18,13 @@ from ..model import Alarm, AlarmCode, Execution, Mode, Severity
 from .config import MachineConfig
 
 AXES = ("x", "y", "z")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def text_sha256(text: str) -> str:
+    """The checksum a program is known by (UTF-8 bytes of its text), as the hub's
+    pre-flight computes it."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -104,6 +113,18 @@ class Controller:
         self.require_idle()
         self.state.mode = mode
 
+    def switch_mode(self, mode: Mode, what: str) -> None:
+        """Enter ``mode`` for ``what`` (a remote command has no mode switch of its own),
+        but never while a program or motion runs or is held in another mode."""
+        s = self.state
+        if s.mode == mode:
+            return
+        self.require(s.execution not in (Execution.ACTIVE, Execution.INTERRUPTED),
+                     f"{what} needs {mode.name} mode; the machine is in {s.mode.name} with "
+                     f"{'a program' if s.mode == Mode.AUTOMATIC else 'motion'} "
+                     f"{s.execution.name.lower()}: stop it first")  # fmt: skip
+        s.mode = mode
+
     # --- programs ------------------------------------------------------------------------
 
     def load_program(self, name: str, text: str) -> None:
@@ -114,7 +135,19 @@ class Controller:
         self.program_text = text
         self.state.execution = Execution.READY
 
-    def cycle_start(self) -> None:
+    def select_program(self, name: str, text: str) -> None:
+        """Remote program select: into AUTOMATIC (when idle) and load, or change nothing."""
+        mode = self.state.mode
+        self.switch_mode(Mode.AUTOMATIC, "selecting a program")
+        try:
+            self.load_program(name, text)
+        except CommandRejected:
+            self.state.mode = mode
+            raise
+
+    def cycle_start(self, program_sha256: str | None = None) -> None:
+        """Start the loaded program; with ``program_sha256``, only if the loaded text is
+        exactly the program the issuer checked (the hub's pre-flight names it so)."""
         s = self.state
         self.require_operable()
         self.require(s.mode == Mode.AUTOMATIC, "cycle start needs AUTOMATIC mode")
@@ -122,6 +155,16 @@ class Controller:
         self.require(self.program_text is not None, "no program loaded")
         self.require(s.execution not in (Execution.ACTIVE, Execution.INTERRUPTED),
                      "the program is already running")  # fmt: skip
+        if program_sha256 is not None:
+            self.require(isinstance(program_sha256, str)
+                         and _SHA256_RE.fullmatch(program_sha256) is not None,
+                         f"program_sha256 must be 64 lowercase hex digits, "
+                         f"got {program_sha256!r}")  # fmt: skip
+            have = text_sha256(self.program_text or "")
+            self.require(have == program_sha256,
+                         f"program checksum mismatch: {s.program or 'the loaded program'} has "
+                         f"SHA-256 {have[:12]}…, the command names {program_sha256[:12]}…; "
+                         f"select the checked program first")  # fmt: skip
         s.execution = Execution.ACTIVE
 
     def feed_hold(self) -> None:
@@ -146,6 +189,46 @@ class Controller:
         self.require(s.all_homed, "axes are not homed")
         s.execution = Execution.ACTIVE
 
+    def start_mdi(self) -> None:
+        """Remote MDI: into MDI mode (when idle) and start, or change nothing."""
+        self.require_operable()
+        self._in_mode(Mode.MDI, "MDI", self.mdi)
+
+    def start_jog(self, axis: str, target: float, feed: float) -> None:
+        """Remote jog of ``axis`` to ``target`` (machine mm) at ``feed`` (mm/min): into
+        MANUAL (when idle), soft limits and feed checked, then ACTIVE; or change nothing."""
+        self.require_operable()
+        self.require(axis in AXES, f"unknown axis {axis!r}; axes are {', '.join(AXES)}")
+        top = 60.0 * self.config.axes[axis].max_velocity  # type: ignore[index]
+        self.require(0.0 < feed <= top, f"jog feed {feed:g} mm/min is outside (0, {top:.0f}] "
+                                        f"for {axis.upper()}")  # fmt: skip
+
+        def start() -> None:
+            self.jog(axis, target)
+            self.state.execution = Execution.ACTIVE
+
+        self._in_mode(Mode.MANUAL, "jogging", start)
+
+    def jog_limit(self, axis: str, direction: int) -> float:
+        """Where a continuous jog of ``axis`` in ``direction`` stops: its soft limit, which
+        only a homed axis has (without it a continuous jog could run into the stops)."""
+        self.require(axis in AXES, f"unknown axis {axis!r}; axes are {', '.join(AXES)}")
+        self.require(direction in (-1, 1), f"jog direction must be -1 or 1, got {direction!r}")
+        self.require(self.state.homed[axis], f"continuous jog of {axis.upper()} needs the axis "
+                                             f"homed (its soft limits)")  # fmt: skip
+        limits = self.config.axes[axis]  # type: ignore[index]
+        return limits.max if direction > 0 else limits.min
+
+    def _in_mode(self, mode: Mode, what: str, start: Callable[[], None]) -> None:
+        """Switch to ``mode`` and run ``start``; a refusal restores the mode."""
+        before = self.state.mode
+        self.switch_mode(mode, what)
+        try:
+            start()
+        except CommandRejected:
+            self.state.mode = before
+            raise
+
     def jog(self, axis: str, target: float) -> None:
         """Allow a jog of ``axis`` to ``target`` (machine mm) if it is inside soft limits."""
         s = self.state
@@ -159,6 +242,15 @@ class Controller:
                          f"{axis.upper()} {target:.3f} is outside its travel "
                          f"{limits.min:.0f}…{limits.max:.0f} mm")  # fmt: skip
 
+    def alarm_reset(self) -> None:
+        """Clear active alarms; the e-stop alarm stays while the e-stop is engaged (only a
+        reset leaves e-stop). Execution is unchanged: a stopped program stays stopped."""
+        s = self.state
+        now = self.clock()
+        for alarm in s.alarms:
+            if alarm.active and not (s.estop and alarm.code == AlarmCode.ESTOP):
+                alarm.cleared_at = now
+
     def set_override(self, which: str, percent: float) -> None:
         self.require(which in ("feed", "rapid", "spindle"), f"unknown override {which!r}")
         self.require(0.0 <= percent <= 200.0, "overrides run from 0 to 200 %")
@@ -167,6 +259,9 @@ class Controller:
     # --- what the motion reports -----------------------------------------------------------
 
     def on_program_end(self) -> None:
+        if self.state.mode != Mode.AUTOMATIC:  # MDI or jog motion ends: no part made
+            self.on_motion_done()
+            return
         self.state.part_count += 1
         self.state.execution = Execution.PROGRAM_COMPLETED
 
