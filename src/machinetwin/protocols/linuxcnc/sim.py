@@ -24,6 +24,7 @@ Running here needs:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -191,20 +192,27 @@ _BRING_UP = r"""
 import sys, time, linuxcnc
 s = linuxcnc.stat(); c = linuxcnc.command()
 deadline = time.monotonic() + float(sys.argv[1])
+asked = 0.0
+# asked again every 3 s: a command sent while task is still starting can be lost
 while True:
     try:
-        s.poll(); break
+        s.poll()
     except linuxcnc.error:
-        if time.monotonic() > deadline: sys.exit("status channel did not come up")
-        time.sleep(0.2)
-c.state(linuxcnc.STATE_ESTOP_RESET); c.wait_complete()
-c.state(linuxcnc.STATE_ON); c.wait_complete()
-c.mode(linuxcnc.MODE_MANUAL); c.wait_complete()
-c.home(-1); c.wait_complete()
-while True:
-    s.poll()
-    if all(s.homed[j] for j in range(s.joints)): break
-    if time.monotonic() > deadline: sys.exit("homing did not finish")
+        s = None
+    if s is not None and s.task_state == linuxcnc.STATE_ON and all(
+            s.homed[j] for j in range(s.joints)):
+        break
+    if time.monotonic() > deadline:
+        sys.exit("e-stop reset, machine on and homing did not finish" if s else
+                 "status channel did not come up")
+    if s is None:
+        s = linuxcnc.stat(); time.sleep(0.2); continue
+    if time.monotonic() - asked > 3.0:
+        asked = time.monotonic()
+        c.state(linuxcnc.STATE_ESTOP_RESET); c.wait_complete(1.0)
+        c.state(linuxcnc.STATE_ON); c.wait_complete(1.0)
+        c.mode(linuxcnc.MODE_MANUAL); c.wait_complete(1.0)
+        c.home(-1); c.wait_complete(1.0)
     time.sleep(0.05)
 c.mode(linuxcnc.MODE_AUTO); c.wait_complete()
 """
@@ -311,7 +319,10 @@ class SimController:
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGTERM)
+            # as Ctrl-C in its terminal: the display ends and the script's trap cleans up
+            # (a SIGTERM to the script alone waits for the display that never ends)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
