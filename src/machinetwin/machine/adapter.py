@@ -36,6 +36,7 @@ from ..model import (
     Execution,
     MachineDescriptor,
     MachineEvent,
+    Mode,
     SampleBatch,
 )
 from .config import MachineConfig
@@ -400,8 +401,9 @@ class VirtualMachineAdapter:
             raise CommandRejected(f"mdi: one line of G-code without '%', got {line!r}")
         c = self.sim.controller
         self.require_at_rest()
-        c.require_operable()
-        c.require_idle()  # the checks that need no parsing come first, as the reason
+        c.require_operable()  # the checks that need no parsing come first, as the reason
+        c.check_mode(Mode.MDI, "MDI")
+        c.require_idle()
         x, y, z = (float(v) for v in self.sim.planner.position)
         # the interpreter starts where the machine stands: a G53 move to here (length 0)
         text = f"%\nG53 G0 X{x:.6f} Y{y:.6f} Z{z:.6f}\n{line}\n%\n"
@@ -420,6 +422,7 @@ class VirtualMachineAdapter:
         c = self.sim.controller
         self.require_at_rest()
         c.require(axis in AXES, f"jog: unknown axis {axis!r}; axes are {', '.join(AXES)}")
+        c.require_operable()
         i = AXES.index(axis)
         here = self.sim.planner.position
         if args.get("continuous"):

@@ -116,6 +116,11 @@ class Controller:
     def switch_mode(self, mode: Mode, what: str) -> None:
         """Enter ``mode`` for ``what`` (a remote command has no mode switch of its own),
         but never while a program or motion runs or is held in another mode."""
+        self.check_mode(mode, what)
+        self.state.mode = mode
+
+    def check_mode(self, mode: Mode, what: str) -> None:
+        """Refuse (changing nothing) if ``switch_mode`` would."""
         s = self.state
         if s.mode == mode:
             return
@@ -123,7 +128,6 @@ class Controller:
                      f"{what} needs {mode.name} mode; the machine is in {s.mode.name} with "
                      f"{'a program' if s.mode == Mode.AUTOMATIC else 'motion'} "
                      f"{s.execution.name.lower()}: stop it first")  # fmt: skip
-        s.mode = mode
 
     # --- programs ------------------------------------------------------------------------
 
