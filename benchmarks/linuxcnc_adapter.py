@@ -105,11 +105,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 s of sampling, 10 MDI commands")
     args = parser.parse_args()
     reason = unavailable_reason()
-    if reason:
+    if reason and "lock" not in reason:  # another instance: wait for it below
         print(json.dumps({"linuxcnc_available": False, "error": reason}))
         raise SystemExit(1)
     seconds, n_mdi = (10.0, 10) if args.quick else (60.0, 50)
-    with SimController() as sim:
+    with SimController(lock_wait_s=120) as sim:
         result = asyncio.run(measure(sim, seconds, n_mdi))
     print(json.dumps({"linuxcnc_available": True, **result}))
 

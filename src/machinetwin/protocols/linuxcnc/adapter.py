@@ -133,7 +133,7 @@ class LinuxCNCAdapter:
                 self._proc = await asyncio.create_subprocess_exec(
                     s.python, str(HELPER), str(s.poll_s), env=s.env,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
                 )  # fmt: skip
             except OSError as e:
                 reason = f"cannot run {s.python}: {e}"
@@ -167,7 +167,7 @@ class LinuxCNCAdapter:
             except TimeoutError:
                 line = None
             if line == b"":
-                yield "the LinuxCNC helper ended"
+                yield f"the LinuxCNC helper ended: {await _tail(proc)}"
                 return
             if line:
                 kind, _, rest = line.rstrip(b"\n").partition(b" ")
@@ -397,3 +397,15 @@ def program_value(path: str) -> dict[str, str | None]:
         if p.stat().st_size <= MAX_PROGRAM_TEXT:
             text = p.read_text(errors="replace")
     return {"name": Path(path).name, "text": text}
+
+
+async def _tail(proc: asyncio.subprocess.Process) -> str:
+    """The last line the helper printed on stderr (a traceback's message), if any."""
+    if proc.stderr is None:
+        return "no message"
+    try:
+        text = await asyncio.wait_for(proc.stderr.read(), 2.0)
+    except TimeoutError:
+        return "no message"
+    lines = text.decode(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else "no message"

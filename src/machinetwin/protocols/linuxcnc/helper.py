@@ -232,7 +232,7 @@ class Helper:
             try:
                 self.sample()
                 self.errors()
-            except self.lc.error as exc:
+            except (self.lc.error, SystemError) as exc:  # SystemError: its memory went away
                 down(f"LinuxCNC status failed: {exc}")
             sys.stdout.flush()
 
