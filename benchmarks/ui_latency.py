@@ -173,7 +173,7 @@ def load_times(context, url: str, path: str, ready_js: str, n: int) -> list[floa
     for _ in range(n):
         page = context.new_page()
         page.goto(f"{url}{path}", wait_until="commit")
-        page.wait_for_function(ready_js, polling="raf", timeout=20_000)
+        page.wait_for_function(ready_js, polling=10, timeout=20_000)
         out.append(page.evaluate("() => performance.now()"))
         nav = page.evaluate(NAV_JS)
         print(f"{path}: ready {out[-1]:.0f} ms; {nav}", file=sys.stderr)
