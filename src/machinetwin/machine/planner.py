@@ -52,7 +52,10 @@ the hard caps (axis limits, corner zones), so a feed hold stops on the path with
 
 Memory stays bounded: ops are read lazily into a lookahead window (by path length and
 segment count); the window's end is treated as a stop until more of the program is
-read, and the plan is redone when half the window has been used.
+read, and the plan is redone when half the window has been used. Motion batches (the
+interpreter's column runs of plain moves) are read a window's worth of rows at a time
+with numpy (``Planner._read_batch``); the numbers, the window's cut and the events are
+those of reading their ops one by one (tests/machine/test_planner_batches.py).
 
 LinuxCNC's model (``blending = "arc"``, the machine file's ``[planner]``; see
 ``config.linuxcnc_planner_config``): to be the twin of a LinuxCNC 2.9 machine, or to
