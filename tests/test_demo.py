@@ -93,3 +93,51 @@ def test_each_demo_start_generates_a_new_password(tmp_path: Path) -> None:
         secrets.append(secret.read_text())
     assert passwords[0] != passwords[1] and all(len(p) >= 16 for p in passwords)
     assert secrets[0] != secrets[1] and all(len(s) >= 32 for s in secrets)
+
+
+def test_demo_sites_obey_signed_commands_only_with_a_permit(tmp_path: Path) -> None:
+    """The demo wires remote control end to end: the hub signs, the site's executor
+    refuses a state command until the person at the site grants a permit."""
+    from machinetwin.edge.permit import PermitStore
+
+    port = free_port()
+    out = io.StringIO()
+    states: dict[str, str] = {}
+
+    async def command(client: httpx.AsyncClient, machine: str, body: dict) -> dict:
+        issued = await client.post(f"/api/machines/{machine}/commands", json=body)
+        assert issued.status_code in (200, 201, 202), issued.text
+        command_id = issued.json()["id"]
+        for _ in range(100):  # the answer crosses the emulated link twice
+            got = (await client.get(f"/api/machines/{machine}/commands/{command_id}")).json()
+            if got["state"] != "sent":
+                return got
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no answer from {machine} to {body}")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(run_demo(tmp_path / "demo", api_port=port, duration_s=14.0,
+                                            console=Console(file=out, width=300)))  # fmt: skip
+        await asyncio.sleep(6.0)
+        printed = out.getvalue()
+        password = re.search(r"user: +admin\npassword: +(\S+)", printed).group(1)
+        hint = re.search(r"machinetwin edge permit (\S+) --minutes \d+ --file (\S+)", printed)
+        assert hint, f"the demo did not say how to permit remote operation:\n{printed}"
+        machine, permit_file = hint.group(1), Path(hint.group(2))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            login = {"username": "admin", "password": password}
+            assert (await client.post("/api/login", json=login)).status_code == 200
+            override = {"name": "feed_override", "args": {"percent": 50}}
+            refused = await command(client, machine, override)
+            states["no_permit"] = refused["state"]
+            states["no_permit_reason"] = str(refused)
+            PermitStore(permit_file).grant(machine, 5)
+            states["permit"] = (await command(client, machine, override))["state"]
+            states["audit"] = str((await client.get("/api/audit")).json())
+        await task
+
+    run(scenario())
+    assert states["no_permit"] == "rejected"
+    assert "permit" in states["no_permit_reason"]
+    assert states["permit"] in ("accepted", "done")
+    assert "feed_override" in states["audit"]

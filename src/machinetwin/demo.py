@@ -25,6 +25,7 @@ from rich.table import Table
 
 from .edge.agent import EdgeAgent
 from .edge.buffer import DurableBuffer
+from .edge.executor import ControlConfig, with_control
 from .hub.service import Hub, HubConfig, login_message
 from .machine import load_machine_config
 from .machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
@@ -125,12 +126,32 @@ class Demo:
             )  # fmt: skip
             adapter = VirtualMachineAdapter(machine, settings)
             self.adapters[site.machine_id] = adapter
+            site_broker = BrokerAddress("127.0.0.1", link.port)
+            controlled = with_control(adapter, self.site_control(), site_broker,
+                                      base=self.site_dir(site))  # fmt: skip
             buffer = DurableBuffer(self.data_dir / f"edge-{site.name.lower()}.sqlite", 256 * 2**20)
-            agent = EdgeAgent([adapter], BrokerAddress("127.0.0.1", link.port), buffer)
+            agent = EdgeAgent([controlled], site_broker, buffer)
             self.agents.append(agent)
             self.tasks.append(asyncio.create_task(agent.run()))
         self.api_task = asyncio.create_task(self.hub.serve_api())
         self.tasks.append(self.api_task)
+
+    def site_dir(self, site: Site) -> Path:
+        """The site's own files: its permit and command ledger, as on a real edge."""
+        path = self.data_dir / f"site-{site.name.lower()}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def site_control(self) -> ControlConfig:
+        """Every site trusts this hub's command key; no site has granted a permit."""
+        assert self.hub.commands is not None
+        return ControlConfig(hub_public_key=self.hub.commands.signer.public_key_b64)
+
+    def permit_hint(self) -> str:
+        site = self.sites[0]
+        return (f"remote operation is refused until a site allows it, e.g. at {site.name}: "
+                f"machinetwin edge permit {site.machine_id} --minutes 30 "
+                f"--file {self.site_dir(site) / 'permits.sqlite'}")  # fmt: skip
 
     def check(self) -> None:
         """Raise what a part died of."""
@@ -168,6 +189,7 @@ async def run_demo(data_dir: Path, api_port: int = 8080, duration_s: float | Non
         console.print(f"[bold]machinetwin demo[/bold]: hub with embedded broker on port "
                       f"{hub.broker_address.port}; three sites on emulated links")  # fmt: skip
         console.print(login_message(hub), markup=False, highlight=False, soft_wrap=True)
+        console.print(demo.permit_hint(), markup=False, highlight=False, soft_wrap=True)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         with Live(live_table(hub, started), console=console, refresh_per_second=2) as live:
             while deadline is None or time.monotonic() < deadline:

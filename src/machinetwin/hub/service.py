@@ -27,6 +27,7 @@ from ..configfile import load_toml
 from ..protocols.broker import BrokerAddress, BrokerConfig
 from .auth import ADMIN_USERNAME, UserDirectory, users_path_for
 from .broker import EmbeddedBroker
+from .commands import CommandService, open_command_service
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
 
@@ -64,6 +65,7 @@ class Hub:
     broker: EmbeddedBroker | None = None
     ingest: HubIngest | None = None
     users: UserDirectory | None = None
+    commands: CommandService | None = None  # remote control: signer, audit log, publisher
     admin_password: str | None = None  # set once, on the first start: print it
 
     @property
@@ -82,8 +84,13 @@ class Hub:
         self.admin_password = self.users.ensure_admin()
         self.ingest = HubIngest(self.store, self.broker_address)
         self.ingest.start()
+        self.commands = open_command_service(self.config.store, self.broker_address)
+        self.commands.start()
 
     def stop(self) -> None:
+        if self.commands:
+            self.commands.stop()
+            self.commands.audit.close()
         if self.ingest:
             self.ingest.stop()
         if self.store:
@@ -99,7 +106,7 @@ class Hub:
 
         assert self.store is not None and self.ingest is not None
         live = live_view_from(self.ingest)
-        app = create_api(self.store, live, users=self.users)
+        app = create_api(self.store, live, users=self.users, commands=self.commands)
         if self.config.ui:
             self._mount_ui(app, live)
         return app
@@ -166,6 +173,9 @@ def ui_secret(path: Path) -> str:
 def login_message(hub: Hub) -> str:
     """Where to log in; the generated admin password only on the first start."""
     lines = [f"web UI:   {hub.ui_url}   (API docs: {hub.ui_url}docs)"]
+    if hub.commands is not None:
+        lines.append(f"remote control: sites trust this hub with [control] hub_public_key = "
+                     f'"{hub.commands.signer.public_key_b64}"')  # fmt: skip
     if hub.admin_password:
         lines += [f"user:     {ADMIN_USERNAME}",
                   f"password: {hub.admin_password}   (generated at this start, shown only once)"]  # fmt: skip
