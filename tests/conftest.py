@@ -7,14 +7,11 @@ PostgreSQL, ...) skip on a developer machine that lacks it, but in CI
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI") == "true"
+from ci_env import running_in_ci
 
 
 @pytest.fixture(scope="session")

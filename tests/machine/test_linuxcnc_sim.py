@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running_in_ci
+from ci_env import running_in_ci
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
