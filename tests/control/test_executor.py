@@ -283,6 +283,10 @@ def prepare(site: Site, condition: str) -> None:
     if condition == "unknown":
         return  # the executor has heard nothing from the machine
     hold(site)
+    if condition == "estop":  # the machine's own e-stop, seen in its estop signal
+        site.adapter.sim.controller.estop()
+        site.step()
+        return
     if condition in ("estop", "alarm"):
         code, severity = ((AlarmCode.ESTOP, Severity.CRITICAL) if condition == "estop"
                           else (AlarmCode.DRIVE_FAULT, Severity.FAULT))  # fmt: skip
