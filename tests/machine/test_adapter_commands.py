@@ -5,6 +5,7 @@ reset, e-stop; what the state does not allow is refused with the reason, changin
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from machinetwin.errors import CommandRejected
 from machinetwin.machine import load_machine_config
 from machinetwin.machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
+from machinetwin.machine.controller import Controller
 from machinetwin.model import SIGNALS, AdapterCommand, AlarmCode, Execution, Mode, Severity
 from machinetwin.model.commands import COMMANDS
 
@@ -266,3 +268,46 @@ def test_alarm_reset_keeps_the_estop_alarm_while_engaged(program: Path) -> None:
     assert c.state.estop
     send(vm, "reset")
     assert c.state.active_alarms() == [] and not c.state.estop
+
+
+# --- the controller's new checks, on their own -------------------------------------------
+
+
+def controller_ready(text: str) -> Controller:
+    now = iter(range(10_000))
+    ctl = Controller(CONFIG, clock=lambda: float(next(now)))
+    ctl.reset()
+    ctl.home()
+    ctl.select_program("p.ngc", text)
+    return ctl
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=200), other=st.text(max_size=200))
+def test_cycle_start_runs_only_the_text_whose_checksum_it_names(text: str, other: str) -> None:
+    ctl = controller_ready(text)
+    if other != text:
+        before = copy.deepcopy(ctl.state)
+        with pytest.raises(CommandRejected, match="checksum mismatch"):
+            ctl.cycle_start(sha(other))
+        assert ctl.state == before
+    ctl.cycle_start(sha(text))
+    assert ctl.state.execution == Execution.ACTIVE
+
+
+@settings(max_examples=30, deadline=None)
+@given(start=st.sampled_from(list(Mode)), target=st.sampled_from(list(Mode)),
+       execution=st.sampled_from(list(Execution)))  # fmt: skip
+def test_a_mode_switch_never_leaves_a_running_or_held_program(start: Mode, target: Mode,
+                                                              execution: Execution) -> None:  # fmt: skip
+    ctl = controller_ready("G0 X0\nM2\n")
+    ctl.state.mode, ctl.state.execution = start, execution
+    busy = execution in (Execution.ACTIVE, Execution.INTERRUPTED)
+    if busy and start != target:
+        before = copy.deepcopy(ctl.state)
+        with pytest.raises(CommandRejected, match=f"needs {target.name} mode.*{start.name}"):
+            ctl.switch_mode(target, "this")
+        assert ctl.state == before
+    else:
+        ctl.switch_mode(target, "this")
+        assert ctl.state.mode == target
