@@ -124,7 +124,7 @@ class HubIngest:
         self.group_window_s = GROUP_WINDOW_S
         self.live: dict[str, LiveState] = {}
         # SimpleQueue: C-implemented, a fraction of Queue's cost per message
-        self.inbox: queue.SimpleQueue[tuple[str, bytes, float] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self.lock = threading.Lock()  # guards live state for readers (API, UI)
         # descriptors as stored: a replayed (retained) birth that matches costs nothing
         self.known: dict[str, MachineDescriptor] = {d.machine_id: d for d in store.machines()}
@@ -164,7 +164,9 @@ class HubIngest:
             client.subscribe(topic, qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
-        self.inbox.put((message.topic, bytes(message.payload), time.time()))
+        arrived = time.time()
+        topic, payload = message.topic, bytes(message.payload)
+        self.inbox.put((topic, payload, arrived, _predecode(topic, payload)))
 
     # --- writer thread -------------------------------------------------------------------
 
@@ -179,7 +181,7 @@ class HubIngest:
                 log.exception("hub: a message group failed")
                 self.counters.rejected["internal error"] += len(group)
 
-    def _next_group(self) -> list[tuple[str, bytes, float]] | None:
+    def _next_group(self) -> list[_Item] | None:
         first = self.inbox.get()
         if first is None:
             return None
@@ -199,10 +201,10 @@ class HubIngest:
             group.append(item)
         return group
 
-    def _handle_group(self, group: list[tuple[str, bytes, float]]) -> None:
+    def _handle_group(self, group: list[_Item]) -> None:
         batches: list[tuple[SampleBatch, float]] = []
         births: dict[str, MachineDescriptor] = {}
-        for topic, payload, arrived in group:
+        for topic, payload, arrived, decoded in group:
             self.counters.received += 1
             try:
                 machine, kind = topics.parse(topic)
@@ -211,7 +213,7 @@ class HubIngest:
                 continue
             try:
                 if kind == "data":
-                    batch = codec.decode_batch(payload)
+                    batch = decoded if decoded is not None else codec.decode_batch(payload)
                     if batch.machine != machine:
                         raise codec.PayloadError("machine", None, f"{batch.machine!r} on {topic}")
                     batches.append((batch, arrived))
@@ -371,6 +373,30 @@ class HubIngest:
             state = self._live(machine)
             state.active_alarms = [a for a in state.active_alarms
                                    if not (str(a.code) == code and a.source == source)]  # fmt: skip
+
+
+# topic, payload, arrival (wall clock), and the batch if decoded on arrival
+_Item = tuple[str, bytes, float, SampleBatch | None]
+
+
+def _predecode(topic: str, payload: bytes) -> SampleBatch | None:
+    """Decode a data message on the network thread, or leave it to the writer.
+
+    The writer spends most of a group inside DuckDB with the GIL released; decoding the
+    next messages meanwhile, here, takes that work off the writer's path (a batch's
+    latency is its wait for the writer). Anything unusual (another kind of message, a
+    payload that does not decode) goes to the writer undecoded, which decodes again and
+    rejects with its log line and counter: nothing may raise on paho's thread.
+    """
+    if not topic.endswith(_DATA_SUFFIX):
+        return None
+    try:
+        return codec.decode_batch(payload)
+    except Exception:  # noqa: BLE001 - the writer decodes again and reports it
+        return None
+
+
+_DATA_SUFFIX = "/" + topics.data("m").rsplit("/", 1)[1]
 
 
 def _newest(batch: SampleBatch) -> float:
