@@ -214,7 +214,7 @@ def test_client_reads_our_server_into_batches_that_match_the_machine(tmp_path: P
     assert np.nanmax(x) - np.nanmin(x) > 1.0  # the machine moved
     events = [i for i in items if isinstance(i, MachineEvent)]
     assert any(e.kind == "program" and e.value["name"] == "short.ngc" for e in events)
-    assert [e.value for e in events if e.kind == "execution"][:1] == ["ACTIVE"]
+    assert "ACTIVE" in [e.value for e in events if e.kind == "execution"]
     execution = np.concatenate(
         [b.columns["execution"] for b in batches if "execution" in b.columns]
     )

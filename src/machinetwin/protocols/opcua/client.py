@@ -234,10 +234,11 @@ class OpcUaClientAdapter:
             if not isinstance(handle, int):  # a refused item: the others still count
                 log.warning("%s: cannot monitor %s: %s", self.settings.machine_id, name, handle)
         messages = targets.get("messages")
-        if messages is not None:
-            alert = await _alert_type(client)
+        alert = await _alert_type(client) if messages is not None else None
+        if messages is not None and alert is not None:
             with contextlib.suppress(ua.UaError):
-                await sub.subscribe_events(client.get_node(messages), alert)
+                await sub.subscribe_events(client.get_node(messages), alert,
+                                           evfilter=alert_filter(alert))  # fmt: skip
         return handler
 
     # ------------------------------------------------------------ conversion
@@ -340,13 +341,9 @@ async def _ns_index(client: Client, uri: str) -> int | None:
     return array.index(uri) if uri in array else None
 
 
-async def _is_type(node: Node, mt_ns: int, names: tuple[str, ...], depth: int = 6) -> bool:
-    """Whether ``node``'s type definition is one of ``names`` in the MachineTool namespace,
-    or a subtype of one (a vendor may derive its own)."""
-    typedef = await node.read_type_definition()
-    if typedef is None:
-        return False
-    current = Node(node.session, typedef)
+async def _is_type(current: Node, mt_ns: int, names: tuple[str, ...], depth: int = 6) -> bool:
+    """Whether the type ``current`` is one of ``names`` in the MachineTool namespace, or a
+    subtype of one (a vendor may derive its own)."""
     for _ in range(depth):
         name = await current.read_browse_name()
         if name.NamespaceIndex == mt_ns and name.Name in names:
@@ -354,40 +351,48 @@ async def _is_type(node: Node, mt_ns: int, names: tuple[str, ...], depth: int = 
         parents = await current.get_references(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
         if not parents:
             return False
-        current = Node(node.session, parents[0].NodeId)
+        current = Node(current.session, parents[0].NodeId)
     return False
 
 
 async def find_machine(client: Client, wanted: str | None) -> Node:
-    """The MachineTool object named ``wanted`` (BrowseName or DisplayName), or the first."""
+    """The MachineTool object named ``wanted`` (BrowseName or DisplayName), or the first.
+
+    One Browse per folder (its references carry names and type definitions); only the
+    objects with the wanted name get their type checked, each type once."""
     mt_ns = await _ns_index(client, m.NS_MACHINE_TOOL)
     if mt_ns is None:
         raise NotAMachineTool(f"the server has no {m.NS_MACHINE_TOOL} namespace")
     objects = client.nodes.objects
-    candidates: list[Node] = []
+    refs: list[ua.ReferenceDescription] = []
     machinery = await _ns_index(client, m.NS_MACHINERY)
     if machinery is not None:
         with contextlib.suppress(ua.UaError):
             folder = await objects.get_child(ua.QualifiedName("Machines", machinery))
-            candidates += await folder.get_children()
-    candidates += await objects.get_children()
+            refs += await folder.get_children_descriptions()
+    refs += await objects.get_children_descriptions()
+    checked: dict[ua.NodeId, bool] = {}
     found = []
-    for node in candidates:
-        if await _is_type(node, mt_ns, ("MachineToolType",)):
-            name = (await node.read_browse_name()).Name
-            display = (await node.read_display_name()).Text
-            if wanted is None or wanted in (name, display):
-                return node
-            found.append(name)
+    for ref in refs:
+        if wanted is not None and wanted not in (ref.BrowseName.Name, ref.DisplayName.Text):
+            continue
+        typedef = ua.NodeId(ref.TypeDefinition.Identifier, ref.TypeDefinition.NamespaceIndex)
+        if typedef not in checked:
+            checked[typedef] = await _is_type(client.get_node(typedef), mt_ns, ("MachineToolType",))
+        if checked[typedef]:
+            return client.get_node(ref.NodeId)
+        found.append(ref.BrowseName.Name)
     raise NotAMachineTool(f"no MachineTool {wanted!r} on the server (found {found})")
 
 
 async def _placeholder(client: Client, monitoring: Node, mt_ns: int,
                        names: tuple[str, ...]) -> str | None:  # fmt: skip
     """The BrowseName of the first Monitoring child of one of the given types."""
-    for child in await monitoring.get_children():
-        if await _is_type(child, mt_ns, names, depth=3):
-            return (await child.read_browse_name()).Name
+    for ref in await monitoring.get_children_descriptions():
+        typedef = client.get_node(ua.NodeId(ref.TypeDefinition.Identifier,
+                                            ref.TypeDefinition.NamespaceIndex))  # fmt: skip
+        if await _is_type(typedef, mt_ns, names, depth=3):
+            return ref.BrowseName.Name
     return None
 
 
@@ -426,15 +431,33 @@ async def resolve(client: Client, machine: Node) -> dict[str, ua.NodeId]:
             if r.StatusCode.is_good() and r.Targets}  # fmt: skip
 
 
-async def _alert_type(client: Client) -> Node:
+async def _alert_type(client: Client) -> ua.NodeId | None:
     """The AlertType event type, found by its BrowseName (node ids differ by server)."""
     mt_ns = await _ns_index(client, m.NS_MACHINE_TOOL)
     alarm = client.get_node(ua.ObjectIds.AlarmConditionType)
-    for child in await alarm.get_children(refs=ua.ObjectIds.HasSubtype):
-        name = await child.read_browse_name()
-        if name.Name == "AlertType" and name.NamespaceIndex == mt_ns:
-            return child
-    return client.get_node(ua.ObjectIds.BaseEventType)
+    for ref in await alarm.get_children_descriptions(refs=ua.ObjectIds.HasSubtype):
+        if ref.BrowseName.Name == "AlertType" and ref.BrowseName.NamespaceIndex == mt_ns:
+            return ua.NodeId(ref.NodeId.Identifier, ref.NodeId.NamespaceIndex)
+    return None
+
+
+def alert_filter(alert_type: ua.NodeId) -> ua.EventFilter:
+    """Only the fields the adapter uses, of AlertType events only. Built here rather than
+    by asyncua from the type's whole hierarchy (hundreds of requests per session)."""
+
+    def field(type_id: ua.NodeId, *names: ua.QualifiedName) -> ua.SimpleAttributeOperand:
+        return ua.SimpleAttributeOperand(TypeDefinitionId=type_id, BrowsePath=list(names),
+                                         AttributeId=ua.AttributeIds.Value)  # fmt: skip
+
+    base = ua.NodeId(ua.ObjectIds.BaseEventType)
+    condition = ua.NodeId(ua.ObjectIds.AlarmConditionType)
+    select = [field(base, ua.QualifiedName(n)) for n in ("EventType", "Message", "Severity",
+                                                         "SourceName", "Time")]  # fmt: skip
+    select.append(field(alert_type, ua.QualifiedName("ErrorCode", alert_type.NamespaceIndex)))
+    select.append(field(condition, ua.QualifiedName("ActiveState"), ua.QualifiedName("Id")))
+    of_type = ua.ContentFilterElement(FilterOperator=ua.FilterOperator.OfType,
+                                      FilterOperands=[ua.LiteralOperand(Value=ua.Variant(alert_type))])  # fmt: skip
+    return ua.EventFilter(SelectClauses=select, WhereClause=ua.ContentFilter(Elements=[of_type]))
 
 
 def opcua_adapter(machine_id: str, site: str, url: str | None,
