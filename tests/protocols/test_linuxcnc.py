@@ -7,6 +7,7 @@ Z -400..0 mm, G54 at X300 Y200 Z-300. Skipped without LinuxCNC; a failure under 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -269,6 +270,40 @@ def test_recovers_after_linuxcnc_restarts(sim: SimController) -> None:
             # and it is controlled again, without help
             await cmd(lv, "mdi", text="G21 G90 G54 G0 X-100")
             await lv.until(lambda: lv.last("x.pos") == pytest.approx(G54[0] - 100, abs=1e-3))
+
+    asyncio.run(body())
+
+
+def test_remote_control_vocabulary_and_estop(sim: SimController, tmp_path: Path) -> None:
+    """The edge executor's command names (model/commands.py); e-stop last: it leaves the
+    machine off."""
+    path = program(tmp_path, "checked.ngc", LONG)
+    sha = hashlib.sha256(LONG.encode()).hexdigest()
+
+    async def body() -> None:
+        async with live(sim) as lv:
+            await lv.idle()
+            await cmd(lv, "select_program", program=path)
+            with pytest.raises(CommandRejected, match="not the checked program"):
+                await cmd(lv, "cycle_start", program_sha256="0" * 64)
+            await cmd(lv, "feed_override", percent=50)
+            with pytest.raises(CommandRejected, match="percent in 0..200"):
+                await cmd(lv, "rapid_override", percent=500)
+            await cmd(lv, "cycle_start", program_sha256=sha)
+            await lv.until(lambda: lv.last("execution") == Execution.ACTIVE, what="started")
+            await lv.until(lambda: lv.last("feed_override") == 50.0, what="override shown")
+            await lv.until(lambda: lv.last("line") >= 3, what="cutting")
+            # 3000 mm/min at 50 %: the path speed the controller reports
+            await lv.until(lambda: abs(lv.last("feed") - 1500.0) < 1.0, what="feed 1500")
+            n = len(lv.items)
+            await cmd(lv, "estop")
+            await lv.until(lambda: lv.last("estop") == 1.0, what="e-stop")
+            assert lv.last("execution") == Execution.STOPPED
+            alarm = lv.events("alarm", n)[-1].alarm
+            assert alarm is not None and alarm.code.name == "ESTOP"
+            with pytest.raises(CommandRejected, match="not on"):
+                await cmd(lv, "mdi", line="G0 X0")
+            await cmd(lv, "feed_override", percent=100)
 
     asyncio.run(body())
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -59,10 +60,13 @@ STATE_ESTOP, STATE_ON = 1, 4
 # task_mode (1..3) -> canonical Mode; 0 is not a LinuxCNC mode
 MODE_OF_TASK = np.array([np.nan, Mode.MANUAL, Mode.AUTOMATIC, Mode.MDI], dtype=float)
 ERROR_KINDS = ("NML_ERROR", "OPERATOR_ERROR")
+# our names (and the remote-control vocabulary of model/commands.py) -> the helper's
 COMMANDS = {
-    "mdi": "mdi", "open": "open", "run": "run", "cycle_start": "run", "pause": "pause",
-    "feed_hold": "pause", "resume": "resume", "abort": "abort", "stop": "abort",
-    "reset": "abort",
+    "mdi": "mdi", "open": "open", "select_program": "open", "run": "run",
+    "cycle_start": "run", "pause": "pause", "feed_hold": "pause", "resume": "resume",
+    "abort": "abort", "stop": "abort", "reset": "abort", "estop": "estop",
+    "feed_override": "override", "rapid_override": "override",
+    "spindle_override": "override", "alarm_reset": "alarm_reset",
 }  # fmt: skip
 MAX_PROGRAM_TEXT = 512 * 1024
 SIGNALS = (
@@ -116,6 +120,7 @@ class LinuxCNCAdapter:
         self._pending: dict[int, asyncio.Future[str]] = {}
         self._ids = itertools.count(1)
         self._events: list[MachineEvent] = []
+        self.open_path: str | None = None  # the program open on the controller
 
     @property
     def execution(self) -> Execution | None:
@@ -194,6 +199,7 @@ class LinuxCNCAdapter:
                 self.state.estop.cleared_at = now
                 self._events.append(MachineEvent(mid, now, "alarm_cleared", alarm=self.state.estop))
             self.state = _State()
+            self.open_path = None
             self.connected = True
             self.connections += 1
         elif kind == b"R":
@@ -204,7 +210,7 @@ class LinuxCNCAdapter:
         elif kind == b"P":
             path = json.loads(rest)["file"]
             if path and path != self.state.program:
-                self.state.program = path
+                self.state.program = self.open_path = path
                 self._events.append(MachineEvent(mid, now, "program", value=program_value(path)))
         elif kind == b"E":
             msg = json.loads(rest)
@@ -320,7 +326,12 @@ class LinuxCNCAdapter:
         if name is None:
             raise CommandRejected(f"{mid}: LinuxCNC has no command {command.name!r} "
                                   f"(expected one of {sorted(COMMANDS)})")  # fmt: skip
-        args = _checked_args(mid, name, command.args)
+        args = _checked_args(mid, command.name, name, command.args)
+        if name == "alarm_reset":  # LinuxCNC's errors are messages: acknowledged here
+            self._clear_alarms()
+            return
+        if name == "run" and "program_sha256" in command.args:
+            self._check_program(str(command.args["program_sha256"]))
         proc = self._proc
         if not self.connected or proc is None or proc.stdin is None:
             raise CommandRejected(f"{mid}: LinuxCNC is not connected")
@@ -340,8 +351,24 @@ class LinuxCNCAdapter:
         if answer != "OK":
             raise CommandRejected(f"{mid}: LinuxCNC refused {command.name}: "
                                   f"{answer.removeprefix('NAK ')}")  # fmt: skip
+        if name == "open":  # before its "program" event arrives with the next poll
+            self.open_path = str(args["path"])
         if name in ("run", "mdi", "abort") or command.name == "reset":
             self._clear_alarms()
+
+    def _check_program(self, sha256: str) -> None:
+        """Start only the program the operator checked: its hash must match the open file."""
+        mid, path = self.settings.machine_id, self.open_path
+        if not path:
+            raise CommandRejected(f"{mid}: cycle_start: no program is open")
+        try:
+            actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as e:
+            raise CommandRejected(f"{mid}: cycle_start: cannot read {path}: {e}") from None
+        if actual != sha256.lower():
+            raise CommandRejected(f"{mid}: cycle_start: {Path(path).name} on the controller is "
+                                  f"not the checked program (sha256 {actual[:12]}…, "
+                                  f"expected {sha256[:12]}…)")  # fmt: skip
 
     def _fail_pending(self, reason: str) -> None:
         for fut in self._pending.values():
@@ -367,16 +394,21 @@ class LinuxCNCAdapter:
         await self._end_helper()
 
 
-def _checked_args(mid: str, name: str, args: dict[str, object]) -> dict[str, object]:
+def _checked_args(mid: str, given: str, name: str, args: dict[str, object]) -> dict[str, object]:
     """The arguments LinuxCNC needs, checked here so that a bad one names itself."""
+    if name == "override":
+        percent = args.get("percent")
+        if not isinstance(percent, int | float) or not 0 <= percent <= 200:
+            raise CommandRejected(f"{mid}: {given} needs args.percent in 0..200, got {percent!r}")
+        return {"which": given.removesuffix("_override"), "percent": float(percent)}
     if name == "mdi":
-        text = args.get("text")
+        text = args.get("text", args.get("line"))  # "line" in the remote-control vocabulary
         if not isinstance(text, str) or not text.strip() or "\n" in text or len(text) > 255:
             raise CommandRejected(f"{mid}: mdi needs args.text, one line of G-code "
                                   f"(up to 255 characters), got {text!r}")  # fmt: skip
         return {"text": text}
     if name == "open":
-        path = args.get("path")
+        path = args.get("path", args.get("program"))
         if not isinstance(path, str) or not path.startswith("/"):
             raise CommandRejected(f"{mid}: open needs args.path, an absolute path on the "
                                   f"controller, got {path!r}")  # fmt: skip

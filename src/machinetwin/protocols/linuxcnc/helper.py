@@ -125,6 +125,13 @@ class Helper:
         if name == "abort":
             c.abort()
             return self.check()
+        if name == "estop":
+            c.state(lc.STATE_ESTOP)
+            return self.check()
+        if name == "override":  # percent of programmed feed, rapid or spindle speed
+            setter = {"feed": c.feedrate, "rapid": c.rapidrate, "spindle": c.spindleoverride}
+            setter[str(args["which"])](float(args["percent"]) / 100.0)
+            return self.check()
         if s.task_state != lc.STATE_ON:
             raise Refused("the machine is not on (e-stop or power off)")
         running = s.interp_state != lc.INTERP_IDLE
