@@ -1,0 +1,228 @@
+"""OPC UA notifications per second: 2,000 monitored items at 100 ms sampling.
+
+Two runs in the same invocation, each with the server in its own process:
+
+- machinetwin: ``MachineToolServer`` with synthetic machines (every numeric signal
+  changes in every 100 ms batch) and one ``OpcUaClientAdapter`` per machine (as the edge
+  runs them), until at least 2,000 items are monitored; counts the data-change
+  notifications the adapters receive.
+- asyncua alone (the peer): a plain asyncua server with 2,000 Double variables, all
+  written every 100 ms in one write call, and one plain asyncua client subscription.
+
+Prints one JSON object on its last line: ``notifications_per_s`` (machinetwin),
+``monitored_items``, ``asyncua_notifications_per_s``, ``ratio_vs_asyncua``, and the
+ceiling (items x 10/s). ``--quick`` measures 6 s per run (under 50 s in all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+ITEMS = 2000
+PERIOD_S = 0.1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SyntheticMachine:
+    """An Adapter whose every numeric signal changes in every 100 ms batch (10 rows)."""
+
+    def __init__(self, machine_id: str, seed: int) -> None:
+        from machinetwin.model import MachineDescriptor
+        from machinetwin.protocols.opcua.model import SIGNAL_MAP
+
+        self.descriptor = MachineDescriptor(machine_id, machine_id, "bench")
+        self.signals = [mp.signal for mp in SIGNAL_MAP]
+        self.rng = np.random.default_rng(seed)
+        self.closed = False
+
+    async def batches(self) -> AsyncIterator:
+        from machinetwin.model import SampleBatch
+
+        next_t = time.monotonic()
+        while not self.closed:
+            next_t += PERIOD_S
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            t = time.time() - PERIOD_S + np.arange(1, 11) * PERIOD_S / 10
+            values = self.rng.random((len(self.signals), 10)) * 100
+            columns = dict(zip(self.signals, values, strict=True))
+            columns["mode"] = np.zeros(10)  # enumerations keep valid values
+            columns["execution"] = np.ones(10)
+            yield SampleBatch(self.descriptor.machine_id, t, columns)
+
+    async def command(self, command: object) -> None:
+        return None
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+# ------------------------------------------------------------ servers (child processes)
+
+
+async def serve_ours(port: int, machines: int) -> None:
+    from machinetwin.protocols.opcua.server import MachineToolServer
+
+    adapters = [SyntheticMachine(f"m{k:03d}", k) for k in range(machines)]
+    server = MachineToolServer(adapters, f"opc.tcp://127.0.0.1:{port}/bench")
+    async with server.serving():
+        await asyncio.Event().wait()
+
+
+async def serve_peer(port: int, items: int) -> None:
+    from asyncua import Server, ua
+
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/peer")
+    idx = await server.register_namespace("urn:bench:peer")
+    folder = await server.nodes.objects.add_folder(idx, "Items")
+    nodes = [await folder.add_variable(idx, f"v{k}", 0.0) for k in range(items)]
+    rng = np.random.default_rng(0)
+    async with server:
+        next_t = time.monotonic()
+        while True:
+            next_t += PERIOD_S
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            values = rng.random(items) * 100
+            stamp = ua.DataValue  # one write call for all items, as our server does
+            writes = [ua.WriteValue(NodeId=n.nodeid, AttributeId=ua.AttributeIds.Value,
+                                    Value=stamp(ua.Variant(float(v), ua.VariantType.Double)))
+                      for n, v in zip(nodes, values, strict=True)]  # fmt: skip
+            await server.iserver.isession.write(ua.WriteParameters(NodesToWrite=writes))
+
+
+def start_server(kind: str, port: int, count: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    args = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--count", str(count)]
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_port(port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"no server on port {port} after {timeout_s} s")
+
+
+# ------------------------------------------------------------ clients (this process)
+
+
+async def measure_ours(port: int, machines: int, seconds: float) -> tuple[float, int]:
+    from machinetwin.protocols.opcua.client import OpcUaClientAdapter, OpcUaSettings
+
+    url = f"opc.tcp://127.0.0.1:{port}/bench"
+    adapters = [OpcUaClientAdapter(OpcUaSettings(url, f"c{k:03d}", machine=f"m{k:03d}",
+                                                 timeout_s=30))
+                for k in range(machines)]  # fmt: skip
+
+    async def drain(adapter: OpcUaClientAdapter) -> None:
+        async for _ in adapter.batches():
+            pass
+
+    tasks = [asyncio.create_task(drain(a)) for a in adapters]
+    deadline = time.monotonic() + 120
+    while sum(a.sessions for a in adapters) < machines and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.0)  # past the initial notifications
+    items = sum(len(a.signals) + 2 for a in adapters)  # numeric (minus execution) + 3 text
+    start, t0 = sum(a.notifications for a in adapters), time.monotonic()
+    await asyncio.sleep(seconds)
+    count, elapsed = sum(a.notifications for a in adapters) - start, time.monotonic() - t0
+    for a in adapters:
+        await a.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return count / elapsed, items
+
+
+async def measure_peer(port: int, items: int, seconds: float) -> tuple[float, int]:
+    from asyncua import Client
+
+    class Counter:
+        count = 0
+
+        def datachange_notification(self, node: object, val: object, data: object) -> None:
+            self.count += 1
+
+    counter = Counter()
+    async with Client(f"opc.tcp://127.0.0.1:{port}/peer", timeout=30) as client:
+        folder = await client.nodes.objects.get_child("2:Items")
+        nodes = await folder.get_children()
+        sub = await client.create_subscription(PERIOD_S * 1000, counter)
+        await sub.subscribe_data_change(nodes, sampling_interval=PERIOD_S * 1000)
+        await asyncio.sleep(2.0)
+        start, t0 = counter.count, time.monotonic()
+        await asyncio.sleep(seconds)
+        count, elapsed = counter.count - start, time.monotonic() - t0
+    return count / elapsed, len(nodes)
+
+
+async def run(kind: str, seconds: float) -> tuple[float, int]:
+    port = _free_port()
+    per_machine = 3 + len(__import__("machinetwin.protocols.opcua.model",
+                                     fromlist=["SIGNAL_MAP"]).SIGNAL_MAP)  # fmt: skip
+    machines = math.ceil(ITEMS / per_machine)
+    proc = start_server(kind, port, machines if kind == "ours" else ITEMS)
+    try:
+        await wait_port(port)
+        if kind == "ours":
+            return await measure_ours(port, machines, seconds)
+        return await measure_peer(port, ITEMS, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="6 s per run (under 50 s)")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--serve", choices=["ours", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve == "ours":
+        asyncio.run(serve_ours(args.port, args.count))
+        return
+    if args.serve == "peer":
+        asyncio.run(serve_peer(args.port, args.count))
+        return
+    import logging
+
+    logging.disable(logging.CRITICAL)  # asyncua logs policies and closed sessions at length
+    seconds = args.seconds or (6.0 if args.quick else 30.0)
+    ours, items = asyncio.run(run("ours", seconds))
+    print(f"machinetwin: {ours:,.0f} notifications/s over {items} monitored items", flush=True)
+    peer, peer_items = asyncio.run(run("peer", seconds))
+    print(f"asyncua alone: {peer:,.0f} notifications/s over {peer_items} items", flush=True)
+    print(json.dumps({
+        "notifications_per_s": round(ours, 1), "monitored_items": items,
+        "asyncua_notifications_per_s": round(peer, 1), "asyncua_monitored_items": peer_items,
+        "ratio_vs_asyncua": round(ours / peer, 3) if peer else None,
+        "ceiling_per_s": items / PERIOD_S, "seconds": seconds,
+        "load_average": os.getloadavg()[0],
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
