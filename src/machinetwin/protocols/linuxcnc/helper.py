@@ -72,8 +72,11 @@ class Helper:
             self.s.poll()
             self.c = lcnc.command()
             self.e = lcnc.error_channel()
-        except lcnc.error as exc:
-            down(f"LinuxCNC is not running ({exc})")
+            # all channels must answer: a LinuxCNC starting or shutting down has its
+            # status before (and after) its error channel, and must not count as up
+            first = self.e.poll()
+        except (lcnc.error, SystemError) as exc:
+            down(f"LinuxCNC is not running or not ready ({exc})")
         self.shmid = status_shmid()
         if self.shmid is None:
             down("LinuxCNC is not running (no status shared memory)")
@@ -84,6 +87,8 @@ class Helper:
         self.scale = 1.0 / s.linear_units if s.linear_units else 1.0  # machine units -> mm
         emit("H " + json.dumps({"linear_units": s.linear_units, "joints": s.joints,
                                 "ini": s.ini_filename, "axis_mask": s.axis_mask}))  # fmt: skip
+        if first is not None:
+            self.report(first)
 
     def sample(self) -> None:
         s, k = self.s, self.scale
