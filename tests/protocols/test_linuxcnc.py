@@ -249,6 +249,7 @@ def test_program_errors_become_alarms_cleared_by_the_next_start(
             await lv.until(lambda: bool(lv.events("alarm_cleared", n)), what="cleared")
             assert lv.events("alarm_cleared", n)[0].alarm is alarm
             assert alarm.cleared_at is not None
+            await lv.idle()  # the next test starts with an idle controller
 
     asyncio.run(body())
 
@@ -256,6 +257,7 @@ def test_program_errors_become_alarms_cleared_by_the_next_start(
 def test_recovers_after_linuxcnc_restarts(sim: SimController) -> None:
     async def body() -> None:
         async with live(sim) as lv:
+            await lv.idle()
             await cmd(lv, "mdi", text="G21 G90 G54 G0 X20 Y10 Z0")
             await lv.until(lambda: lv.last("x.pos") == pytest.approx(G54[0] + 20, abs=1e-3))
             n = len(lv.items)
