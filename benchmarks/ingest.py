@@ -26,6 +26,9 @@ Phases:
    could send the batch: the adapter hands it over when that sample is taken), minus
    the link's one-way delay (15 ms, no jitter). Every process reads the same clock.
    Batches produced in the first ``LATENCY_SETTLE_S`` (connection set-up) are left out.
+   The load follows the throughput just measured, which varies from run to run on a
+   shared machine: to compare two versions, fix it with ``--latency-machines`` (30
+   machines = 1.5 M samples/s) and alternate the runs.
    Split into ``*_to_hub_*`` (arrival at the hub's MQTT client − newest sample − 15 ms:
    edge buffer and publish, broker, the hub's network thread) and ``*_in_hub_*``
    (commit − arrival: the hub's queue, decode, write, commit).
