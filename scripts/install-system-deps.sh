@@ -9,6 +9,10 @@
 # - Chromium (package chromium): the real browser the web UI tests and
 #   benchmarks/ui_latency.py drive through Playwright (executable /usr/bin/chromium;
 #   Playwright's own browser download is never used).
+# - Node.js and npm (packages nodejs, npm), then node-opcua from npm into
+#   ~/.cache/machinetwin/node-opcua: the independent OPC UA stack that
+#   tests/protocols/test_opcua_interop.py drives against our server. This step needs no
+#   root and runs whenever npm is there.
 #
 # Installing needs root and apt-get; without them this script only explains what will
 # be skipped, so that `make test` still works on a developer machine. It never fails
@@ -17,17 +21,39 @@ set -euo pipefail
 
 # command -> apt package that provides it. mosquitto lives in /usr/sbin, which is not
 # always on a non-root PATH, so look there too.
-declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto [chromium]=chromium)
+declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto [chromium]=chromium [node]=nodejs [npm]=npm)
 declare -A PURPOSE=(
     [rs274]="tests that compare against LinuxCNC's interpreter"
     [mosquitto]="edge-to-hub tests against a real MQTT broker (tests/hub/test_outage_mosquitto.py)"
     [chromium]="web UI browser tests (tests/ui) and benchmarks/ui_latency.py"
+    [node]="OPC UA interoperability tests with node-opcua (tests/protocols/test_opcua_interop.py)"
+    [npm]="installing node-opcua for the OPC UA interoperability tests"
 )
+
+# node-opcua for the OPC UA interoperability test, pinned to the version it was written
+# against; the test looks in the same folder (MACHINETWIN_NODE_OPCUA overrides it).
+NODE_OPCUA_VERSION=2.182.2
+NODE_OPCUA_DIR="${MACHINETWIN_NODE_OPCUA:-$HOME/.cache/machinetwin/node-opcua}"
+install_node_opcua() {
+    if [[ -d "$NODE_OPCUA_DIR/node_modules/node-opcua" ]]; then
+        echo "system-deps: node-opcua found in $NODE_OPCUA_DIR."
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "system-deps: npm missing: the node-opcua interoperability test will be skipped (fails with CI=true)." >&2
+        return 0
+    fi
+    echo "system-deps: installing node-opcua@$NODE_OPCUA_VERSION into $NODE_OPCUA_DIR ..."
+    mkdir -p "$NODE_OPCUA_DIR"
+    npm install --no-audit --no-fund --prefix "$NODE_OPCUA_DIR" "node-opcua@$NODE_OPCUA_VERSION" >/dev/null ||
+        echo "system-deps: npm install node-opcua failed; the test will say why." >&2
+}
+trap install_node_opcua EXIT
 
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
 
 missing=()
-for cmd in rs274 mosquitto chromium; do
+for cmd in rs274 mosquitto chromium node npm; do
     if have "$cmd"; then
         echo "system-deps: $cmd found; nothing to install for it."
     else
