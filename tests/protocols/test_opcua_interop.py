@@ -83,7 +83,11 @@ def test_node_opcua_browses_reads_and_subscribes_our_server(tmp_path: Path,
 
     code, out, err = asyncio.run(scenario())
     assert code == 0, err[-2000:]
-    r = json.loads(out.strip().splitlines()[-1])
+    # node-opcua logs warnings to stdout too (e.g. its RSA PKCS#1 notice): the result is
+    # the last line that is a JSON object.
+    results = [line for line in out.splitlines() if line.startswith("{")]
+    assert results, f"no JSON result from the node-opcua client:\n{out[-2000:]}"
+    r = json.loads(results[-1])
     ns = r["ns"]
     assert r["type"] == {"ns": ns["mt"], "name": "MachineToolType"}
     assert {f"{ns['di']}:Identification", f"{ns['mt']}:Monitoring", f"{ns['mt']}:Production",
