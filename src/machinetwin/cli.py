@@ -339,6 +339,23 @@ def _add_edge_permit_command() -> None:
 
 _add_edge_permit_command()
 
+audit_app = typer.Typer(help="The hub's audit log of remote commands.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Path = typer.Argument(..., help="The audit log (audit.sqlite next to the hub's store)"),
+) -> None:
+    """Recompute the log's hash chain from the start; exit 1 if any entry was changed."""
+    from .hub.commands import verify_audit
+
+    ok, message = verify_audit(log)
+    if not ok:
+        err.print(message, markup=False, highlight=False)
+        raise typer.Exit(1)
+    typer.echo(message)
+
 
 @app.command("demo")
 def demo_command(

@@ -108,3 +108,26 @@ def test_hub_key_and_audit_live_next_to_the_store(tmp_path: Path) -> None:
     assert again.signer.public_key_b64 == first.signer.public_key_b64  # the edges keep trusting it
     again.audit.close()
     assert main(["public-key", str(key)]) == 0
+
+
+def test_cli_audit_verify_passes_an_intact_log_and_fails_one_changed_byte(tmp_path: Path) -> None:
+    """``machinetwin audit verify`` as an operator runs it: exit 0, then 1 after one
+    byte of an entry's text is changed in the file itself."""
+    from typer.testing import CliRunner
+
+    from machinetwin.cli import app
+
+    path = tmp_path / "audit.sqlite"
+    filled(path, 12).close()
+    runner = CliRunner()
+    intact = runner.invoke(app, ["audit", "verify", str(path)])
+    assert intact.exit_code == 0 and "chain intact" in intact.output
+    data = bytearray(checkpointed(path))
+    at = data.find(b"user1")
+    assert at > 0
+    data[at + 4] = ord("7")  # user1 -> user7 in one entry, behind SQLite's back
+    path.write_bytes(bytes(data))
+    changed = runner.invoke(app, ["audit", "verify", str(path)])
+    assert changed.exit_code == 1, changed.output
+    missing = runner.invoke(app, ["audit", "verify", str(tmp_path / "nope.sqlite")])
+    assert missing.exit_code == 1
