@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..hub.api import LiveSnapshot, LiveView
+from ..hub.commands import CommandService
 from ..hub.ingest import LiveState
 from ..hub.store import Store
 from ..machine.config import MachineConfig
@@ -80,6 +81,7 @@ class UiContext:
         users: UserDirectoryLike | None,
         machine_config: MachineConfig,
         machine_state: Callable[[str], LiveState | None] | None = None,
+        commands: CommandService | None = None,
     ) -> None:
         self.store = store
         self.live = live
@@ -87,6 +89,7 @@ class UiContext:
         # ten times a second); falls back to the fleet snapshot
         self._machine_state = machine_state
         self.users = users
+        self.commands = commands  # remote control (None: the panel stays disabled)
         self.machine_config = machine_config
         self._lock = threading.Lock()
         self._programs: dict[str, tuple[float, Program]] = {}  # machine -> (checked, program)

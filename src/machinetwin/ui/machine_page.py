@@ -18,6 +18,7 @@ from nicegui import run, ui
 from ..hub.store import StoredAlarm
 from .app import ctx, guarded, page_frame
 from .context import UiContext, UserLike, alarm_code
+from .control import ControlPanel
 from .fleet import _execution
 from .scene3d import HeightField, Segments
 from .twin import StockView, last_window, program_window, spectrum
@@ -146,6 +147,8 @@ async def machine_page(user: UserLike, machine_id: str) -> None:
         return
     view = _MachineView(machine_id)
     await view.build()
+    with view.control_slot:
+        ControlPanel(machine_id, user).build()
     ui.timer(LIVE_S, view.live_tick)
     ui.timer(CHART_S, view.chart_tick)
     ui.timer(STOCK_S, view.slow_tick)
@@ -184,6 +187,7 @@ class _MachineView:
                             .classes("text-subtitle1")
                             .props(f'data-testid="value-{signal}" aria-label="{label}"')
                         )
+            self.control_slot = ui.column().classes("w-full")  # the control panel
             with ui.grid().classes("w-full gap-4 grid-cols-1 xl:grid-cols-2"):
                 with ui.card().classes("min-w-0"):
                     ui.label("Twin (machine frame)").classes("text-subtitle1").props(
