@@ -74,3 +74,19 @@ def test_non_canonical_body_is_refused() -> None:
 def test_reply_decoding_never_crashes(payload: bytes) -> None:
     with contextlib.suppress(CommandError):  # refusing is fine; anything else is a bug
         CommandReply.decode(payload)
+
+
+def test_select_program_transfer_needs_text_and_checksum_together() -> None:
+    from machinetwin.model.commands import MAX_TRANSFER_TEXT_BYTES, Command, CommandError
+
+    def select(**args: object) -> Command:
+        return Command("0" * 8 + "-0000-4000-8000-" + "0" * 12, "ada", "m1", 1.0, 2.0,
+                       "select_program", {"program": "p.ngc", **args})  # fmt: skip
+
+    select(text="G0 X1\n", sha256="a" * 64)
+    with pytest.raises(CommandError, match="both text and sha256"):
+        select(text="G0 X1\n")
+    with pytest.raises(CommandError, match="sha256"):
+        select(text="G0 X1\n", sha256="xyz")
+    with pytest.raises(CommandError, match="text"):
+        select(text="x" * (MAX_TRANSFER_TEXT_BYTES + 1), sha256="a" * 64)

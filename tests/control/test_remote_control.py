@@ -211,17 +211,14 @@ def test_preflight_gates_a_remote_start(rig: Rig) -> None:
     assert {"preflight", "refused", "issued", "rejected"} <= events
 
 
-def test_deadman_holds_feed_when_the_link_is_cut(rig: Rig) -> None:
-    """Acceptance 3: heartbeat 100 ms, link cut during remote motion, feed hold ≤ 300 ms."""
-    assert rig.final(rig.command("otto", "feed_hold").json()["id"])["state"] == "done"
-    grant(rig)
-    time.sleep(0.3)  # the executor sees the held state reported
+def _start_beating_motion(rig: Rig) -> tuple[str, threading.Event, threading.Thread]:
+    """Resume with a 100 ms dead-man and heartbeats at that rate, as a browser sends them."""
     r = rig.command("otto", "resume", {"deadman_s": 0.1})
     assert r.status_code == 202
     motion = r.json()["id"]
     stop = threading.Event()
 
-    def beat() -> None:  # the browser's heartbeats at a fixed rate, until the test stops them
+    def beat() -> None:  # at a fixed rate, until the test stops them
         next_at = time.monotonic()
         while not stop.is_set():
             rig.post("otto", f"/api/machines/{MACHINE}/commands/{motion}/heartbeat", {})
@@ -231,9 +228,32 @@ def test_deadman_holds_feed_when_the_link_is_cut(rig: Rig) -> None:
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()  # at once, as a browser would: the edge ignores beats before the motion runs
     assert rig.service.wait(motion, ("accepted", "rejected"), 5).state == "accepted"
-    assert rig.edge.machine.execution == Execution.ACTIVE
-    time.sleep(1.0)
-    assert rig.edge.executor.holds == []  # heartbeats kept it going
+    return motion, stop, beater
+
+
+def test_deadman_holds_feed_when_the_link_is_cut(rig: Rig) -> None:
+    """Acceptance 3: heartbeat 100 ms, link cut during remote motion, feed hold ≤ 300 ms.
+
+    Everything (hub, broker, link, edge, machine and the heartbeat sender) shares one
+    process here, so on a loaded machine a heartbeat can arrive more than two periods
+    late and the dead-man rightly holds before the cut. Such a run is started again (at
+    most three times); the bound after the cut is what is measured and asserted.
+    """
+    assert rig.final(rig.command("otto", "feed_hold").json()["id"])["state"] == "done"
+    grant(rig)
+    time.sleep(0.3)  # the executor sees the held state reported
+    for _attempt in range(3):
+        motion, stop, beater = _start_beating_motion(rig)
+        assert rig.edge.machine.execution == Execution.ACTIVE
+        time.sleep(1.0)
+        if not rig.edge.executor.holds:  # heartbeats kept it going
+            break
+        stop.set()
+        beater.join(2)
+        rig.edge.executor.holds.clear()
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"heartbeats never kept the motion going: {rig.edge.executor.counts}")
     assert rig.edge.machine.execution == Execution.ACTIVE
     cut_at = time.monotonic()
     rig.link.cut()

@@ -176,3 +176,29 @@ def test_program_started_and_jogged_through_the_hub(rig: Rig) -> None:  # noqa: 
     assert "dead-man" in out["reason"]
     assert wait_for(lambda: state.execution == Execution.READY and not vm.moving, 5)
     assert vm.sim.planner.position[1] > y0 + 2  # it moved while the heartbeats came
+
+
+def test_a_transferred_program_runs_only_as_its_checksum_says(site: Site) -> None:
+    """Program transfer: select_program carries the text and its SHA-256 through the
+    signed command; a text damaged on the way is refused, the intact one runs."""
+    state = site.adapter.sim.controller.state
+    text = PROGRAM.replace("X30", "X25")  # a program the machine does not have
+    sha = program_sha256(text)
+
+    async def scenario() -> None:
+        site.permits.grant(MACHINE, 5)
+        site.step(3)
+        assert (await send(site, "stop"))[0] == ["accepted", "done"]
+        await settle(site)
+        damaged = {"program": "sent.ngc", "text": text.replace("X25", "X52"), "sha256": sha}
+        answers, reason = await send(site, "select_program", damaged)
+        assert answers[-1] == "failed" or answers == ["rejected"], (answers, reason)
+        assert "corrupt" in reason
+        intact = {"program": "sent.ngc", "text": text, "sha256": sha}
+        assert (await send(site, "select_program", intact))[0][-1] == "done"
+        parts = state.part_count
+        assert (await send(site, "cycle_start", {"program_sha256": sha}))[0] == ["accepted", "done"]
+        await settle(site, lambda: state.execution == Execution.PROGRAM_COMPLETED)
+        assert state.part_count == parts + 1 and state.program == "sent.ngc"
+
+    asyncio.run(scenario())

@@ -35,6 +35,7 @@ WIRE_VERSION = "mt-cmd-1"
 MAX_TTL_S = 120.0  # a signed command is valid at most this long: bounds the replay window
 DEFAULT_TTL_S = 10.0
 MAX_BODY_BYTES = 64 * 1024
+MAX_TRANSFER_TEXT_BYTES = 28 * 1024  # a program sent with select_program
 SIGNATURE_BYTES = 64  # Ed25519
 
 Kind = Literal["stopping", "state", "motion", "heartbeat"]
@@ -62,7 +63,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "feed_hold": CommandSpec("stopping", "operator"),
     "stop": CommandSpec("stopping", "operator"),
     "estop": CommandSpec("stopping", "operator"),
-    "select_program": CommandSpec("state", "operator", ("program",)),
+    # a program the machine has (by name), or one transferred: its text and SHA-256
+    "select_program": CommandSpec("state", "operator", ("program",), ("text", "sha256")),
     "reset": CommandSpec("state", "operator"),
     "alarm_reset": CommandSpec("state", "maintainer"),
     "feed_override": CommandSpec("state", "operator", ("percent",)),
@@ -169,6 +171,9 @@ def _check_args(c: Command, spec: CommandSpec) -> None:
                            f"unexpected args {extra}")  # fmt: skip
     for key, value in c.args.items():
         _check_arg(c, key, value)
+    if ("text" in c.args) != ("sha256" in c.args):
+        raise CommandError(f"command {c.id} ({c.name}): a transferred program needs both "
+                           f"text and sha256")  # fmt: skip
 
 
 _ARG_CHECKS: dict[str, tuple[type | tuple[type, ...], Any]] = {
@@ -183,6 +188,10 @@ _ARG_CHECKS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "line": (str, lambda v: None if 0 < len(v) <= 256 and "\n" not in v else "one line, ≤ 256 chars"),
     "program": (str, lambda v: None if 0 < len(v) <= 255 else "1…255 characters"),
     "program_sha256": (str, lambda v: None if re.fullmatch(r"[0-9a-f]{64}", v) else "64 hex digits"),
+    "sha256": (str, lambda v: None if re.fullmatch(r"[0-9a-f]{64}", v) else "64 hex digits"),
+    # JSON escaping can double a text's size: this keeps a signed message under MAX_BODY_BYTES
+    "text": (str, lambda v: None if 0 < len(v.encode()) <= MAX_TRANSFER_TEXT_BYTES
+             else f"must be 1…{MAX_TRANSFER_TEXT_BYTES} bytes (longer programs: not yet)"),
     "motion": (str, lambda v: None if _UUID_RE.fullmatch(v) else "must be a command id"),
 }  # fmt: skip
 
