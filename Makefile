@@ -36,7 +36,7 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 test: install system-deps
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=20 $(PYTEST_ARGS)
 
 # The main job: a hub and three virtual machine tools on emulated long-distance links.
 demo: install
