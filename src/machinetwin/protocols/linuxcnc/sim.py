@@ -267,8 +267,20 @@ class SimController:
                 raise LinuxCNCError(reason)
             time.sleep(0.5)
 
-    def start(self) -> None:
-        """Start LinuxCNC and bring it up (homed, auto mode); LinuxCNCError says why not."""
+    def start(self, attempts: int = 2) -> None:
+        """Start LinuxCNC and bring it up (homed, auto mode); LinuxCNCError says why not.
+
+        A start right after a stop can find the last instance's NML memory still held by
+        a client letting go of it; LinuxCNC then exits at once, and is started again."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except LinuxCNCError as e:
+                if attempt + 1 == attempts or "NML" not in str(e):
+                    raise
+                time.sleep(2.0)
+
+    def _start_once(self) -> None:
         if self.proc is not None:
             raise LinuxCNCError("this simulator is already running")
         self._wait_for_lock()
