@@ -11,10 +11,15 @@ import re
 import secrets
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from playwright.sync_api import Page, expect
 
 from machinetwin.edge.permit import PermitStore
 from machinetwin.hub.auth import Role
+from machinetwin.hub.commands import CommandStatus
+from machinetwin.model.commands import COMMANDS, new_command
+from machinetwin.ui.control import audit_detail, permit_text
 
 from .conftest import SITES, HubEnv
 
@@ -47,6 +52,54 @@ G0 Z10
 M5
 M30
 """
+
+
+ARGS = {"select_program": {"program": "p.ngc"}, "feed_override": {"percent": 90},
+        "rapid_override": {"percent": 90}, "spindle_override": {"percent": 90},
+        "cycle_start": {"program_sha256": "0" * 64}, "mdi": {"line": "G0 X1"},
+        "jog": {"axis": "x", "distance": 1.0, "feed": 100.0},
+        "jog_continuous": {"axis": "x", "direction": 1, "feed": 100.0, "deadman_s": 0.1}}  # fmt: skip
+NAMES = sorted(n for n in COMMANDS if n != "heartbeat")
+REASONS = ("executed", "no remote-operation permit for m-1 at this site", "expired 3.0 s ago",
+           "machine refused: the program is already running", "e-stop is pressed")  # fmt: skip
+answers = st.lists(st.tuples(st.sampled_from(NAMES),
+                             st.sampled_from(("sent", "accepted", "rejected", "done", "failed")),
+                             st.sampled_from(REASONS)), max_size=8)  # fmt: skip
+
+
+def _status(name: str, state: str, reason: str) -> CommandStatus:
+    command = new_command("otto", "m-1", name, ARGS.get(name, {}), now=time.time())
+    return CommandStatus(command, state=state, reason=reason)
+
+
+@settings(max_examples=200, deadline=None)
+@given(answers)
+def test_the_permit_line_follows_the_newest_answer_that_passed_the_permit_check(
+    history: list[tuple[str, str, str]],
+) -> None:
+    text = permit_text([_status(*h) for h in history])
+    telling = [(n, s, r) for n, s, r in history
+               if COMMANDS[n].kind in ("state", "motion") and s != "sent"
+               and not (s == "rejected" and r.startswith("expired"))]  # fmt: skip
+    if not telling:
+        assert text is None
+        return
+    name, state, reason = telling[-1]
+    if state == "rejected" and "permit" in reason:
+        assert text is not None and "refused" in text and reason in text
+    else:
+        assert text is not None and "active" in text and name in text
+
+
+@given(st.text(max_size=40), st.lists(st.sampled_from(("soft_limit", "tool_missing")), max_size=3))
+def test_an_audited_preflight_names_program_verdict_and_finding_kinds(
+    program: str, kinds: list[str]
+) -> None:
+    detail = {"program": program, "ok": not kinds, "findings": [{"kind": k} for k in kinds]}
+    text = audit_detail("preflight", detail)
+    assert len(text) <= 160
+    full = f"{program}: pre-flight {'refused' if kinds else 'passed'}"
+    assert text == (full + (f" ({', '.join(sorted(set(kinds)))})" if kinds else ""))[:160]
 
 
 def _user(env: HubEnv, role: Role) -> tuple[str, str]:

@@ -32,7 +32,8 @@ COMMANDS_SHOWN = 12
 JOG_DISTANCES = (0.01, 0.1, 1.0, 10.0)
 JOG_FEED = 1000.0  # mm/min
 OPERATOR = 2  # hub.auth.Role.OPERATOR (an IntEnum): compared as a number here
-FINAL = ("rejected", "done", "failed")
+ANSWERED = ("accepted", "rejected", "done", "failed")
+CHECKED_BEFORE_PERMIT = ("expired", "issued in the future")  # edge/executor's first checks
 
 FINDING_COLUMNS = [
     {"name": c, "label": label, "field": c, "align": "left"}
@@ -70,6 +71,33 @@ def command_row(status: CommandStatus) -> dict[str, Any]:
             "reason": status.reason, "rtt": rtt}  # fmt: skip
 
 
+def audit_detail(event: str, detail: dict[str, Any]) -> str:
+    """One line for an audit entry's detail: the command or program, the verdict, the reason."""
+    if event == "preflight":
+        verdict = "passed" if detail.get("ok") else "refused"
+        kinds = sorted({str(f.get("kind")) for f in detail.get("findings") or []})
+        text = f"{detail.get('program', '')}: pre-flight {verdict}"
+        text += f" ({', '.join(kinds)})" if kinds else ""
+    else:
+        text = " ".join(str(detail[k]) for k in ("name", "reason") if detail.get(k))
+    return text[:160]
+
+
+def permit_text(statuses: list[CommandStatus]) -> str | None:
+    """The site permit as the site's newest answer to a state or motion command tells it
+    (the edge checks the permit before the interlocks and the machine), or None."""
+    for s in reversed(statuses):
+        if s.command.spec.kind not in ("state", "motion") or s.state not in ANSWERED:
+            continue
+        if s.state == "rejected":
+            if "permit" in s.reason:
+                return f"site permit: refused — {s.reason}"
+            if s.reason.startswith(CHECKED_BEFORE_PERMIT):
+                continue  # refused before the permit was looked at: says nothing of it
+        return f"site permit: active (the site let {s.command.name} through)"
+    return None
+
+
 def audit_rows(machine: str) -> list[dict[str, Any]]:
     """The machine's newest audit entries (a SQLite read: call it in a worker thread)."""
     service = ctx().commands
@@ -77,12 +105,8 @@ def audit_rows(machine: str) -> list[dict[str, Any]]:
         return []
     rows = []
     for e in service.audit.entries(machine, None, AUDIT_ROWS):
-        detail = e.detail
-        name = detail.get("name") or detail.get("program") or ""
-        reason = detail.get("reason", "")
-        text = f"{name} {reason}".strip() if reason else str(name)
         rows.append({"seq": e.seq, "at": _clock(e.at), "actor": e.actor, "event": e.event,
-                     "command": e.command_id[:8], "detail": text[:160]})  # fmt: skip
+                     "command": e.command_id[:8], "detail": audit_detail(e.event, e.detail)})  # fmt: skip
     return rows
 
 
@@ -190,9 +214,11 @@ class ControlPanel:
 
     def _build_jog(self) -> None:
         with ui.row().classes("items-center gap-2"):
-            self.jog_distance = ui.select(
-                {d: f"{d:g} mm" for d in JOG_DISTANCES}, value=1.0, label="Jog distance"
-            ).props('dense aria-label="Jog distance"')
+            self.jog_distance = (
+                ui.select({d: f"{d:g} mm" for d in JOG_DISTANCES}, value=1.0, label="Jog distance")
+                .props('dense aria-label="Jog distance"')
+                .classes("w-32")
+            )
             self.controls.append(self.jog_distance)
             with ui.row().classes("gap-1").props('role="group" aria-label="Jog"'):
                 for axis in "XYZ":
@@ -363,19 +389,9 @@ class ControlPanel:
                 self.rtt.set_text(text)
 
     def _permit(self, statuses: list[CommandStatus]) -> None:
-        """The permit as the site's last answer to a state or motion command tells it."""
-        for s in reversed(statuses):
-            if s.command.spec.kind not in ("state", "motion") or s.state == "sent":
-                continue
-            if s.state == "rejected" and "permit" in s.reason:
-                text = f"site permit: refused — {s.reason}"
-            elif s.state in ("accepted", "done") or s.state == "rejected":
-                text = f"site permit: active (the site accepted {s.command.name})"
-            else:
-                continue
-            if self.permit.text != text:
-                self.permit.set_text(text)
-            return
+        text = permit_text(statuses)
+        if text is not None and self.permit.text != text:
+            self.permit.set_text(text)
 
     async def audit_tick(self) -> None:
         if not self.enabled:
