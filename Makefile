@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 # so deleting .venv also forces a fresh install.
 INSTALL_STAMP := $(VENV)/.install.stamp
 PYTEST_ARGS ?=
+ARGS ?=
 ARTIFACTS := artifacts
 LINT_PATHS := $(wildcard src tests benchmarks)
 BENCHMARKS := $(wildcard benchmarks/*.py)
@@ -39,8 +40,9 @@ test: install system-deps
 	$(BIN)/pytest -q --durations=20 $(PYTEST_ARGS)
 
 # The main job: a hub and three virtual machine tools on emulated long-distance links.
+# ARGS="--with-linuxcnc --with-replay" adds a real LinuxCNC and a replayed recorded mill.
 demo: install
-	$(BIN)/machinetwin demo --data-dir .demo --port 8080
+	$(BIN)/machinetwin demo --data-dir .demo --port 8080 $(ARGS)
 
 # One virtual machine on the example program, with telemetry and an HTML report.
 report: install

@@ -364,8 +364,14 @@ def demo_command(
     ),
     port: int = typer.Option(8080, "--port", help="API port"),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds"),
+    with_linuxcnc: bool = typer.Option(
+        False, "--with-linuxcnc", help="Add a real CNC controller: headless LinuxCNC in Harbin"
+    ),
+    with_replay: bool = typer.Option(
+        False, "--with-replay", help="Add a recorded UMich mill replayed live in Tianjin"
+    ),
 ) -> None:
     """A hub and three virtual machine tools (Harbin, Tianjin, Dalian) on emulated links."""
     from .demo import main as demo_main
 
-    demo_main(data_dir, port, duration)
+    demo_main(data_dir, port, duration, with_linuxcnc=with_linuxcnc, with_replay=with_replay)

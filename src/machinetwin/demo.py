@@ -34,6 +34,8 @@ from .net import LinkEmulator, LinkProfile
 from .protocols.broker import BrokerAddress
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# the shared real data beside the repository (see its README): a recorded mill to replay
+UMICH = Path(__file__).resolve().parents[3] / "shared" / "data" / "umich-cnc-mill"
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,12 @@ class Demo:
     """
 
     def __init__(self, data_dir: Path, api_port: int = 8080, sites: tuple[Site, ...] = SITES,
-                 speedup: float = 1.0) -> None:  # fmt: skip
+                 speedup: float = 1.0, with_linuxcnc: bool = False,
+                 with_replay: bool = False) -> None:  # fmt: skip
         self.data_dir = data_dir
+        self.with_linuxcnc = with_linuxcnc
+        self.with_replay = with_replay
+        self.lcnc_sim = None  # the LinuxCNC simulator when --with-linuxcnc
         self.sites = sites
         self.speedup = speedup
         self.hub = Hub(HubConfig(store=data_dir / "hub.duckdb", embedded_broker_port=0,
@@ -133,8 +139,45 @@ class Demo:
             agent = EdgeAgent([controlled], site_broker, buffer)
             self.agents.append(agent)
             self.tasks.append(asyncio.create_task(agent.run()))
+        if self.with_replay:
+            await self.add_replayed_mill()
+        if self.with_linuxcnc:
+            await self.add_linuxcnc()
         self.api_task = asyncio.create_task(self.hub.serve_api())
         self.tasks.append(self.api_task)
+
+    async def add_site_agent(self, adapter, site: Site, name: str) -> EdgeAgent:  # noqa: ANN001
+        """An edge for ``adapter`` behind ``site``'s emulated link."""
+        link = LinkEmulator(self.hub.broker_address.host, self.hub.broker_address.port,
+                            link_profile(site), seed=len(self.links))  # fmt: skip
+        await link.start()
+        self.links.append(link)
+        buffer = DurableBuffer(self.data_dir / f"edge-{name}.sqlite", 256 * 2**20)
+        agent = EdgeAgent([adapter], BrokerAddress("127.0.0.1", link.port), buffer)
+        self.agents.append(agent)
+        self.tasks.append(asyncio.create_task(agent.run()))
+        return agent
+
+    async def add_replayed_mill(self) -> None:
+        """A fourth machine in Tianjin: real UMich mill recordings played as if live."""
+        from .protocols.replay import ReplayAdapter, ReplaySettings, experiment_files
+
+        if not UMICH.is_dir():
+            raise FileNotFoundError(f"--with-replay: no recordings at {UMICH}")
+        settings = ReplaySettings("tianjin-umich-1", experiment_files(UMICH, [1, 6]), "Tianjin")
+        await self.add_site_agent(ReplayAdapter(settings), SITES[1], "tianjin-umich")
+
+    async def add_linuxcnc(self) -> None:
+        """A real CNC controller in Harbin: headless LinuxCNC running the example parts."""
+        from .protocols.linuxcnc import LinuxCNCAdapter
+        from .protocols.linuxcnc.demo import run_programs, start_demo_machine
+
+        self.lcnc_sim, settings = await asyncio.to_thread(start_demo_machine, "harbin-lcnc-1",
+                                                          "Harbin")  # fmt: skip
+        adapter = LinuxCNCAdapter(settings)
+        await self.add_site_agent(adapter, SITES[0], "harbin-lcnc")
+        programs = [EXAMPLES / p for p in ("drill.ngc", "face.ngc", "pocket.ngc")]
+        self.tasks.append(asyncio.create_task(run_programs(adapter, programs)))
 
     def site_dir(self, site: Site) -> Path:
         """The site's own files: its permit and command ledger, as on a real edge."""
@@ -175,13 +218,16 @@ class Demo:
             agent.buffer.close()
         for link in self.links:
             await link.stop()
+        if self.lcnc_sim is not None:
+            await asyncio.to_thread(self.lcnc_sim.close)
         self.hub.stop()
 
 
 async def run_demo(data_dir: Path, api_port: int = 8080, duration_s: float | None = None,
-                   console: Console | None = None) -> Hub:  # fmt: skip
+                   console: Console | None = None, with_linuxcnc: bool = False,
+                   with_replay: bool = False) -> Hub:  # fmt: skip
     console = console or Console()
-    demo = Demo(data_dir, api_port)
+    demo = Demo(data_dir, api_port, with_linuxcnc=with_linuxcnc, with_replay=with_replay)
     started = time.time()
     try:
         await demo.start()
@@ -201,6 +247,8 @@ async def run_demo(data_dir: Path, api_port: int = 8080, duration_s: float | Non
     return demo.hub
 
 
-def main(data_dir: Path, api_port: int, duration_s: float | None) -> None:
+def main(data_dir: Path, api_port: int, duration_s: float | None, with_linuxcnc: bool = False,
+         with_replay: bool = False) -> None:  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(data_dir, api_port, duration_s))
+        asyncio.run(run_demo(data_dir, api_port, duration_s, with_linuxcnc=with_linuxcnc,
+                             with_replay=with_replay))  # fmt: skip
