@@ -155,6 +155,9 @@ def test_an_operator_is_refused_a_bad_program_and_runs_a_clean_one(
     PermitStore(hub_env.demo.site_dir(SITE) / "permits.sqlite").grant(MACHINE, 10)
     page = _open_as(browser, hub_env, Role.OPERATOR)
     expect(page.get_by_role("button", name="Cycle start")).to_be_enabled()
+    # the program the machine runs, as it told the hub, can be loaded for pre-flight
+    page.get_by_role("button", name="Load the machine's program").click()
+    expect(page.get_by_label("Program text to check")).to_have_value(re.compile(r"G1 X90 F4000"))
 
     # take the machine over from its production loop (a stopping command: no confirmation)
     page.get_by_role("button", name="Stop", exact=True).click()
@@ -194,6 +197,7 @@ def test_an_operator_is_refused_a_bad_program_and_runs_a_clean_one(
     confirm.focus()
     page.keyboard.press("Enter")
     expect(_command_row(page, "cycle_start")).to_contain_text("done")
+    expect(message).to_contain_text("cycle_start: done")  # announced in the live region
     execution = page.get_by_test_id("value-execution")
     expect(execution).to_have_text("ACTIVE", timeout=10_000)
     expect(page.get_by_test_id("program-name")).to_contain_text("clean.ngc", timeout=10_000)

@@ -121,6 +121,7 @@ class ControlPanel:
         self.report: dict[str, Any] | None = None  # the last pre-flight's
         self.checked_text: str | None = None  # the text that pre-flight ran on
         self.controls: list[Any] = []
+        self.announced = ""  # the command whose final answer the message shows
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -284,8 +285,8 @@ class ControlPanel:
         self.status_tick()
         return status
 
-    def load_machine_program(self) -> None:
-        program = ctx().program(self.machine)
+    async def load_machine_program(self) -> None:
+        program = await run.io_bound(ctx().program, self.machine)  # a store read
         if not program.text:
             self.message.set_text("the machine has not sent its program text")
             return
@@ -381,12 +382,23 @@ class ControlPanel:
             self.commands.rows = rows
             self.commands.update()
         self._permit(statuses)
+        self._announce(statuses[-1])
         answered = [s for s in statuses if s.answered_mono is not None]
         if answered:
             ms = (answered[-1].answered_mono - answered[-1].sent_mono) * 1000.0  # type: ignore[operator]
             text = f"command round trip {ms:.0f} ms" if math.isfinite(ms) else "–"
             if self.rtt.text != text:
                 self.rtt.set_text(text)
+
+    def _announce(self, status: CommandStatus) -> None:
+        """The newest command's answer in the live region (screen readers hear it)."""
+        if status.state == "sent":
+            return
+        text = f"{status.command.name}: {status.state}"
+        text += f" — {status.reason}" if status.state in ("rejected", "failed") else ""
+        if self.message.text != text and status.command.id != self.announced:
+            self.announced = status.command.id if status.state in ANSWERED[1:] else ""
+            self.message.set_text(text)
 
     def _permit(self, statuses: list[CommandStatus]) -> None:
         text = permit_text(statuses)
