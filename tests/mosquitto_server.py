@@ -13,11 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from machinetwin.hub.broker import free_port
 
 
 def find_mosquitto() -> str | None:

@@ -23,6 +23,7 @@ from machinetwin.machine import load_machine_config
 from machinetwin.machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from machinetwin.model.commands import Command, CommandReply, new_command
 from machinetwin.protocols.broker import BrokerAddress
+from waiting import wait_for
 
 MACHINE = "harbin-vmc-1"
 PROGRAM = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z5\nM5\nM2\n"
@@ -70,15 +71,6 @@ def make_executor(site_dir: Path, adapter, signer: CommandSigner,
                   replies: list[CommandReply]) -> CommandExecutor:  # fmt: skip
     return CommandExecutor(adapter, signer.key.public_key(), PermitStore(site_dir / "permits.sqlite"),
                            CommandLedger(site_dir / "commands.sqlite"), replies.append)  # fmt: skip
-
-
-def wait_for(condition, timeout_s: float = 10.0, step_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step_s)
-    return bool(condition())
 
 
 @dataclass

@@ -22,6 +22,7 @@ from machinetwin.machine import load_machine_config
 from machinetwin.machine.adapter import VirtualMachineAdapter, VirtualMachineSettings
 from machinetwin.net import BackgroundLink, LinkEmulator, LinkProfile
 from machinetwin.protocols.broker import BrokerAddress
+from waiting import wait_for
 
 PROGRAM = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X0 Y0 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z5\nM5\nM2\n"
 BATCHES = 60
@@ -33,15 +34,6 @@ def broker():
     b.start()
     yield b
     b.stop()
-
-
-def wait_for(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def test_every_batch_arrives_once_across_a_link_cut(broker: EmbeddedBroker, tmp_path: Path) -> None:

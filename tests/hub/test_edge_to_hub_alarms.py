@@ -21,6 +21,7 @@ from machinetwin.hub.ingest import HubIngest
 from machinetwin.model import Alarm, AlarmCode, MachineEvent, Severity
 from machinetwin.protocols import codec, topics
 from machinetwin.protocols.broker import BrokerAddress
+from waiting import wait_for
 
 CODES = [AlarmCode.SPINDLE_OVERLOAD, AlarmCode.FOLLOWING_ERROR]
 SOURCES = ["spindle", "x"]
@@ -92,15 +93,6 @@ def test_clear_of_another_machines_alarm_is_rejected() -> None:
         hub._handle_event("m1", MachineEvent("m1", 11.0, "alarm_cleared"))
     assert active_keys(store, "m1") == {(str(CODES[0]), "spindle")}
     store.close()
-
-
-def wait_for(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_alarm_cleared_over_mqtt_clears_store_and_live_state(tmp_path: Path) -> None:

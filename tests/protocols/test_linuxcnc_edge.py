@@ -26,6 +26,7 @@ from machinetwin.protocols.broker import BrokerAddress
 from machinetwin.protocols.linuxcnc import LinuxCNCAdapter
 from machinetwin.protocols.linuxcnc.sim import LinuxCNCError, SimController, unavailable_reason
 from machinetwin.protocols.replay import ReplayAdapter
+from waiting import wait_for
 
 SITE = """site = "Harbin"
 [[machines]]
@@ -87,13 +88,6 @@ def test_bad_entries_name_the_key(tmp_path: Path, entry: str, words: str) -> Non
     assert words in str(err.value)
 
 
-def _wait(condition, timeout_s: float) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not condition():
-        time.sleep(0.1)
-    return condition()
-
-
 @pytest.mark.service
 @pytest.mark.slow
 def test_edge_brings_linuxcnc_and_replay_to_the_hub_across_a_linuxcnc_restart(
@@ -147,7 +141,7 @@ def test_edge_brings_linuxcnc_and_replay_to_the_hub_across_a_linuxcnc_restart(
     try:
         drained = asyncio.run(scenario())
         assert drained, "the edge still holds unacknowledged batches"
-        assert _wait(lambda: hub.live.get("hrb-lcnc-1") is not None, 10)
+        assert wait_for(lambda: hub.live.get("hrb-lcnc-1") is not None, 10)
         assert not hub.counters.rejected  # batches and events the adapters made are valid
     finally:
         edge.close()

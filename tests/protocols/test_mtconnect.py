@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,6 +22,8 @@ from machinetwin.protocols.mtconnect.client import ClientSettings, MTConnectClie
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_mtconnect_support import Scripted, Tap, collect, series, until, virtual_machine  # noqa: E402
+
+from machinetwin.hub.broker import free_port
 
 STREAMS = "{urn:mtconnect.org:MTConnectStreams:2.0}"
 
@@ -329,15 +330,9 @@ def test_polling_client_reads_the_same(tmp_path: Path) -> None:
     assert client.next_sequence is not None and client.resyncs == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_client_resyncs_after_agent_restart_with_new_instance_id(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
 
     async def run():
         client = MTConnectClientAdapter(ClientSettings(f"http://127.0.0.1:{port}", "m1",
@@ -656,7 +651,7 @@ def test_client_keeps_trying_a_server_that_is_no_agent() -> None:
         return Response("<html><body>router login</body></html>", 200, media_type="text/html")
 
     async def run():
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/{p:path}", not_an_agent)]),
                                                port=port, log_level="warning", lifespan="off"))  # fmt: skip
         serve = asyncio.create_task(server.serve())

@@ -8,7 +8,6 @@ instanceId): the edge recovers by itself and the hub's data shows the outage as 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,9 @@ from machinetwin.protocols.mtconnect.shdr import ShdrAdapter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_mtconnect_support import virtual_machine  # noqa: E402
+
+from machinetwin.hub.broker import free_port
+from waiting import wait_for
 
 SITE = """site = "Tianjin"
 [[machines]]
@@ -73,22 +75,9 @@ def test_bad_entries_name_the_key(tmp_path: Path, entry: str, words: str) -> Non
     assert words in str(err.value)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not condition():
-        time.sleep(0.1)
-    return condition()
-
-
 @pytest.mark.slow
 def test_edge_reads_agent_into_hub_and_recovers_after_agent_restart(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     broker = EmbeddedBroker()
     broker.start()
     store = DuckDBStore(tmp_path / "hub.duckdb")
@@ -122,7 +111,7 @@ def test_edge_reads_agent_into_hub_and_recovers_after_agent_restart(tmp_path: Pa
     try:
         drained = asyncio.run(scenario())
         assert drained, "the edge still holds unacknowledged batches"
-        assert _wait(lambda: hub.live.get("tj-mill-7") is not None, 10)
+        assert wait_for(lambda: hub.live.get("tj-mill-7") is not None, 10)
         assert not hub.counters.rejected  # batches and events the client made are valid
     finally:
         edge.close()

@@ -8,7 +8,6 @@ stranger sees them.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 from pathlib import Path
@@ -33,11 +32,7 @@ from machinetwin.protocols.opcua.server import MachineToolServer
 sys.path.insert(0, str(Path(__file__).parent))
 from test_mtconnect_support import Scripted, Tap, collect, series, virtual_machine  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from machinetwin.hub.broker import free_port
 
 
 def endpoint() -> str:

@@ -10,7 +10,6 @@ hub's data shows the outage as a gap.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 from pathlib import Path
@@ -30,23 +29,13 @@ from machinetwin.protocols.opcua.server import MachineToolServer
 sys.path.insert(0, str(Path(__file__).parent))
 from test_mtconnect_support import virtual_machine  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not condition():
-        time.sleep(0.1)
-    return condition()
+from machinetwin.hub.broker import free_port
+from waiting import wait_for
 
 
 @pytest.mark.slow
 def test_edge_reads_opcua_into_hub_and_recovers_after_server_restart(tmp_path: Path) -> None:
-    url = f"opc.tcp://127.0.0.1:{_free_port()}/machinetwin"
+    url = f"opc.tcp://127.0.0.1:{free_port()}/machinetwin"
     broker = EmbeddedBroker()
     broker.start()
     store = DuckDBStore(tmp_path / "hub.duckdb")
@@ -85,7 +74,7 @@ def test_edge_reads_opcua_into_hub_and_recovers_after_server_restart(tmp_path: P
     try:
         drained = asyncio.run(scenario())
         assert drained, "the edge still holds unacknowledged batches"
-        assert _wait(lambda: hub.live.get("hb-opc-1") is not None, 10)
+        assert wait_for(lambda: hub.live.get("hb-opc-1") is not None, 10)
         assert not hub.counters.rejected  # batches and events the client made are valid
     finally:
         edge.close()

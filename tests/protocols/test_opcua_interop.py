@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,16 +33,12 @@ from machinetwin.protocols.opcua.server import MachineToolServer
 sys.path.insert(0, str(Path(__file__).parent))
 from test_mtconnect_support import collect, virtual_machine  # noqa: E402
 
+from machinetwin.hub.broker import free_port
+
 NODE_OPCUA = "node-opcua@2.182.2"  # the version the test was written against
 NODE_CACHE = Path(os.environ.get("MACHINETWIN_NODE_OPCUA",
                                  Path.home() / ".cache" / "machinetwin" / "node-opcua"))  # fmt: skip
 SCRIPT = Path(__file__).with_name("opcua_node_client.js")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

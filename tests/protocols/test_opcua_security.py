@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import socket
 import sys
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from machinetwin.protocols.opcua.server import MachineToolServer, ServerSecurity
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_mtconnect_support import collect, virtual_machine  # noqa: E402
+
+from machinetwin.hub.broker import free_port
 
 CLIENT_URI = "urn:freeopcua:client"  # asyncua's client application URI
 
@@ -60,12 +61,6 @@ def make_cert(folder: Path, name: str, uri: str) -> tuple[Path, Path]:
                                            serialization.PrivateFormat.TraditionalOpenSSL,
                                            serialization.NoEncryption()))  # fmt: skip
     return cert_path, key_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def attempt(url: str, policy: str | None, cert: tuple[Path, Path] | None,

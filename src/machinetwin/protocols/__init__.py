@@ -7,8 +7,9 @@ travel as small versioned JSON documents. Every decoder raises only
 :class:`~machinetwin.protocols.codec.PayloadError` on bad input, naming the field and
 the byte offset, so that nothing a client sends can crash the hub.
 
-Machine protocol adapters (OPC UA, MTConnect, LinuxCNC) join this package with the
-protocols issue.
+The machines' own languages live in subpackages, each an ``Adapter`` the edge runs
+like a virtual machine: ``mtconnect`` (agent, SHDR, client), ``opcua`` (OPC 40501-1
+server and client), ``linuxcnc`` (a real controller) and ``replay`` (recorded data).
 """
 
 from .codec import (
