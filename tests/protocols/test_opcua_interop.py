@@ -71,7 +71,7 @@ def test_node_opcua_browses_reads_and_subscribes_our_server(tmp_path: Path,
         async with MachineToolServer([vm], url).serving():
             await asyncio.sleep(1.0)  # the machine is cutting by now
             proc = await asyncio.create_subprocess_exec(
-                "node", str(SCRIPT), url, "vmc1", "3", env=dict(os.environ, NODE_PATH=str(node_modules)),
+                "node", str(SCRIPT), url, "vmc1", "6", env=dict(os.environ, NODE_PATH=str(node_modules)),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
             out, err = await asyncio.wait_for(proc.communicate(), 120)
             return proc.returncode or 0, out.decode(), err.decode()
@@ -92,7 +92,8 @@ def test_node_opcua_browses_reads_and_subscribes_our_server(tmp_path: Path,
     assert v["channelState"] == m.CHANNEL_ACTIVE and v["programState"] == "Running"
     assert v["channelMode"] == 0 and v["feedOverride"] == 100
     changes = np.array([c for c in r["changes"] if c[0] is not None])
-    assert len(changes) >= 10  # ~10 per second at 100 ms, for 3 s
+    # ~10 per second at 100 ms for 6 s: at least 10 even when the shared CPU starves the writer
+    assert len(changes) >= 10
     assert np.all(np.diff(changes[:, 0]) > 0)  # source timestamps in order
     assert np.ptp(changes[:, 1]) > 1.0  # x moved while node-opcua watched
 
