@@ -246,9 +246,10 @@ def assert_outage_seen(agent: EdgeAgent) -> None:
 
 
 def finish(agent: EdgeAgent, drained: bool) -> None:
+    pending = agent.pending()  # counted before the buffer closes, for the message below
     agent.close()
     agent.buffer.close()
-    assert drained, f"the edge still holds {agent.pending()} unacknowledged batches"
+    assert drained, f"the edge still holds {pending} unacknowledged batches"
 
 
 # --- (a) link cut -----------------------------------------------------------------------
