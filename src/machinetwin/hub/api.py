@@ -755,6 +755,7 @@ def create_api(
     login_limit: LoginLimit | None = None,
     commands: Any = None,
     machine_config: Callable[[str], Any] | None = None,
+    maintenance: Any = None,
 ) -> FastAPI:
     """The hub's API over ``store``, ``live`` and ``users`` (see the module docstring).
 
@@ -763,7 +764,8 @@ def create_api(
     per client address (default: 30 a minute). ``commands``: the hub's
     :class:`.commands.CommandService` (remote control; no control routes without
     one); ``machine_config``: each machine's description for pre-flight (default: the
-    default machine)."""
+    default machine); ``maintenance``: the hub's :class:`.maintenance.WorkOrderBook`
+    (alarm guides and work orders; no maintenance routes without one)."""
     app = FastAPI(
         title="machinetwin hub",
         version="0.1.0",
@@ -781,7 +783,17 @@ def create_api(
     _add_alarm_routes(app, hub)
     _add_feed_routes(app, hub)
     _add_control_routes(app, hub, commands, machine_config)
+    _add_maintenance_routes(app, hub, maintenance)
     return app
+
+
+def _add_maintenance_routes(app: FastAPI, hub: _Hub, book: Any) -> None:
+    if book is None:
+        return
+    from .maintenance_api import add_maintenance_routes
+
+    add_maintenance_routes(app, book, hub.store,
+                           lambda m: hub.require_machine(m, hub.snapshot()), require_role)  # fmt: skip
 
 
 def _add_control_routes(app: FastAPI, hub: _Hub, commands: Any,

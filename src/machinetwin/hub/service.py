@@ -30,6 +30,7 @@ from .broker import EmbeddedBroker
 from .commands import CommandService, open_command_service
 from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
+from .maintenance import WorkOrderBook, work_orders_path_for
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Hub:
     ingest: HubIngest | None = None
     users: UserDirectory | None = None
     commands: CommandService | None = None  # remote control: signer, audit log, publisher
+    maintenance: WorkOrderBook | None = None  # work orders
     admin_password: str | None = None  # set once, on the first start: print it
 
     @property
@@ -82,6 +84,7 @@ class Hub:
         self.store = DuckDBStore(self.config.store)
         self.users = UserDirectory(users_path_for(self.config.store))
         self.admin_password = self.users.ensure_admin()
+        self.maintenance = WorkOrderBook(work_orders_path_for(self.config.store))
         self.ingest = HubIngest(self.store, self.broker_address)
         self.ingest.start()
         self.commands = open_command_service(self.config.store, self.broker_address)
@@ -97,6 +100,8 @@ class Hub:
             self.store.close()
         if self.users:
             self.users.close()
+        if self.maintenance:
+            self.maintenance.close()
         if self.broker:
             self.broker.stop()
 
@@ -106,7 +111,8 @@ class Hub:
 
         assert self.store is not None and self.ingest is not None
         live = live_view_from(self.ingest)
-        app = create_api(self.store, live, users=self.users, commands=self.commands)
+        app = create_api(self.store, live, users=self.users, commands=self.commands,
+                         maintenance=self.maintenance)  # fmt: skip
         if self.config.ui:
             self._mount_ui(app, live)
         return app
