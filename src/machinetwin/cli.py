@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .analytics.cli import analyze_app
+from .analytics.report_cli import report_app, simulate_fleet
 from .errors import GCodeError
 from .gcode import (
     ToolTable,
@@ -160,6 +162,8 @@ def gcode_stats(
 sim_app = typer.Typer(help="Run the virtual machine tool on a program and report on the run.",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(sim_app, name="sim")
+sim_app.command("fleet")(simulate_fleet)
+app.add_typer(report_app, name="report")
 
 
 @sim_app.command("run")
@@ -341,6 +345,7 @@ _add_edge_permit_command()
 
 audit_app = typer.Typer(help="The hub's audit log of remote commands.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(analyze_app, name="analyze")
 
 
 @audit_app.command("verify")

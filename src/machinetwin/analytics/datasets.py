@@ -51,10 +51,10 @@ def load_cwru(path: str | Path, channel: str = "DE") -> CwruRecord:
     from scipy.io import loadmat  # only the CLI and benchmarks read files
 
     path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
     try:
         data = loadmat(path)
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such file") from None
     except Exception as exc:  # scipy raises several types for a non-MAT file
         raise DataFileError(f"{path}: not a readable MATLAB .mat file ({exc})") from None
     suffix = f"_{channel}_time"

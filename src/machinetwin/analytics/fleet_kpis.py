@@ -223,7 +223,10 @@ class KpiAccumulator:
         prog_t = np.array([p[0] for p in self.programs], float)
         bad = 0
         for i, (t_done, run) in enumerate(marks):
-            k = int(np.searchsorted(prog_t, t_done, side="right")) - 1
+            # the program running mid-cycle made the part (the next program's event can
+            # carry the very time the part was counted)
+            mid = (marks[i - 1][0] + t_done) / 2 if i > 0 else t_done - 1.0
+            k = int(np.searchsorted(prog_t, mid, side="right")) - 1
             name = self.programs[k][1] if k >= 0 else "?"
             names.append(name)
             if i > 0:  # the first part's cycle started before the period
