@@ -11,7 +11,15 @@ from control_support import MACHINE, start_edge, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from machinetwin.hub.auth import Role, User
-from machinetwin.hub.commands import AuditLog, CommandService, CommandSigner, verify_audit
+from machinetwin.hub.commands import (
+    AuditLog,
+    CommandRefused,
+    CommandService,
+    CommandSigner,
+    CommandStatus,
+    verify_audit,
+)
+from machinetwin.model.commands import new_command
 from machinetwin.protocols.broker import BrokerAddress
 
 
@@ -28,7 +36,15 @@ def test_command_queued_during_edge_restart_runs_exactly_once(mosquitto, tmp_pat
     edge.stop()
     try:
         otto = User("otto", Role.OPERATOR)
-        status = service.issue(otto, MACHINE, "feed_override", {"percent": 33}, ttl_s=60)
+        # the hub knows the edge left and refuses early ...
+        with pytest.raises(CommandRefused, match="stopped|offline") as refused:
+            service.issue(otto, MACHINE, "feed_override", {"percent": 33}, ttl_s=60)
+        assert refused.value.status == 409
+        # ... but one it sent just before (the race) waits in the edge's session
+        c = new_command("otto", MACHINE, "feed_override", {"percent": 33}, now=time.time(),
+                        ttl_s=60)  # fmt: skip
+        status = service.statuses[c.id] = CommandStatus(c)
+        service._publish(MACHINE, signer.sign(c))
         time.sleep(0.5)
         assert status.state == "sent"  # nobody there to answer
         edge = start_edge(site, signer, mosquitto.port)

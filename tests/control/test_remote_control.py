@@ -105,7 +105,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def grant(rig: Rig, minutes: float = 5) -> None:
+    """Grant at the site, then wait until the edge's report reached the hub."""
     rig.edge.executor.permits.grant(MACHINE, minutes)
+    assert wait_for(lambda: rig.service.gate(MACHINE).allowed, 5), rig.service.gate(MACHINE)
 
 
 def test_command_round_trip_with_audit(rig: Rig) -> None:
@@ -132,8 +134,8 @@ def hub_expectation(role: Role, name: str) -> int:
         return 403  # the route itself needs an operator
     if role < Role.parse(COMMANDS[name].min_role):
         return 403
-    if name == "cycle_start":
-        return 409  # no pre-flight of that program
+    if COMMANDS[name].kind in ("state", "motion"):
+        return 409  # the site has granted no permit (and cycle_start: no pre-flight)
     return 202
 
 
@@ -202,13 +204,51 @@ def test_preflight_gates_a_remote_start(rig: Rig) -> None:
         "otto", f"/api/machines/{MACHINE}/preflight", {"program": "good.ngc", "text": GOOD}
     )
     assert good.json()["ok"] and good.json()["findings"] == [] and good.json()["cycle_time_s"] > 0
+    # without a site permit the hub refuses (the site reported none) ...
+    refused = rig.command("otto", "cycle_start", {"program_sha256": good.json()["sha256"]})
+    assert refused.status_code == 409 and "permit" in refused.json()["detail"]
+    grant(rig)
     started = rig.command("otto", "cycle_start", {"program_sha256": good.json()["sha256"]})
-    assert started.status_code == 202
-    # without a site permit the edge refuses whatever the hub allowed
-    out = rig.final(started.json()["id"])
-    assert out["state"] == "rejected" and "permit" in out["reason"]
+    assert started.status_code == 202, started.text
+    assert rig.final(started.json()["id"])["state"] in ("done", "rejected")
     events = {e["event"] for e in rig.get("mia", "/api/audit", machine=MACHINE).json()}
-    assert {"preflight", "refused", "issued", "rejected"} <= events
+    assert {"preflight", "refused", "issued"} <= events
+
+
+def test_the_edge_refuses_without_a_permit_whatever_the_hub_says(rig: Rig) -> None:
+    """A hub that is wrong (or lying) about the permit: a signed cycle start that skipped
+    every hub check still stops at the edge."""
+    c = new_command("otto", MACHINE, "cycle_start", {"program_sha256": "0" * 64},
+                    now=time.time())  # fmt: skip
+    rig.service.statuses[c.id] = CommandStatus(c)
+    rig.service._publish(MACHINE, rig.service.signer.sign(c))
+    out = rig.final(c.id)
+    assert out["state"] == "rejected" and "permit" in out["reason"]
+    assert rig.edge.executor.executed == []
+
+
+def test_the_site_reports_its_permit_to_the_hub(rig: Rig) -> None:
+    """Grant, revoke and the edge leaving: the hub's gate follows, and refuses early."""
+    # no grant yet: the site's own reason (here: it has no permit file at all)
+    assert wait_for(lambda: "no permit file" in rig.service.gate(MACHINE).reason, 5)
+    assert not rig.service.gate(MACHINE).allowed
+    permit = rig.edge.executor.permits.grant(MACHINE, 7)
+    assert wait_for(lambda: rig.service.gate(MACHINE).allowed, 5)
+    gate = rig.service.gate(MACHINE)
+    assert gate.permit_until == pytest.approx(permit.expires_at)
+    assert gate.granted_by == permit.granted_by
+    assert rig.command("otto", "feed_override", {"percent": 95}).status_code == 202
+    rig.edge.executor.permits.revoke(MACHINE)
+    assert wait_for(lambda: not rig.service.gate(MACHINE).allowed, 5)
+    r = rig.command("otto", "feed_override", {"percent": 96})
+    assert r.status_code == 409 and "no remote-operation permit" in r.json()["detail"]
+    assert rig.command("otto", "feed_hold").status_code == 202  # stopping: always allowed
+    grant(rig)
+    rig.edge.stop()  # the edge leaves: no permit is offered for a machine nobody answers for
+    assert wait_for(lambda: not rig.service.gate(MACHINE).allowed, 5)
+    assert any(w in rig.service.gate(MACHINE).reason for w in ("offline", "stopped"))
+    rig.edge = start_edge(rig.site_dir, rig.service.signer, rig.link.port)
+    assert wait_for(lambda: rig.service.gate(MACHINE).allowed, 5)  # the grant is still there
 
 
 def _start_beating_motion(rig: Rig) -> tuple[str, threading.Event, threading.Thread]:

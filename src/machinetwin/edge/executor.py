@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -60,7 +62,14 @@ from ..model import (
     SampleBatch,
     Severity,
 )
-from ..model.commands import Command, CommandError, CommandReply, parse_body, split_signed
+from ..model.commands import (
+    Command,
+    CommandError,
+    CommandReply,
+    PermitReport,
+    parse_body,
+    split_signed,
+)
 from ..protocols import topics
 from ..protocols.broker import BrokerAddress
 from .permit import PermitStore
@@ -70,6 +79,8 @@ log = logging.getLogger(__name__)
 MAX_EXECUTED_KEPT = 100_000
 LEDGER_KEEP_S = 7 * 24 * 3600.0
 DEADMAN_PERIODS = 2.0  # feed hold after this many heartbeat periods without one
+PERMIT_REPORT_S = 5.0  # the permit report is repeated this often: the hub's sign of life
+PERMIT_POLL_S = 0.5  # the permit file is looked at this often: a grant shows within it
 
 
 class ControlConfig(BaseModel):
@@ -500,13 +511,18 @@ class CommandChannel:
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
+        # a vanished edge (power, link) reports no permit: the hub stops offering control
+        gone = PermitReport(machine, False, reason=f"the edge of {machine} is offline "
+                            f"(its command connection ended)", period_s=PERMIT_REPORT_S)  # fmt: skip
+        client.will_set(topics.permit(machine), gone.encode(), qos=1, retain=True)
         client.on_connect = self._on_connect
-        client.on_disconnect = lambda *_: executor.link_lost()
+        client.on_disconnect = self._on_disconnect
         client.on_message = lambda _c, _u, m: executor.submit(m.payload)
         client.on_socket_open = no_delay
         self.client = client
         self.broker = broker
         self.connected = threading.Event()
+        self.connects = 0  # a reconnect makes the permit reporter speak at once
         executor.reply = self.publish_reply
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -515,18 +531,79 @@ class CommandChannel:
                         reason_code)  # fmt: skip
             return
         client.subscribe(topics.command(self.executor.machine), qos=1)
+        self.connects += 1
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self.connected.clear()
+        self.executor.link_lost()
 
     def publish_reply(self, reply: CommandReply) -> None:
         self.client.publish(topics.command_reply(reply.machine), reply.encode(), qos=1)
+
+    def publish_permit(self, report: PermitReport) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topics.permit(report.machine), report.encode(), qos=1,
+                                   retain=True)  # fmt: skip
 
     def start(self) -> None:
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
         self.client.loop_start()
 
     def stop(self) -> None:
+        if self.connected.is_set():  # a clean stop sends no will: say it ourselves
+            machine = self.executor.machine
+            gone = PermitReport(machine, False, reason=f"the edge of {machine} stopped",
+                                at=time.time(), period_s=PERMIT_REPORT_S)  # fmt: skip
+            with contextlib.suppress(RuntimeError, ValueError):
+                self.publish_permit(gone).wait_for_publish(timeout=2.0)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class PermitReporter:
+    """Tells the hub the site permit of one machine (retained): when it changes (the file
+    is polled every ``poll_s``; expiry counts as a change), after every (re)connect, and
+    at least every ``period_s``, so that the hub can tell a live report from a lapsed one.
+    The permit stays the edge's decision: the hub uses the report only to refuse early
+    and to show it."""
+
+    def __init__(self, executor: CommandExecutor, channel: CommandChannel,
+                 period_s: float = PERMIT_REPORT_S, poll_s: float = PERMIT_POLL_S) -> None:  # fmt: skip
+        self.executor = executor
+        self.channel = channel
+        self.period_s = period_s
+        self.poll_s = poll_s
+        self.last: tuple[object, ...] | None = None
+        self.sent_at = -math.inf  # monotonic
+        self.connects_seen = 0
+        self.sent = 0
+
+    def tick(self) -> PermitReport | None:
+        """Publish the report if it is due; the report sent, else None."""
+        if not self.channel.connected.is_set():
+            return None
+        report = self.executor.permits.report(self.executor.machine, self.period_s)
+        key = (report.active, report.expires_at, report.granted_by, report.reason)
+        now = time.monotonic()
+        connects = self.channel.connects
+        if (
+            key == self.last
+            and now - self.sent_at < self.period_s
+            and connects == self.connects_seen
+        ):
+            return None
+        self.channel.publish_permit(report)
+        self.last, self.sent_at, self.connects_seen = key, now, connects
+        self.sent += 1
+        return report
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - reporting must never stop the machine's stream
+                log.exception("%s: permit report failed", self.executor.machine)
+            await asyncio.sleep(self.poll_s)
 
 
 class ControlledAdapter:
@@ -539,15 +616,18 @@ class ControlledAdapter:
         self.descriptor = inner.descriptor
         self.executor = executor
         self.channel = channel
+        self.reporter = PermitReporter(executor, channel)
 
     async def batches(self) -> AsyncIterator[SampleBatch | MachineEvent]:
         self.executor.loop = asyncio.get_running_loop()
         self.channel.start()
+        reporting = asyncio.create_task(self.reporter.run())
         try:
             async for item in self.inner.batches():
                 self.executor.observe(item)
                 yield item
         finally:
+            reporting.cancel()
             self.channel.stop()
 
     async def command(self, command: AdapterCommand) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import typer
 
 from ..errors import MachinetwinError
+from ..model.commands import PermitReport
 
 MAX_MINUTES = 12 * 60  # a shift: a permit never outlives the person who granted it
 
@@ -119,6 +120,17 @@ class PermitStore:
             return str(exc)
         return (f"no remote-operation permit for {machine} at this site "
                 f"(grant one at the machine: machinetwin edge permit {machine} --minutes N)")  # fmt: skip
+
+    def report(self, machine: str, period_s: float) -> PermitReport:
+        """What the edge tells the hub about ``machine``'s permit now (fail closed: any
+        problem with the file reports no permit, with the reason)."""
+        now = self.clock()
+        permit = self.active(machine)
+        if permit is None:
+            return PermitReport(machine, False, reason=self.why_not(machine), at=now,
+                                period_s=period_s)  # fmt: skip
+        return PermitReport(machine, True, permit.expires_at, permit.granted_by, at=now,
+                            period_s=period_s)  # fmt: skip
 
     # --- the file ------------------------------------------------------------------------------------
 

@@ -12,6 +12,10 @@
   (``model.commands.COMMANDS``), for a cycle start a passing pre-flight of that very
   program (by SHA-256) on the machine's twin, then signs and publishes at QoS 1 on
   ``mt/v1/<machine>/cmd`` and records the edge's replies from ``.../cmdreply``.
+  State and motion commands are refused early (409, audited) unless the machine's edge
+  reports an active site permit (``.../permit``, retained, refreshed every few seconds),
+  is online and its report has not lapsed (:meth:`CommandService.gate`); stopping
+  commands always go. The edge checks the permit again: the hub's view only fails closed.
   Heartbeats for dead-man motion are signed too but not audited one by one (ten a
   second would drown the log); the motion's start and its end are.
 """
@@ -44,6 +48,7 @@ from ..model.commands import (
     Command,
     CommandError,
     CommandReply,
+    PermitReport,
     encode_signed,
     new_command,
 )
@@ -56,6 +61,8 @@ log = logging.getLogger(__name__)
 MAX_TRACKED = 20_000  # command statuses kept in memory (the audit log keeps them all)
 HEARTBEAT_TTL_S = 2.0
 PREFLIGHT_VALID_S = 3600.0  # a passing pre-flight allows a start for an hour
+REPORT_PERIODS = 3.0  # a permit report older than this many of its periods has lapsed
+CLOCK_SKEW_S = 2.0  # the same allowance the edge gives a command's times
 
 
 class CommandRefused(MachinetwinError):
@@ -270,6 +277,46 @@ class CommandStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlGate:
+    """Whether the hub offers state and motion commands for a machine now, and why not."""
+
+    allowed: bool
+    reason: str  # why not; or what allows it ("site permit active until …")
+    permit_until: float | None = None
+    granted_by: str = ""
+
+
+@dataclass
+class SiteReport:
+    """What the hub last heard from a machine's edge about remote operation."""
+
+    permit: PermitReport | None = None
+    online: bool | None = None  # the edge's state topic; None: never heard
+
+
+def gate_of(machine: str, site: SiteReport | None, now: float) -> ControlGate:
+    """The gate from the edge's last reports (fail closed: no news is no permit)."""
+    report = site.permit if site is not None else None
+    if site is not None and site.online is False:
+        return ControlGate(False, f"{machine} is offline (its edge left the broker)")
+    if report is None:
+        return ControlGate(False, f"the site of {machine} has not reported a remote-operation "
+                                  f"permit")  # fmt: skip
+    if not report.active:
+        return ControlGate(False, report.reason or f"no remote-operation permit for {machine}")
+    age = now - report.at
+    if age > REPORT_PERIODS * report.period_s + CLOCK_SKEW_S:
+        return ControlGate(False, f"the site's permit report lapsed: last one {age:.0f} s ago "
+                                  f"(every {report.period_s:g} s expected)")  # fmt: skip
+    if now >= report.expires_at:  # type: ignore[operator] - active reports carry it
+        until = time.strftime("%H:%M:%S", time.localtime(report.expires_at))
+        return ControlGate(False, f"the site permit of {machine} expired at {until}")
+    until = time.strftime("%H:%M:%S", time.localtime(report.expires_at))
+    return ControlGate(True, f"site permit active until {until} (granted by {report.granted_by})",
+                       report.expires_at, report.granted_by)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class PreflightPass:
     machine: str
     sha256: str
@@ -290,6 +337,7 @@ class CommandService:
         self.statuses: OrderedDict[str, CommandStatus] = OrderedDict()
         self.preflights: dict[tuple[str, str], PreflightPass] = {}
         self.heartbeat_seq: dict[str, float] = {}
+        self.sites: dict[str, SiteReport] = {}  # the edges' permit and online reports
         self.client: mqtt.Client | None = None
 
     # --- MQTT ----------------------------------------------------------------------------------
@@ -301,8 +349,10 @@ class CommandService:
                              clean_session=True)  # fmt: skip
         if self.broker.username:
             client.username_pw_set(self.broker.username, self.broker.password)
-        client.on_connect = lambda c, *_: c.subscribe(topics.command_reply("+"), qos=1)
-        client.on_message = lambda _c, _u, m: self.on_reply_payload(m.topic, m.payload)
+        client.on_connect = lambda c, *_: c.subscribe(
+            [(topics.command_reply("+"), 1), (topics.permit("+"), 1), (topics.state("+"), 1)]
+        )
+        client.on_message = lambda _c, _u, m: self.on_message(m.topic, m.payload)
         client.on_socket_open = no_delay
         client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
         client.loop_start()
@@ -331,6 +381,8 @@ class CommandService:
         except CommandError as exc:
             self._refuse(user, machine, "", 422, str(exc), {"name": name, "args": args})
         self._check_role(user, command)
+        if command.spec.kind in ("state", "motion"):
+            self._check_gate(user, command)
         if command.name == "cycle_start":
             self._check_preflight(user, command)
         if command.name == "heartbeat":
@@ -352,6 +404,20 @@ class CommandService:
             self._refuse(user, command.machine, command.id, 403,
                          f"{user.username} is {user.role.name.lower()}: {command.name} needs "
                          f"{needed.name.lower()}", {"name": command.name})  # fmt: skip
+
+    def gate(self, machine: str) -> ControlGate:
+        """May state and motion commands go to ``machine`` now (its site's permit, its
+        edge online and reporting)? The edge decides again; this refuses early and tells
+        the UI."""
+        with self.lock:
+            site = self.sites.get(machine)
+        return gate_of(machine, site, self.clock())
+
+    def _check_gate(self, user: User, command: Command) -> None:
+        gate = self.gate(command.machine)
+        if not gate.allowed:
+            self._refuse(user, command.machine, command.id, 409, gate.reason,
+                         {"name": command.name})  # fmt: skip
 
     def _check_preflight(self, user: User, command: Command) -> None:
         sha = command.args["program_sha256"]
@@ -390,7 +456,33 @@ class CommandService:
         self.audit.append(user.username, machine, "", "preflight",
                           {"program": program, "sha256": sha256, **report})  # fmt: skip
 
-    # --- replies ---------------------------------------------------------------------------------
+    # --- replies and reports ---------------------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """From paho's thread: a reply, a permit report or an online/offline state."""
+        try:
+            machine, kind = topics.parse(topic)
+        except ValueError:
+            return
+        if kind == "cmdreply":
+            self.on_reply_payload(topic, payload)
+        elif kind == "permit":
+            self.on_permit_payload(machine, payload)
+        elif kind == "state" and payload in (topics.ONLINE, topics.OFFLINE):
+            with self.lock:
+                self.sites.setdefault(machine, SiteReport()).online = payload == topics.ONLINE
+
+    def on_permit_payload(self, machine: str, payload: bytes) -> None:
+        try:
+            report = PermitReport.decode(payload)
+        except CommandError as exc:
+            log.warning("hub: bad permit report of %s: %s", machine, exc)
+            return
+        if report.machine != machine:  # an edge speaking for another machine: ignored
+            log.warning("hub: permit report for %s arrived on %s's topic", report.machine, machine)
+            return
+        with self.lock:
+            self.sites.setdefault(machine, SiteReport()).permit = report
 
     def on_reply_payload(self, topic: str, payload: bytes) -> None:
         try:

@@ -275,3 +275,49 @@ class CommandReply:
         if reply.status not in ("accepted", "rejected", "done", "failed", "duplicate"):
             raise CommandError(f"command reply {reply.id}: unknown status {reply.status!r}")
         return reply
+
+
+# --- the site permit as the edge reports it (edge -> hub, retained) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PermitReport:
+    """The site's remote-operation permit of one machine, as its edge last saw it.
+
+    Published retained on ``mt/v1/<machine>/permit`` when it changes and every
+    ``period_s`` (so the hub can tell a live report from a lapsed one), and as the command
+    connection's will (``active`` false) so that a vanished edge reports no permit."""
+
+    machine: str
+    active: bool
+    expires_at: float | None = None  # epoch s; None without a permit
+    granted_by: str = ""
+    reason: str = ""  # why there is no permit (the executor's refusal text)
+    at: float = 0.0  # when the edge looked (epoch s)
+    period_s: float = 5.0
+
+    def encode(self) -> bytes:
+        return json.dumps({"machine": self.machine, "active": self.active,
+                           "expires_at": self.expires_at, "granted_by": self.granted_by,
+                           "reason": self.reason, "at": self.at, "period_s": self.period_s},
+                          allow_nan=False).encode()  # fmt: skip
+
+    @staticmethod
+    def decode(payload: bytes) -> PermitReport:
+        """The report in ``payload``; CommandError names what is wrong (never trusted blindly)."""
+        try:
+            d = json.loads(payload)
+            expires = d.get("expires_at")
+            report = PermitReport(str(d["machine"]), d["active"] is True,
+                                  None if expires is None else float(expires),
+                                  str(d.get("granted_by", ""))[:64], str(d.get("reason", ""))[:500],
+                                  float(d["at"]), float(d.get("period_s", 5.0)))  # fmt: skip
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CommandError(f"malformed permit report: {type(exc).__name__}: {exc}") from None
+        numbers = [report.at, report.period_s] + ([] if expires is None else [report.expires_at])
+        if not all(math.isfinite(x) for x in numbers) or not 0 < report.period_s <= 3600:
+            raise CommandError(f"permit report of {report.machine}: times must be finite, "
+                               f"period_s in (0, 3600]")  # fmt: skip
+        if report.active and report.expires_at is None:
+            raise CommandError(f"permit report of {report.machine}: active without expires_at")
+        return report

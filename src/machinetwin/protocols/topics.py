@@ -44,6 +44,11 @@ def command_reply(machine: str) -> str:
     return f"{PREFIX}/{machine}/cmdreply"
 
 
+def permit(machine: str) -> str:
+    """Edge -> hub, retained: the site's remote-operation permit (``model.commands.PermitReport``)."""
+    return f"{PREFIX}/{machine}/permit"
+
+
 # What the hub subscribes to
 HUB_SUBSCRIPTIONS = (
     f"{PREFIX}/+/data",

@@ -6,10 +6,11 @@ for a cycle start, the signature and the edge's own checks (site permit, interlo
 The panel adds a confirmation before anything that moves the machine and shows each
 command's state as the edge answers (sent, accepted, rejected with the reason, done).
 
-The site permit: the edge does not report it outside command replies, so the panel
-cannot know it in advance. Its buttons stay enabled for operators; a command refused
-for want of a permit shows the edge's reason, and the permit line repeats the last
-such answer.
+The site permit: each edge reports its machine's permit (retained, on change and every
+few seconds, ``CommandService.gate``). Buttons that change the machine's state or move
+it are disabled, with the reason on the permit line, while there is no permit, the
+machine's edge is offline or its report lapsed; feed hold and stop stay enabled for
+operators whatever the permit (stopping is always allowed). The edge checks again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from nicegui import run, ui
 
-from ..hub.commands import CommandRefused, CommandStatus
+from ..hub.commands import CommandRefused, CommandStatus, ControlGate
 from ..hub.preflight import preflight, program_sha256
 from .app import ctx
 from .context import UserLike
@@ -98,6 +99,13 @@ def permit_text(statuses: list[CommandStatus]) -> str | None:
     return None
 
 
+def permit_line(gate: ControlGate) -> str:
+    """The permit line of the panel: what allows control, or why it is off."""
+    if gate.allowed:
+        return f"site permit: active — {gate.reason.removeprefix('site permit active ')}"
+    return f"site permit: none — control is off: {gate.reason}"
+
+
 def audit_rows(machine: str) -> list[dict[str, Any]]:
     """The machine's newest audit entries (a SQLite read: call it in a worker thread)."""
     service = ctx().commands
@@ -121,6 +129,8 @@ class ControlPanel:
         self.report: dict[str, Any] | None = None  # the last pre-flight's
         self.checked_text: str | None = None  # the text that pre-flight ran on
         self.controls: list[Any] = []
+        self.gated: list[Any] = []  # controls that also need the site's permit
+        self.gate: ControlGate | None = None
         self.announced = ""  # the command whose final answer the message shows
 
     # --- layout -----------------------------------------------------------------------------
@@ -143,6 +153,7 @@ class ControlPanel:
             self._build_dialog()
         for control in self.controls:
             control.set_enabled(self.enabled)
+        self.gate_tick()
         ui.timer(STATUS_S, self.status_tick)
         ui.timer(AUDIT_S, self.audit_tick)
         ui.timer(0, self.audit_tick, once=True)
@@ -157,9 +168,9 @@ class ControlPanel:
                 name = getattr(self.user.role, "name", str(self.user.role)).lower()
                 role = f"role {name}: viewing only (commands need operator or above)"
             self.role_label = ui.label(role).props('data-testid="control-role"')
-            self.permit = ui.label(
-                "site permit: reported by the site only when it answers a command"
-            ).props('data-testid="permit-state" aria-live="polite"')
+            self.permit = ui.label("site permit: not reported yet").props(
+                'data-testid="permit-state" aria-live="polite"'
+            )
             self.rtt = ui.label("command round trip –").props('data-testid="command-rtt"')
         self.message = (
             ui.label("")
@@ -190,19 +201,20 @@ class ControlPanel:
 
     def _build_buttons(self) -> None:
         ui.label("Program and cycle").classes("text-subtitle2")
-        buttons = (
-            ("Select program", self.select_program, "primary"),
-            ("Cycle start", self.cycle_start, "positive"),
-            ("Feed hold", lambda: self.send("feed_hold"), "warning"),
-            ("Resume", self.resume, "positive"),
-            ("Stop", lambda: self.send("stop"), "negative"),
-            ("Reset", lambda: self.send("reset"), "grey"),
+        buttons = (  # (text, action, colour, needs the site permit)
+            ("Select program", self.select_program, "primary", True),
+            ("Cycle start", self.cycle_start, "positive", True),
+            ("Feed hold", lambda: self.send("feed_hold"), "warning", False),
+            ("Resume", self.resume, "positive", True),
+            ("Stop", lambda: self.send("stop"), "negative", False),
+            ("Reset", lambda: self.send("reset"), "grey", True),
         )
         with ui.row().classes("gap-2").props('role="group" aria-label="Program and cycle"'):
-            for text, action, color in buttons:
-                self.controls.append(
-                    ui.button(text, on_click=action).props(f"color={color} no-caps")
-                )
+            for text, action, color, gated in buttons:
+                button = ui.button(text, on_click=action).props(f"color={color} no-caps")
+                self.controls.append(button)
+                if gated:
+                    self.gated.append(button)
 
     def _build_override(self) -> None:
         with ui.row().classes("items-center gap-2 w-full"):
@@ -212,6 +224,7 @@ class ControlPanel:
             apply = ui.button("Apply override", on_click=self.apply_override)
             apply.props("outline dense no-caps")
         self.controls += [self.override, apply]
+        self.gated += [self.override, apply]
 
     def _build_jog(self) -> None:
         with ui.row().classes("items-center gap-2"):
@@ -221,6 +234,7 @@ class ControlPanel:
                 .classes("w-32")
             )
             self.controls.append(self.jog_distance)
+            self.gated.append(self.jog_distance)
             with ui.row().classes("gap-1").props('role="group" aria-label="Jog"'):
                 for axis in "XYZ":
                     for sign, arrow in ((-1, "−"), (1, "+")):
@@ -229,6 +243,7 @@ class ControlPanel:
                         )
                         b.props(f'outline dense aria-label="Jog {axis} {arrow}"')
                         self.controls.append(b)
+                        self.gated.append(b)
 
     def _build_mdi(self) -> None:
         with ui.row().classes("items-end gap-2 w-full"):
@@ -238,6 +253,7 @@ class ControlPanel:
             self.mdi_line.on("keydown.enter", self.mdi)
             send = ui.button("Send MDI", on_click=self.mdi).props("outline no-caps")
         self.controls += [self.mdi_line, send]
+        self.gated += [self.mdi_line, send]
 
     def _build_tables(self) -> None:
         ui.label("Commands").classes("text-subtitle2")
@@ -371,8 +387,22 @@ class ControlPanel:
 
     # --- updates ----------------------------------------------------------------------------
 
+    def gate_tick(self) -> None:
+        """The site permit as the edge reports it: gated controls follow it."""
+        service = ctx().commands
+        if service is None:
+            return
+        gate = service.gate(self.machine)
+        if gate == self.gate:
+            return
+        self.gate = gate
+        self.permit.set_text(permit_line(gate))
+        for control in self.gated:
+            control.set_enabled(self.enabled and gate.allowed)
+
     def status_tick(self) -> None:
-        """Each command's latest answer (in memory in the service: no I/O)."""
+        """The permit gate and each command's latest answer (in memory: no I/O)."""
+        self.gate_tick()
         service = ctx().commands
         if service is None or not self.issued:
             return
@@ -381,7 +411,6 @@ class ControlPanel:
         if rows != self.commands.rows:
             self.commands.rows = rows
             self.commands.update()
-        self._permit(statuses)
         self._announce(statuses[-1])
         answered = [s for s in statuses if s.answered_mono is not None]
         if answered:
@@ -399,11 +428,6 @@ class ControlPanel:
         if self.message.text != text and status.command.id != self.announced:
             self.announced = status.command.id if status.state in ANSWERED[1:] else ""
             self.message.set_text(text)
-
-    def _permit(self, statuses: list[CommandStatus]) -> None:
-        text = permit_text(statuses)
-        if text is not None and self.permit.text != text:
-            self.permit.set_text(text)
 
     async def audit_tick(self) -> None:
         if not self.enabled:
