@@ -1,7 +1,8 @@
 """The ``Store`` contract, run against every backend.
 
 Every test takes the ``store`` fixture (or ``open_store`` to close and reopen a
-file); a new backend (PostgreSQL) joins by adding an entry to ``BACKENDS``.
+file), once per entry of ``BACKENDS``: DuckDB (a file) and PostgreSQL (a schema of its
+own per store, on the session's server from ``conftest.py``).
 References are computed with numpy from the batches written.
 """
 
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from machinetwin.hub import DuckDBStore, Store, StoreError
+from machinetwin.hub.postgres_store import PostgresStore
 from machinetwin.model import (
     Alarm,
     AlarmCode,
@@ -34,14 +36,27 @@ from machinetwin.model import (
 SIGS = ["x.pos", "spindle.load", "feed", "power"]
 VIB = "spindle.vib"
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "duckdb": lambda directory: DuckDBStore(directory / "hub.duckdb"),
+
+def _postgres(directory: Path, request: pytest.FixtureRequest) -> Store:
+    from postgres_server import schema_for
+
+    server = request.getfixturevalue("postgres_server")
+    return PostgresStore(server.dsn(), schema=schema_for(str(directory)))
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
+    "duckdb": lambda directory, _: DuckDBStore(directory / "hub.duckdb"),
+    "postgres": _postgres,
 }
+NEEDS_SERVER = {"postgres"}
 
 OpenStore = Callable[..., Store]
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(
+    params=[pytest.param(name, marks=[pytest.mark.service] if name in NEEDS_SERVER else [])
+            for name in sorted(BACKENDS)]
+)  # fmt: skip
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
     """``open_store(name)`` opens (or reopens) the store kept under ``name``."""
     opened: list[Store] = []
@@ -49,7 +64,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
     def open_(name: str = "main") -> Store:
         directory = tmp_path / name
         directory.mkdir(exist_ok=True)
-        store = BACKENDS[request.param](directory)
+        store = BACKENDS[request.param](directory, request)
         opened.append(store)
         return store
 
