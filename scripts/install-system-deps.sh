@@ -13,6 +13,11 @@
 #   ~/.cache/machinetwin/node-opcua: the independent OPC UA stack that
 #   tests/protocols/test_opcua_interop.py drives against our server. This step needs no
 #   root and runs whenever npm is there.
+# - PostgreSQL (package postgresql): the server the PostgreSQL store tests and
+#   benchmarks/scale.py run against. Tests make their own cluster with initdb in a
+#   temporary folder on a free loopback port (tests/postgres_server.py); the system
+#   service is not used. TimescaleDB is not packaged by Debian: the store uses it when
+#   the server has it and PostgreSQL's own partitioning otherwise.
 #
 # Installing needs root and apt-get; without them this script only explains what will
 # be skipped, so that `make test` still works on a developer machine. It never fails
@@ -21,13 +26,14 @@ set -euo pipefail
 
 # command -> apt package that provides it. mosquitto lives in /usr/sbin, which is not
 # always on a non-root PATH, so look there too.
-declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto [chromium]=chromium [node]=nodejs [npm]=npm)
+declare -A PACKAGE=([rs274]=linuxcnc-uspace [mosquitto]=mosquitto [chromium]=chromium [node]=nodejs [npm]=npm [initdb]=postgresql)
 declare -A PURPOSE=(
     [rs274]="tests that compare against LinuxCNC's interpreter"
     [mosquitto]="edge-to-hub tests against a real MQTT broker (tests/hub/test_outage_mosquitto.py)"
     [chromium]="web UI browser tests (tests/ui) and benchmarks/ui_latency.py"
     [node]="OPC UA interoperability tests with node-opcua (tests/protocols/test_opcua_interop.py)"
     [npm]="installing node-opcua for the OPC UA interoperability tests"
+    [initdb]="PostgreSQL store tests (tests/hub/test_store*.py) and benchmarks/scale.py"
 )
 
 # node-opcua for the OPC UA interoperability test, pinned to the version it was written
@@ -50,10 +56,14 @@ install_node_opcua() {
 }
 trap install_node_opcua EXIT
 
-have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
+# Debian keeps PostgreSQL's server programs in /usr/lib/postgresql/VERSION/bin.
+have() {
+    command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]] ||
+        compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
+}
 
 missing=()
-for cmd in rs274 mosquitto chromium node npm; do
+for cmd in rs274 mosquitto chromium node npm initdb; do
     if have "$cmd"; then
         echo "system-deps: $cmd found; nothing to install for it."
     else
