@@ -94,6 +94,18 @@ class MachineKpis:
         }  # fmt: skip
 
 
+def _concat(a: tuple[np.ndarray, dict[str, np.ndarray]],
+            b: tuple[np.ndarray, dict[str, np.ndarray]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
+    """Two chunks as one; a signal missing from one of them is NaN there."""
+    (ta, ca), (tb, cb) = a, b
+    cols = {}
+    for k in ca.keys() | cb.keys():
+        va = ca.get(k, np.full(len(ta), np.nan))
+        vb = cb.get(k, np.full(len(tb), np.nan))
+        cols[k] = np.concatenate((va, vb))
+    return np.concatenate((ta, tb)), cols
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
 
@@ -121,6 +133,8 @@ class KpiAccumulator:
         default_factory=lambda: np.zeros((len(SPEED_EDGES_RPM) - 1, len(LOAD_EDGES_PCT) - 1))
     )
     _first_t: float | None = None
+    _carry: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # the last sample seen
+    _spacing: float = 0.1  # between the last two samples seen
     _last_end: float = 0.0  # end of the last sample seen
     _run_cum: np.ndarray | None = None  # run time before each sample of the current chunk
     _last_energy: float | None = None
@@ -129,44 +143,53 @@ class KpiAccumulator:
     _part_marks: list[tuple[float, float]] = field(default_factory=list)  # (t, cumulative run s)
 
     def add(self, t: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
-        """One chunk: sample times and the signals of CHUNK_SIGNALS it has (same length)."""
+        """One chunk: sample times and the signals of CHUNK_SIGNALS it has (same length).
+
+        A sample lasts until the next one, so each chunk's last sample waits for the
+        next chunk (or :meth:`result`): how the data is cut never changes the answer."""
         if len(t) == 0:
             return
-        dt = self._durations(t)
-        execution = columns.get("execution")
-        if execution is not None:
-            self._add_states(t, execution, dt)
-        speed, load = columns.get("spindle.speed"), columns.get("spindle.load")
+        cols = {k: np.asarray(columns[k], float) for k in CHUNK_SIGNALS if k in columns}
+        if self._carry is not None:
+            t, cols = _concat(self._carry, (t, cols))
+        if self._first_t is None:
+            self._first_t = float(t[0])
+        if len(t) > 1:
+            self._spacing = float(t[-1] - t[-2])
+            self._process(t[:-1], {k: v[:-1] for k, v in cols.items()}, np.diff(t))
+        self._carry = (t[-1:], {k: v[-1:] for k, v in cols.items()})
+
+    def _flush(self) -> None:
+        if self._carry is None:
+            return
+        t, cols = self._carry
+        self._carry = None
+        last = min(self._spacing, self.max_gap_s, max(0.0, self.t1 - float(t[0])))
+        self._process(t, cols, np.array([last]))
+
+    def _process(self, t: np.ndarray, cols: Mapping[str, np.ndarray], dt: np.ndarray) -> None:
+        dt = np.clip(dt, 0.0, None)
+        gap = dt > self.max_gap_s
+        self._no_data_s += float(dt[gap].sum())
+        dt = np.where(gap, 0.0, dt)
+        self._last_end = float(t[-1] + dt[-1])
+        if (execution := cols.get("execution")) is not None:
+            self._add_states(execution, dt)
+        speed, load = cols.get("spindle.speed"), cols.get("spindle.load")
         if speed is not None:
             running = np.abs(speed) >= SPINDLE_RUNNING_RPM
             self._spindle_s += float(dt[running].sum())
             if load is not None:
-                h, _, _ = np.histogram2d(np.abs(speed), load, (SPEED_EDGES_RPM, LOAD_EDGES_PCT),
-                                         weights=dt / 3600)  # fmt: skip
+                ok = np.isfinite(speed) & np.isfinite(load)
+                h, _, _ = np.histogram2d(np.abs(speed[ok]), load[ok],
+                                         (SPEED_EDGES_RPM, LOAD_EDGES_PCT), weights=dt[ok] / 3600)  # fmt: skip
                 self._load_hours += h
-        if (energy := columns.get("energy")) is not None:
+        if (energy := cols.get("energy")) is not None:
             self._add_energy(energy)
-        if (parts := columns.get("part_count")) is not None:
+        if (parts := cols.get("part_count")) is not None:
             self._add_parts(t, parts)
 
-    def _durations(self, t: np.ndarray) -> np.ndarray:
-        """Each sample's duration: until the next sample (the last one of a chunk: one
-        sample spacing); gaps over max_gap_s, also between chunks, are no data."""
-        if self._first_t is None:
-            self._first_t = float(t[0])
-        elif (lead := float(t[0]) - self._last_end) > self.max_gap_s:
-            self._no_data_s += lead
-        nxt = np.empty_like(t)
-        nxt[:-1] = t[1:]
-        nxt[-1] = t[-1] + (min(t[-1] - t[-2], self.max_gap_s) if len(t) > 1 else 0.0)
-        dt = np.clip(nxt - t, 0.0, None)
-        gap = dt > self.max_gap_s
-        self._no_data_s += float(dt[gap].sum())
-        dt[gap] = 0.0
-        self._last_end = float(nxt[-1])
-        return dt
-
-    def _add_states(self, t: np.ndarray, execution: np.ndarray, dt: np.ndarray) -> None:
+    def _add_states(self, execution: np.ndarray, dt: np.ndarray) -> None:
         codes = np.nan_to_num(execution, nan=-1).astype(np.int64)
         valid = (codes >= 0) & (codes < len(Execution))
         self._state_s += np.bincount(codes[valid], weights=dt[valid], minlength=len(Execution))
@@ -197,6 +220,8 @@ class KpiAccumulator:
         self._last_parts = float(counts[-1])
 
     def result(self) -> MachineKpis:
+        """The KPIs of everything added (call once, after the last chunk)."""
+        self._flush()
         cycles, bad, ideal = self._cycles()
         no_data = self._no_data_s
         if self._first_t is None:
@@ -269,7 +294,7 @@ def fleet_summary(kpis: Sequence[MachineKpis]) -> dict[str, float]:
 
 def machine_kpis(store, machine: str, t0: float, t1: float,  # noqa: ANN001 - hub.Store
                  ideal_cycle_s: Mapping[str, float] | None = None,
-                 chunk_s: float = 3600.0) -> MachineKpis:  # fmt: skip
+                 chunk_s: float = 6 * 3600.0) -> MachineKpis:  # fmt: skip
     """One machine's KPIs over ``[t0, t1)``, reading raw samples ``chunk_s`` at a time."""
     from ..model import Severity
 
