@@ -27,7 +27,7 @@ DATA_FILE = typer.Argument(..., dir_okay=False, help="data file")
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]{exc}[/red]", highlight=False)
+    err.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)  # one line per error
     raise typer.Exit(1)
 
 

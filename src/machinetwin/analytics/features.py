@@ -133,16 +133,20 @@ def bandpass(windows: np.ndarray, rate_hz: float, band_hz: tuple[float, float]) 
 
 
 def spectral_kurtosis(
-    windows: np.ndarray, rate_hz: float, nperseg: int = 128
+    windows: np.ndarray, rate_hz: float, nperseg: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spectral kurtosis per frequency (STFT estimator): ``<|X|⁴>/<|X|²>² − 2``.
 
     High where the signal is impulsive, i.e. where bearing impacts ring a
     resonance; ≈ 0 for stationary Gaussian noise and negative for pure tones.
-    Returns ``(freqs, sk)`` with sk of shape ``(n_windows, n_freqs)``.
+    Returns ``(freqs, sk)`` with sk of shape ``(n_windows, n_freqs)``. Frames must be
+    shorter than the gap between impacts, or every frame holds one and the signal
+    looks stationary: the default is ~2 ms (32 samples at 12 kHz), short enough
+    for impacts up to ~400 Hz.
     """
     x = as_windows(windows)
     rate = check_rate(rate_hz)
+    nperseg = nperseg or int(2 ** np.ceil(np.log2(0.002 * rate)))
     freqs, _, z = stft(x, fs=rate, nperseg=nperseg, noverlap=nperseg * 3 // 4, axis=-1)
     p = np.abs(z) ** 2  # (n, freqs, frames)
     m2 = p.mean(axis=-1)
