@@ -7,6 +7,12 @@ with several machines would commit one tick), then acknowledging everything by r
 The database lives in a temporary directory on the same disk as ``--dir`` (default: the
 system temp dir). The key figures are for the default policy, ``fsync="batch"``.
 
+Then, paced like one site of ``benchmarks/ingest.py``'s latency phase (``--rate``
+batches/s, default 150: 15 machines at 10 batches/s, with the hub's acks trailing the
+appends by ``ACK_LAG`` batches), it times each append and ack call, under the default
+policy: ``append_p50_ms``/``append_p99_ms``/``append_max_ms`` are what a batch waits on
+its way to the uplink (the send path), ``ack_p99_ms`` what an ack holds the buffer.
+
 Prints a table and, last, one JSON line.
 """
 
@@ -25,6 +31,7 @@ from machinetwin.model import SampleBatch
 from machinetwin.protocols.codec import encode_batch
 
 SIGNALS, ROWS = 50, 100
+ACK_LAG = 30  # batches between an append and its ack (~ the round trip at 150 batches/s)
 
 
 def make_payloads(count: int) -> tuple[list[bytes], int]:
@@ -63,11 +70,44 @@ def run(directory: Path, fsync: str, payloads: list[bytes], group: int) -> dict[
     }
 
 
+def paced(directory: Path, payloads: list[bytes], rate: float, seconds: float) -> dict:
+    """Append at ``rate`` batches/s, ack ``ACK_LAG`` batches behind; time every call."""
+    path = directory / "buffer-paced.db"
+    count = min(len(payloads), round(rate * seconds))
+    appends, acks = np.empty(count), []
+    with DurableBuffer(path, quota_bytes=1 << 40) as buf:
+        start = time.perf_counter()
+        for seq in range(count):
+            time.sleep(max(0.0, start + seq / rate - time.perf_counter()))
+            t0 = time.perf_counter()
+            buf.append("m", seq, payloads[seq])
+            t1 = time.perf_counter()
+            appends[seq] = t1 - t0
+            if seq >= ACK_LAG and seq % 5 == 0:  # the hub acks a group at a time
+                buf.ack_ranges("m", [(seq - ACK_LAG - 4, seq - ACK_LAG)])
+                acks.append(time.perf_counter() - t1)
+    a, k = appends * 1e3, np.asarray(acks) * 1e3
+    return {
+        "append_p50_ms": round(float(np.percentile(a, 50)), 3),
+        "append_p99_ms": round(float(np.percentile(a, 99)), 3),
+        "append_max_ms": round(float(a.max()), 3),
+        "ack_p99_ms": round(float(np.percentile(k, 99)), 3),
+        "paced_batches_per_s": rate,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer batches (under 30 s)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the database")
+    parser.add_argument("--rate", type=float, default=150.0, help="paced appends per second")
+    parser.add_argument("--paced-only", action="store_true", help="only the paced run")
     args = parser.parse_args()
+    if args.paced_only:
+        payloads, _ = make_payloads(round(args.rate * (5 if args.quick else 20)))
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            print(json.dumps(paced(Path(tmp), payloads, args.rate, 20.0)))
+        return
     n = 2000 if args.quick else 10_000
     n_always = 300 if args.quick else 2000  # one fsync each: slow on purpose
     payloads, samples = make_payloads(n)
@@ -77,6 +117,7 @@ def main() -> None:
             count = n_always if fsync == "always" else n
             for group in (1, 10):
                 results[f"{fsync}/{group}"] = run(Path(tmp), fsync, payloads[:count], group)
+        latency = paced(Path(tmp), payloads, args.rate, 5.0 if args.quick else 20.0)
     print(f"{len(payloads[0])} bytes and {samples} samples per batch")
     print(
         f"{'fsync/group':<12} {'append batches/s':>17} {'Msamples/s':>11} {'MB/s':>8} {'ack batches/s':>14}"
@@ -87,6 +128,9 @@ def main() -> None:
             f"{key:<12} {rate:>17,.0f} {rate * samples / 1e6:>11.1f} "
             f"{rate * len(payloads[0]) / 1e6:>8.1f} {r['ack_batches_per_s']:>14,.0f}"
         )
+    print(f"paced at {args.rate:.0f} batches/s: append p50 {latency['append_p50_ms']} ms, "
+          f"p99 {latency['append_p99_ms']} ms, max {latency['append_max_ms']} ms; "
+          f"ack p99 {latency['ack_p99_ms']} ms")  # fmt: skip
     main_rate = results["batch/1"]["append_batches_per_s"]
     print(
         json.dumps(
@@ -100,6 +144,7 @@ def main() -> None:
                     key: round(r["append_batches_per_s"]) for key, r in results.items()
                 },
                 "ack_batches_per_s": round(results["batch/1"]["ack_batches_per_s"]),
+                **latency,
             }
         )
     )

@@ -6,10 +6,12 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,28 @@ def test_bad_arguments(path: Path) -> None:
 def test_second_process_cannot_open_the_same_buffer(path: Path) -> None:
     with DurableBuffer(path, quota_bytes=100), pytest.raises(DurableBufferError, match="in use"):
         DurableBuffer(path, quota_bytes=100)
+
+
+def test_background_checkpoint_makes_appends_durable_without_a_call(path: Path) -> None:
+    """The "batch" policy's durability point comes from the checkpoint thread: once it
+    ran, the database file alone (no WAL, as after a power loss that lost the page
+    cache's WAL writes) holds every batch appended before it."""
+    with DurableBuffer(path, quota_bytes=10**6, sync_interval=0.05) as buf:
+        appended_at = time.monotonic()
+        for seq in range(5):
+            buf.append("m", seq, payload("m", seq))
+        deadline = time.monotonic() + 10
+        while buf.last_sync <= appended_at and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert buf.last_sync > appended_at, "no checkpoint ran"
+        copy = path.with_name("copy.db")
+        shutil.copyfile(path, copy)  # the main file only: what a checkpoint wrote
+        db = sqlite3.connect(copy)
+        try:
+            rows = db.execute("SELECT machine, seq, payload FROM batch ORDER BY seq").fetchall()
+        finally:
+            db.close()
+        assert rows == [("m", s, payload("m", s)) for s in range(5)]
 
 
 def test_not_a_buffer_file(path: Path) -> None:

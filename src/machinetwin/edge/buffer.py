@@ -18,18 +18,29 @@ fsync policy (``fsync=``), i.e. what a committed ``append``/``ack`` survives:
     returned ``append`` survives a process crash *and* a power loss or OS crash.
     Slowest: one fsync per call (group batches with :meth:`append_many`).
 ``"batch"`` (default) — ``PRAGMA synchronous=NORMAL``: commits are written to the WAL
-    without fsync; the buffer forces a WAL checkpoint (which fsyncs the WAL, then the
-    database) at most every ``sync_interval`` seconds (1 s by default) from
-    ``append``/``ack``, on :meth:`sync` and on :meth:`close`. A returned ``append``
-    survives a process crash (the data is in the WAL file, in the OS page cache). A
-    power loss leaves a consistent database but may roll back the commits of the last
-    ``sync_interval`` seconds: those appends are lost, those acks are undone (the batches
-    are resent; the hub is idempotent), and ``next_seq`` may step back over the lost
-    batches, so their sequence numbers can be reused — a hub that already stored the old
-    batches under those numbers then drops the new ones as duplicates.
-``"off"`` — ``PRAGMA synchronous=OFF``: never fsyncs. Survives a process crash like
-    ``"batch"``; a power loss may lose any amount of recent data and, per SQLite's
-    documentation, may corrupt the database file. For tests and throw-away demos.
+    without fsync. A background thread checkpoints the WAL every ``sync_interval``
+    seconds (1 s by default) on a connection of its own — a checkpoint fsyncs the WAL,
+    copies it into the database and fsyncs that — and so do :meth:`sync` and
+    :meth:`close`. A returned ``append`` survives a process crash (the data is in the WAL
+    file, in the OS page cache). A power loss leaves a consistent database but may roll
+    back the commits since the last checkpoint (at most ~``sync_interval`` seconds plus
+    one checkpoint's duration): those appends are lost, those acks are undone (the
+    batches are resent; the hub is idempotent, so what the hub acknowledged is stored
+    there exactly once), and ``next_seq`` may step back over the lost batches, so their
+    sequence numbers can be reused — a hub that already stored the old batches under
+    those numbers then drops the new ones as duplicates.
+``"off"`` — ``PRAGMA synchronous=OFF``: never fsyncs (the background checkpoints only
+    bound the WAL's size). Survives a process crash like ``"batch"``; a power loss may
+    lose any amount of recent data and, per SQLite's documentation, may corrupt the
+    database file. For tests and throw-away demos.
+
+Why checkpoints run beside the writer: a checkpoint copies and fsyncs a second's worth
+of batches (megabytes at a busy site); run inside ``append`` it stalled the site's
+event loop for tens of milliseconds every second (``benchmarks/edge_buffer.py``: append
+p99 ~13 ms, max 35-130 ms at 150 batches/s), on the send path of every machine. A
+PASSIVE checkpoint on its own connection takes no lock the writer needs (WAL mode), so
+appends and acks never wait for one. SQLite's automatic checkpoint (in the committing
+call) is off for the same reason.
 
 Quota and shedding: ``quota_bytes`` bounds the sum of the pending payloads' sizes
 (SQLite's page overhead, ~5-10 %, comes on top; the file does not shrink after acks, its
@@ -41,12 +52,14 @@ returns what it shed as :class:`Shed` records (the edge raises an alarm for each
 :meth:`DurableBuffer.stats` reports cumulative shed counts and bytes per machine,
 persisted across restarts.
 
-The database is opened in SQLite's exclusive locking mode: a second process opening the
-same buffer gets :class:`DurableBufferError` instead of interleaving sequence numbers.
+One owner: the buffer holds an exclusive ``flock`` on ``<path>.lock`` while open, so a
+second process (or a second ``DurableBuffer`` in this one) opening the same buffer gets
+:class:`DurableBufferError` instead of interleaving sequence numbers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -56,7 +69,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from ..errors import MachinetwinError
 from ..protocols.codec import seq_ranges
@@ -149,21 +162,47 @@ class DurableBuffer:
             raise DurableBufferError(f"fsync must be one of {sorted(_SYNCHRONOUS)}, got {fsync!r}")
         if quota_bytes <= 0:
             raise DurableBufferError(f"quota_bytes must be > 0, got {quota_bytes}")
+        if not sync_interval > 0:
+            raise DurableBufferError(f"sync_interval must be > 0 s, got {sync_interval!r}")
         self.path = Path(path)
         self.quota_bytes = int(quota_bytes)
         self.fsync: FsyncPolicy = fsync
         self.sync_interval = sync_interval
         self._lock = threading.Lock()
-        self._db = self._open()
+        self._owner = self._take_ownership()
+        try:
+            self._db = self._open()
+            self._checkpointer = _Checkpointer(self.path, fsync, sync_interval)
+        except BaseException:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            self._owner.close()
+            raise
         self._next_seq: dict[str, int] = dict(
             self._db.execute("SELECT machine, next_seq FROM machine").fetchall()
         )
         count, nbytes = self._db.execute("SELECT count(*), total(nbytes) FROM batch").fetchone()
         self._pending_count = int(count)
         self._pending_bytes = int(nbytes)
-        self._last_sync = time.monotonic()
 
     # ------------------------------------------------------------------ open / close
+
+    def _take_ownership(self) -> IO[bytes]:
+        """An exclusive lock on ``<path>.lock``, held while the buffer is open."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            owner = open(lock_path, "a+b")  # noqa: SIM115 - held until close()
+        except OSError as e:
+            raise DurableBufferError(f"{self.path}: cannot open the edge buffer: {e}") from e
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            owner.close()
+            raise DurableBufferError(
+                f"{self.path}: cannot open the edge buffer: in use by another process "
+                f"({lock_path} is locked)"
+            ) from e
+        return owner
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -173,19 +212,17 @@ class DurableBuffer:
         except sqlite3.Error as e:
             raise DurableBufferError(f"{self.path}: cannot open the edge buffer: {e}") from e
         try:
-            # Exclusive before WAL: SQLite then needs no shared memory, and one process owns it.
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise DurableBufferError(f"{self.path}: cannot use WAL mode (got {mode!r})")
             db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.fsync]}")
             db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run beside, see above
             self._init_schema(db)
         except sqlite3.Error as e:
             db.close()
             raise DurableBufferError(
-                f"{self.path}: cannot open the edge buffer (in use by another process, "
-                f"or not a buffer file): {e}"
+                f"{self.path}: cannot open the edge buffer (not a buffer file?): {e}"
             ) from e
         except DurableBufferError:
             db.close()
@@ -193,7 +230,7 @@ class DurableBuffer:
         return db
 
     def _init_schema(self, db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, not at the first append
+        db.execute("BEGIN IMMEDIATE")
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, _SCHEMA_VERSION):
@@ -210,16 +247,18 @@ class DurableBuffer:
         db.execute("COMMIT")
 
     def close(self) -> None:
-        """Make everything durable (checkpoint) and release the file."""
+        """Make everything durable (a final checkpoint) and release the file."""
         with self._lock:
             if self._db is None:
                 return
             try:
+                self._checkpointer.stop()
                 if self.fsync != "off":
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+                self._owner.close()  # releases the lock
 
     def __enter__(self) -> DurableBuffer:
         return self
@@ -246,29 +285,16 @@ class DurableBuffer:
         except sqlite3.Error as e:  # disk full, I/O error: the edge raises an alarm
             raise DurableBufferError(f"{self.path}: {e}") from e
 
-    def _maybe_sync(self) -> None:
-        """In "batch" mode, bound what a power loss can take to ~sync_interval seconds."""
-        if self.fsync == "batch" and time.monotonic() - self._last_sync >= self.sync_interval:
-            try:
-                self._checkpoint()
-            except DurableBufferError as e:
-                # The caller's transaction is committed; failing it now would invite a retry
-                # with a used seq. The next commit or sync() meets the same disk and raises.
-                log.warning("%s", e)
-
-    def _checkpoint(self) -> None:
-        try:
-            # A checkpoint fsyncs the WAL before copying it into the database (synchronous>=NORMAL).
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as e:
-            raise DurableBufferError(f"{self.path}: checkpoint failed: {e}") from e
-        self._last_sync = time.monotonic()
-
     def sync(self) -> None:
         """Force what was committed onto the disk now (a no-op in "off" mode)."""
-        with self._lock:
-            if self.fsync != "off" and self._db is not None:
-                self._checkpoint()
+        if self._db is None:
+            return
+        self._checkpointer.checkpoint()
+
+    @property
+    def last_sync(self) -> float:
+        """``time.monotonic()`` of the last completed checkpoint (what a power loss keeps)."""
+        return self._checkpointer.last_sync
 
     # ------------------------------------------------------------------ sequence numbers
 
@@ -321,7 +347,6 @@ class DurableBuffer:
             # Memory follows the database only once the commit succeeded.
             self._next_seq.update(next_seq)
             self._pending_count, self._pending_bytes = count, nbytes
-            self._maybe_sync()
         return sheds
 
     def _checked(self, machine: object, seq: object, payload: object) -> Item:
@@ -425,7 +450,6 @@ class DurableBuffer:
                         freed += int(size)
             self._pending_count -= removed
             self._pending_bytes -= freed
-            self._maybe_sync()
         return removed
 
     # ------------------------------------------------------------------ stats
@@ -467,3 +491,51 @@ def _summarise(victims: list[tuple[str, int, int]]) -> tuple[Shed, ...]:
         a[2] += 1
         a[3] += n
     return tuple(Shed(m, first, last, count, n) for m, (first, last, count, n) in acc.items())
+
+
+class _Checkpointer:
+    """Checkpoints the buffer's WAL every ``interval`` seconds on its own connection.
+
+    PASSIVE checkpoints: they copy what is committed and never wait for, nor block, the
+    writer. A failed checkpoint (disk full, I/O error) is logged and tried again at the
+    next interval; the writer meets the same disk at its next commit and raises there.
+    """
+
+    def __init__(self, path: Path, fsync: FsyncPolicy, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self.last_sync = time.monotonic()
+        self._db = sqlite3.connect(path, timeout=2.0, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+        self._db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[fsync]}")  # fsyncs per policy
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+        self._lock = threading.Lock()  # one checkpoint at a time: the thread's or sync()'s
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"checkpoint {path.name}",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                self.checkpoint()
+            except DurableBufferError as e:
+                log.warning("%s", e)
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as e:
+                raise DurableBufferError(f"{self.path}: checkpoint failed: {e}") from e
+            self.last_sync = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        with self._lock:
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
