@@ -52,6 +52,7 @@ class PhysicsScores:
     outer: np.ndarray
     ball: np.ndarray
     inner_sidebands: np.ndarray
+    ball_sidebands: np.ndarray
     inner_peak_db: np.ndarray
     outer_peak_db: np.ndarray
     ball_peak_db: np.ndarray
@@ -60,13 +61,14 @@ class PhysicsScores:
     ball_hz: np.ndarray
 
     def matrix(self) -> np.ndarray:
-        """Scores as columns (inner, outer, ball, sidebands, three fundamentals)."""
+        """Scores as columns (inner, outer, ball, two sideband levels, three fundamentals)."""
         return np.column_stack(
             [
                 self.inner,
                 self.outer,
                 self.ball,
                 self.inner_sidebands,
+                self.ball_sidebands,
                 self.inner_peak_db,
                 self.outer_peak_db,
                 self.ball_peak_db,
@@ -142,10 +144,15 @@ def _db_at(spec: np.ndarray, bins: np.ndarray, floor_bins: int) -> np.ndarray:
 
 
 def _harmonic_db(
-    freqs: np.ndarray, spec: np.ndarray, target_hz: float, floor_hz: float
+    freqs: np.ndarray, spec: np.ndarray, target_hz: float, floor_hz: float, shaft_hz: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """dB of the fundamental (found within ±SLIP) and of its harmonics: (n, bands, H), and the
-    fundamental's frequency (n, bands). Harmonics sit at h × the found fundamental."""
+    fundamental's frequency (n, bands). Harmonics sit at h × the found fundamental.
+
+    A harmonic that lands on a shaft harmonic (within 1.5 bins) counts 0 dB: every
+    rotating machine's envelope has lines at multiples of shaft speed, so such a
+    peak says nothing about the bearing.
+    """
     df = freqs[1] - freqs[0]
     lo, hi = np.searchsorted(freqs, [target_hz * (1 - SLIP), target_hz * (1 + SLIP)])
     hi = max(hi, lo + 1)
@@ -153,8 +160,22 @@ def _harmonic_db(
     floor_bins = max(4, int(round(floor_hz / df)))
     last = spec.shape[-1] - floor_bins - 2
     harmonics = np.arange(1, HARMONICS + 1)
-    bins = np.clip(np.rint(found[..., None] * harmonics / df).astype(np.int64), floor_bins, last)
-    return _db_at(spec, bins, floor_bins), found
+    at = found[..., None] * harmonics
+    bins = np.clip(np.rint(at / df).astype(np.int64), floor_bins, last)
+    db = _db_at(spec, bins, floor_bins)
+    on_shaft_line = np.abs(at - np.rint(at / shaft_hz) * shaft_hz) < 1.5 * df
+    return np.where(on_shaft_line, 0.0, db), found
+
+
+def _sideband_db(
+    freqs: np.ndarray, spec: np.ndarray, centre_hz: np.ndarray, offset_hz: float, floor_hz: float
+) -> np.ndarray:
+    """Mean dB of the two sidebands at ``centre ± offset`` (centre per window and band)."""
+    df = freqs[1] - freqs[0]
+    floor_bins = max(4, int(round(floor_hz / df)))
+    side = np.stack([centre_hz - offset_hz, centre_hz + offset_hz], axis=-1)
+    bins = np.clip(np.rint(side / df).astype(np.int64), floor_bins, spec.shape[-1] - floor_bins - 2)
+    return _db_at(spec, bins, floor_bins).mean(axis=-1)
 
 
 def physics_scores(
@@ -167,19 +188,17 @@ def physics_scores(
     freqs, env = envelope_spectra(x, rate, candidate_bands(rate))
     f = bearing.orders().hz(shaft_hz)
     floor = 0.4 * shaft_hz  # floor from ±0.4 shaft orders: between shaft sidebands
-    outer_h, outer_f = _harmonic_db(freqs, env, f.bpfo, floor)
-    inner_h, inner_f = _harmonic_db(freqs, env, f.bpfi, floor)
-    ball_h, ball_f = _harmonic_db(freqs, env, 2.0 * f.bsf, floor)
-    df = freqs[1] - freqs[0]
-    floor_bins = max(4, int(round(floor / df)))
-    side = np.stack([inner_f - shaft_hz, inner_f + shaft_hz], axis=-1)
-    side_bins = np.clip(
-        np.rint(side / df).astype(np.int64), floor_bins, env.shape[-1] - floor_bins - 2
-    )
-    sidebands = _db_at(env, side_bins, floor_bins).mean(axis=-1)
+    outer_h, outer_f = _harmonic_db(freqs, env, f.bpfo, floor, shaft_hz)
+    inner_h, inner_f = _harmonic_db(freqs, env, f.bpfi, floor, shaft_hz)
+    ball_h, ball_f = _harmonic_db(freqs, env, 2.0 * f.bsf, floor, shaft_hz)
+    # Modulation: an inner-race defect turns with the shaft through the load zone,
+    # a ball defect with the cage — sidebands at ±shaft speed and ±FTF tell them
+    # from a line that merely sits near BPFI or 2×BSF.
+    sidebands = _sideband_db(freqs, env, inner_f, shaft_hz, floor)
+    ball_sidebands = _sideband_db(freqs, env, ball_f, f.ftf, 0.4 * f.ftf)
     inner_band = 0.5 * (inner_h.mean(axis=-1) + sidebands)  # (n, bands)
+    ball_band = 0.5 * (ball_h.mean(axis=-1) + ball_sidebands)
     outer_band = outer_h.mean(axis=-1)
-    ball_band = ball_h.mean(axis=-1)
     rows = np.arange(x.shape[0])
     bi, bo, bb = (np.argmax(s, axis=1) for s in (inner_band, outer_band, ball_band))
     return PhysicsScores(
@@ -187,6 +206,7 @@ def physics_scores(
         outer=outer_band[rows, bo],
         ball=ball_band[rows, bb],
         inner_sidebands=sidebands[rows, bi],
+        ball_sidebands=ball_sidebands[rows, bb],
         inner_peak_db=inner_h[rows, bi, 0],
         outer_peak_db=outer_h[rows, bo, 0],
         ball_peak_db=ball_h[rows, bb, 0],
@@ -204,7 +224,7 @@ def physics_labels(scores: PhysicsScores) -> np.ndarray:
 def learned_features(
     windows: np.ndarray, rate_hz: float, shaft_hz: float, bearing: BearingGeometry
 ) -> np.ndarray:
-    """Features for the learned path, shape (n, 18): none grows with the defect's size alone.
+    """Features for the learned path, shape (n, 19): none grows with the defect's size alone.
 
     The physics scores (dB ratios), crest factor, kurtosis, skewness, and the
     spectral shape — the share of energy in eight equal bands up to Nyquist, in
