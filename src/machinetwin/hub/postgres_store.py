@@ -18,21 +18,24 @@ PostgreSQL's declarative partitioning, one partition per ``partition_s`` seconds
 whole partitions instead of deleting rows, and a chart query reads only the partitions
 of its range, through a B-tree on (machine, signal, t).
 
-``series(machine, signal)`` keeps each series' sample count and newest sample, updated in
-the write's transaction, so ``count`` and ``latest`` read one row per signal instead of
-the samples.
+``series`` gets, in the write's transaction, one row per (machine, signal) of each write
+(count, newest time and value), so ``count`` and ``latest`` read a few rows per signal
+instead of the samples. The rows are appended, never updated: an upsert of one row per
+series cost 3x the samples' own insert (measured: ~12 us per row against ~4), and two
+hub processes writing the same machines would wait on each other's row locks. Every
+``COMPACT_ROWS`` appended rows a writer folds the table into one row per series.
 
 Writing, and several writers
 ----------------------------
 A group of batches is one transaction: its keys are claimed with ``INSERT INTO batches
 ... ON CONFLICT DO NOTHING RETURNING``, then only the claimed batches' samples go in
 by binary ``COPY`` (the rows are built with numpy in PostgreSQL's binary copy format,
-no Python object per sample), then the ``series`` rows are upserted. Two hub processes
+no Python object per sample), then the ``series`` rows are appended. Two hub processes
 that write the same batch at the same time serialise on the key's unique index: the
 second waits for the first to commit and then claims nothing, so nothing is stored
-twice; if the first rolls back, the second stores it. Keys and series rows are written
-in sorted order so that two writers lock them in the same order; a deadlock or
-serialisation failure anyway (another client's locks) retries the transaction.
+twice; if the first rolls back, the second stores it. Keys are claimed in sorted
+order so that two writers lock them in the same order; a deadlock or serialisation
+failure anyway (another client's locks) retries the transaction.
 
 Thread safety: every method may be called from any thread. Writes serialise on one lock
 and one connection; reads take a connection of their own from a small pool.
@@ -71,6 +74,7 @@ DEFAULT_PARTITION_S = 86_400.0
 _TIME_LIMIT_S = 1e13
 _SCHEMA_LOCK = 0x6D74_0001  # advisory lock ids: schema setup, partition changes
 _PARTITION_LOCK = 0x6D74_0002
+_SERIES_LOCK = 0x6D74_0003
 _IDLE_READERS = 4  # reader connections kept open between reads
 
 _TABLES = """
@@ -88,8 +92,8 @@ CREATE TABLE IF NOT EXISTS waveforms (
 CREATE INDEX IF NOT EXISTS waveforms_by_series ON waveforms (machine, signal, t0);
 CREATE INDEX IF NOT EXISTS waveforms_by_end ON waveforms (t_end);
 CREATE TABLE IF NOT EXISTS series (
-    machine integer, signal integer, n bigint NOT NULL, t_last float8 NOT NULL,
-    last_value float8 NOT NULL, PRIMARY KEY (machine, signal));
+    machine integer NOT NULL, signal integer NOT NULL, n bigint NOT NULL,
+    t_last float8 NOT NULL, last_value float8 NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     machine text NOT NULL, t float8 NOT NULL, kind text NOT NULL, value text, alarm text);
 CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events (
@@ -122,14 +126,17 @@ _POINTS = """
           AND w.t0 < %(t1)s AND w.t_end >= %(t0)s) x
     WHERE t >= %(t0)s AND t < %(t1)s
 """
-_SERIES_UPSERT = """
-    INSERT INTO series AS s SELECT * FROM series_in ORDER BY machine, signal
-    ON CONFLICT (machine, signal) DO UPDATE SET
-        n = s.n + excluded.n,
-        t_last = greatest(s.t_last, excluded.t_last),
-        last_value = CASE WHEN excluded.t_last >= s.t_last THEN excluded.last_value
-                          ELSE s.last_value END
+# Folds the series rows this snapshot sees into one per series; rows that other writers
+# append meanwhile are not in the snapshot and stay as they are.
+_SERIES_COMPACT = """
+    WITH old AS (DELETE FROM series RETURNING *)
+    INSERT INTO series
+    SELECT machine, signal, n, newest[1], newest[2] FROM (
+        -- the greatest [t, value] pair is the newest sample: a hash aggregate, no sort
+        SELECT machine, signal, sum(n) AS n, max(ARRAY[t_last, last_value]) AS newest
+        FROM old GROUP BY machine, signal) x
 """
+COMPACT_ROWS = 200_000  # series rows appended by one writer between compactions
 _ALARM_COLUMNS = (
     "id, machine, code, severity, message, source, raised_at, cleared_at, "
     "acknowledged_at, acknowledged_by, comment"
@@ -166,10 +173,7 @@ class PostgresStore:
         self._idle_lock = threading.Lock()
         self._con = self._connect()
         self.layout, self.partition_s = self._create_schema(partition_s, timescaledb)
-        self._con.execute(
-            "CREATE TEMP TABLE series_in (machine int4, signal int4, n int8, t_last float8,"
-            " last_value float8) ON COMMIT DELETE ROWS"
-        )
+        self._appended = 0  # series rows since this writer last compacted
         self._common_signals = frozenset(SIGNALS) | {VIBRATION.name} | frozenset(extra_signals)
         self._machine_ids = self._load_ids("machine_ids")
         self._signal_ids = self._load_ids("signal_ids")
@@ -401,6 +405,8 @@ class PostgresStore:
             _check_waveforms(group)
             self._ensure_partitions(rows.t)
             claimed = self._write_group(group, rows)
+            if self._appended >= COMPACT_ROWS:
+                self._compact_series()
         stored = {(group[i].machine, int(group[i].seq)) for i in claimed}
         return [first[k] == i and k in stored
                 for i, k in enumerate((b.machine, int(b.seq)) for b in batches)]  # fmt: skip
@@ -468,9 +474,17 @@ class PostgresStore:
                     np.array([w.values[-1] for _, w in full], np.float64)))  # fmt: skip
         if summaries:
             merged = _summary(*(np.concatenate(c) for c in zip(*summaries, strict=True)))
-            _copy_in(cur, "series_in", _fixed_rows(list(zip(merged, ("i4", "i4", "i8", "f8", "f8"),
-                                                            strict=True))))  # fmt: skip
-            cur.execute(_SERIES_UPSERT)
+            _copy_in(cur, "series", _fixed_rows(list(zip(merged, ("i4", "i4", "i8", "f8", "f8"),
+                                                         strict=True))))  # fmt: skip
+            self._appended += len(merged[0])
+
+    def _compact_series(self) -> None:
+        """Fold ``series`` into one row per series, unless another writer is at it."""
+        with self._con.transaction():
+            got = self._con.execute("SELECT pg_try_advisory_xact_lock(%s)", [_SERIES_LOCK])
+            if got.fetchone()[0]:
+                self._con.execute(_SERIES_COMPACT)
+        self._appended = 0
 
     def sequences(self, machine: str) -> list[tuple[int, int]]:
         mid = self._machine_id(machine)
@@ -517,8 +531,9 @@ class PostgresStore:
             return {}
         with self._reader() as cur:
             got = cur.execute(
-                """SELECT s.name, t_last, last_value FROM series
-                   JOIN signal_ids s ON s.id = series.signal WHERE machine = %s""",
+                """SELECT DISTINCT ON (signal) s.name, t_last, last_value FROM series
+                   JOIN signal_ids s ON s.id = series.signal WHERE machine = %s
+                   ORDER BY signal, t_last DESC""",
                 [mid],
             ).fetchall()
         return {name: (t, v) for name, t, v in got}
@@ -623,6 +638,8 @@ class PostgresStore:
                    WHERE t_end < %(t)s GROUP BY 1, 2""",
                 {"t": float(t)},
             )  # fmt: skip
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_SERIES_LOCK])
+            cur.execute(_SERIES_COMPACT)  # one row per series to count down
             dropped = self._drop_partitions_before(cur, t)
             cur.execute("DELETE FROM samples WHERE t < %s", [t])
             cur.execute("DELETE FROM waveforms WHERE t_end < %s", [t])
