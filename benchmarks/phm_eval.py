@@ -13,7 +13,8 @@ Prints the figures and, as its last line, one JSON object with
 ``cwru_physics_accuracy`` (per window, inner+outer race), ``cwru_learned_macro_f1``
 (mean of the three rotations), ``umich_lxo_accuracy`` and ``umich_lxo_auc``, plus
 the details. ``--quick`` uses fewer overlapping training windows and trees (same
-splits). ``--write-model`` refits the bundled tool-condition model on all UMich
+splits). ``--select`` chooses the UMich model among candidates by a nested
+leave-one-out instead of using the fixed design. ``--write-model`` refits the bundled tool-condition model on all UMich
 experiments (src/machinetwin/analytics/tool_condition_model.json).
 
 Usage: ``.venv/bin/python benchmarks/phm_eval.py [--quick] [--data DIR] [--write-model]``
@@ -47,6 +48,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer training windows and trees")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     ap.add_argument("--write-model", action="store_true", help="refit the bundled UMich model")
+    ap.add_argument(
+        "--select", action="store_true",
+        help="UMich: choose among candidate models by an inner leave-one-out (slow, nested)",
+    )  # fmt: skip
     args = ap.parse_args()
     console = Console(stderr=True)
     cwru_dir, umich_dir = args.data / "cwru-12k-de", args.data / "umich-cnc-mill"
@@ -68,7 +73,7 @@ def main() -> int:
             records, geometry, train_step_s=0.5 if args.quick else 0.25,
             trees=100 if args.quick else 300, progress=note,
         )  # fmt: skip
-        loxo = evaluate_tool_condition(experiments, note)
+        loxo = evaluate_tool_condition(experiments, args.select, note)
     for name, r in physics.per_recording.items():
         print(f"physics  {name:12} {r['label']:10} windows {r['window_accuracy']:.2f} "
               f"of {r['windows']}, vote {r['vote']}")  # fmt: skip
@@ -81,11 +86,11 @@ def main() -> int:
         )
     print(f"learned  mean macro-F1 {learned.macro_f1:.3f}")
     for name, p in loxo.probability_worn.items():
-        print(f"umich    {name}: P(worn) {p:.2f}")
+        print(f"umich    {name}: P(worn) {p:.2f} (model chosen: {loxo.chosen[name]})")
     print(f"umich    leave-one-experiment-out accuracy {loxo.accuracy:.3f}, ROC AUC {loxo.auc:.3f}")
     if args.write_model:
-        path = write_bundled_model(ToolConditionModel.fit(experiments))
-        print(f"wrote {path}")
+        model = ToolConditionModel.fit(experiments)
+        print(f"wrote {write_bundled_model(model)}")
     result = {
         "cwru_physics_accuracy": round(physics.window_accuracy, 4),
         "cwru_physics_recording_accuracy": round(physics.recording_accuracy, 4),
@@ -97,6 +102,7 @@ def main() -> int:
         "umich_lxo_accuracy": round(loxo.accuracy, 4),
         "umich_lxo_auc": round(loxo.auc, 4),
         "quick": args.quick,
+        "umich_nested_selection": args.select,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(result))

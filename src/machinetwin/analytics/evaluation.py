@@ -27,7 +27,7 @@ from .bearing_diagnosis import (
 )
 from .bearings import BearingGeometry
 from .datasets import CwruRecord, UmichExperiment
-from .tool_condition import ToolConditionModel
+from .tool_condition import ToolConditionModel, segments, select_and_fit
 
 Progress = Callable[[str], None]
 
@@ -162,17 +162,34 @@ class LoxoResult:
     accuracy: float
     auc: float
     probability_worn: dict[str, float]
+    chosen: dict[str, str] = field(default_factory=dict)  # candidate picked in each fold
 
 
 def evaluate_tool_condition(
-    experiments: Sequence[UmichExperiment], progress: Progress = _noop
+    experiments: Sequence[UmichExperiment], select: bool = False, progress: Progress = _noop
 ) -> LoxoResult:
-    """Leave-one-experiment-out: fit on all others, score the one left out."""
-    probs = {}
-    for i, exp in enumerate(experiments):
-        progress(f"leave out {exp.path.name}")
-        model = ToolConditionModel.fit([e for j, e in enumerate(experiments) if j != i])
-        probs[exp.path.name] = model.probability_worn(exp)
+    """Leave-one-experiment-out: fit on all others, score the one left out.
+
+    By default the model is the fixed design (all load features, C = 1). With
+    ``select`` the candidate model is chosen by an inner leave-one-out on the
+    training experiments only, so the left-out experiment never steers a choice.
+    """
+    segs = [segments(e) for e in experiments]
     worn = np.array([e.tool_condition == "worn" for e in experiments])
+    names = [e.path.name for e in experiments]
+    probs, chosen = {}, {}
+    for i, name in enumerate(names):
+        progress(f"leave out {name}")
+        keep = [j for j in range(len(experiments)) if j != i]
+        if select:
+            model, chosen[name] = select_and_fit(
+                [experiments[j] for j in keep], [segs[j] for j in keep]
+            )
+        else:
+            model = ToolConditionModel.fit_segments(
+                [segs[j] for j in keep], worn[keep], [names[j] for j in keep]
+            )
+            chosen[name] = "all C=1"
+        probs[name] = float(model.segment_probabilities(segs[i]).mean())
     p = np.array(list(probs.values()))
-    return LoxoResult(float(np.mean((p >= 0.5) == worn)), roc_auc(worn, p), probs)
+    return LoxoResult(float(np.mean((p >= 0.5) == worn)), roc_auc(worn, p), probs, chosen)

@@ -38,6 +38,14 @@ FEATURES = (
     "y_current_std",
 )
 MODEL_FILE = "tool_condition_model.json"
+# Candidate models, chosen among by an inner leave-one-experiment-out on the
+# training experiments only (:func:`select_and_fit`): spindle loads, axis loads,
+# or both; each with a strong and a mild L2 penalty.
+CANDIDATES: dict[str, tuple[tuple[int, ...], float]] = {
+    f"{name} C={c:g}": (cols, c)
+    for name, cols in (("spindle", (0, 1, 4)), ("axes", (2, 3, 5, 6)), ("all", tuple(range(7))))
+    for c in (0.1, 1.0)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +115,38 @@ class ToolConditionModel:
         return float(self.segment_probabilities(segments(exp)).mean())
 
     @classmethod
-    def fit(cls, experiments: list[UmichExperiment], strength: float = 1.0) -> ToolConditionModel:
-        """Fit on labelled experiments; ``strength`` is the inverse L2 penalty C."""
-        from sklearn.linear_model import LogisticRegression
-
-        segs = [segments(e) for e in experiments]
+    def fit(
+        cls,
+        experiments: list[UmichExperiment],
+        strength: float = 1.0,
+        columns: tuple[int, ...] | None = None,
+    ) -> ToolConditionModel:
+        """Fit on labelled experiments; ``strength`` is the inverse L2 penalty C, ``columns``
+        the indices into :data:`FEATURES` the classifier may use (default all)."""
         unlabelled = [str(e.path) for e in experiments if e.tool_condition is None]
         if unlabelled:
             raise DataFileError(f"no tool_condition label in {', '.join(unlabelled)}")
+        return cls.fit_segments(
+            [segments(e) for e in experiments],
+            np.array([e.tool_condition == "worn" for e in experiments]),
+            [e.path.name for e in experiments],
+            strength,
+            columns,
+        )
+
+    @classmethod
+    def fit_segments(
+        cls,
+        segs: list[Segments],
+        worn: np.ndarray,
+        names: list[str],
+        strength: float = 1.0,
+        columns: tuple[int, ...] | None = None,
+    ) -> ToolConditionModel:
+        """:meth:`fit` on experiments already cut into segments (one label per experiment)."""
+        from sklearn.linear_model import LogisticRegression
+
+        cols = list(columns) if columns is not None else list(range(len(FEATURES)))
         loads = np.vstack([s.loads for s in segs])
         conds = np.vstack([s.conditions for s in segs])
         # Ridge-stabilised least squares: few distinct feeds in the training set.
@@ -122,20 +154,14 @@ class ToolConditionModel:
         baseline = np.linalg.solve(gram, conds.T @ loads)
         resid = loads - conds @ baseline
         mean, scale = resid.mean(axis=0), resid.std(axis=0) + 1e-12
-        worn = np.concatenate(
-            [
-                np.full(len(s.names), e.tool_condition == "worn")
-                for s, e in zip(segs, experiments, strict=True)
-            ]
-        )
+        labels = np.concatenate([np.full(len(s.names), w) for s, w in zip(segs, worn, strict=True)])
         # Weight each experiment equally, not each segment: experiments differ in length.
         weights = np.concatenate([np.full(len(s.names), 1.0 / len(s.names)) for s in segs])
         clf = LogisticRegression(C=strength, class_weight="balanced", max_iter=1000)
-        clf.fit((resid - mean) / scale, worn, sample_weight=weights)
-        return cls(
-            baseline, mean, scale, clf.coef_.ravel(), float(clf.intercept_[0]),
-            [e.path.name for e in experiments],
-        )  # fmt: skip
+        clf.fit(((resid - mean) / scale)[:, cols], labels, sample_weight=weights)
+        coef = np.zeros(len(FEATURES))  # features left out weigh 0: one file format for all
+        coef[cols] = clf.coef_.ravel()
+        return cls(baseline, mean, scale, coef, float(clf.intercept_[0]), list(names))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -164,6 +190,30 @@ class ToolConditionModel:
             )  # fmt: skip
         except (KeyError, ValueError, TypeError) as exc:
             raise DataFileError(f"{source}: not a tool-condition model ({exc})") from None
+
+
+def select_and_fit(
+    experiments: list[UmichExperiment], segs: list[Segments] | None = None
+) -> tuple[ToolConditionModel, str]:
+    """Pick the candidate with the best inner leave-one-experiment-out Brier score on
+    ``experiments``, refit it on all of them; returns the model and the candidate's name."""
+    segs = segs if segs is not None else [segments(e) for e in experiments]
+    worn = np.array([e.tool_condition == "worn" for e in experiments])
+    names = [e.path.name for e in experiments]
+    best, best_score = "", np.inf
+    for name, (cols, c) in CANDIDATES.items():
+        errors = []
+        for i in range(len(experiments)):
+            keep = [j for j in range(len(experiments)) if j != i]
+            model = ToolConditionModel.fit_segments(
+                [segs[j] for j in keep], worn[keep], [names[j] for j in keep], c, cols
+            )
+            p = float(model.segment_probabilities(segs[i]).mean())
+            errors.append((p - worn[i]) ** 2)
+        if np.mean(errors) < best_score:
+            best, best_score = name, float(np.mean(errors))
+    cols, c = CANDIDATES[best]
+    return ToolConditionModel.fit_segments(segs, worn, names, c, cols), best
 
 
 def bundled_model() -> ToolConditionModel:
