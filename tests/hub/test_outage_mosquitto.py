@@ -245,11 +245,30 @@ def assert_outage_seen(agent: EdgeAgent) -> None:
         assert uplink.stats.reconnects >= 2, f"{machine}: never reconnected"
 
 
-def finish(agent: EdgeAgent, drained: bool) -> None:
+def finish(agent: EdgeAgent, drained: bool, hub: object = None) -> None:
     pending = agent.pending()  # counted before the buffer closes, for the message below
+    state = "" if drained else diagnose(agent, hub)  # before close() changes it
     agent.close()
     agent.buffer.close()
-    assert drained, f"the edge still holds {pending} unacknowledged batches"
+    assert drained, f"the edge still holds {pending} unacknowledged batches\n{state}"
+
+
+def diagnose(agent: EdgeAgent, hub: object) -> str:
+    """What each uplink and the hub saw, for a run that did not drain (CI flakes)."""
+    lines = []
+    for machine, u in agent.uplinks.items():
+        c = u.client
+        lines.append(
+            f"{machine}: {u.stats}; pending {agent.buffer.stats().machines.get(machine)}; "
+            f"paho connected={c.is_connected()} out_messages={len(c._out_messages)} "
+            f"inflight={c._inflight_messages} out_packets={len(c._out_packet)}"
+        )
+    counters = getattr(hub, "counters", None)
+    if counters is not None:
+        c = hub.client  # type: ignore[attr-defined]
+        lines.append(f"hub: {counters}; paho connected={c.is_connected()} "
+                     f"out_messages={len(c._out_messages)} inflight={c._inflight_messages}")  # fmt: skip
+    return "\n".join(lines)
 
 
 # --- (a) link cut -----------------------------------------------------------------------
@@ -273,7 +292,7 @@ def test_link_cut_loses_and_duplicates_nothing(broker: Broker, tmp_path: Path) -
 
         drained = asyncio.run(run_edge(agent, cut))
         assert_outage_seen(agent)
-        finish(agent, drained)
+        finish(agent, drained, hub)
     hub.stop()
     store.close()
     assert not hub.counters.rejected
@@ -298,7 +317,7 @@ def test_broker_restart_loses_and_duplicates_nothing(broker: Broker, tmp_path: P
 
     drained = asyncio.run(run_edge(agent, restart_broker))
     assert_outage_seen(agent)
-    finish(agent, drained)
+    finish(agent, drained, hub)
     hub.stop()
     store.close()
     assert not hub.counters.rejected

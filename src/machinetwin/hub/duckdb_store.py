@@ -153,6 +153,9 @@ class DuckDBStore:
             self.path,
             config={"preserve_insertion_order": False, "wal_autocheckpoint": WAL_AUTOCHECKPOINT},
         )
+        # _insert_arrow's tables are found by name in the calling frames (see there); all
+        # frames, so that a wrapper around ``execute`` (a test's fault injection) still works
+        self._con.execute("SET python_scan_all_frames = true")
         self._lock = threading.RLock()
         self._con.execute(_SCHEMA)
         self._common_signals = frozenset(SIGNALS) | {VIBRATION.name} | frozenset(extra_signals)
@@ -300,11 +303,7 @@ class DuckDBStore:
         new = [i for i, b in enumerate(group)
                if int(b.seq) not in self._keys.get(mids[b.machine], _EMPTY)]  # fmt: skip
         if new:
-            # no unregister if the insert fails: the transaction is aborted then, and the
-            # next register of the name replaces the view
-            con.register("new_keys", self._key_table([group[i] for i in new]))
-            con.execute("INSERT INTO batches SELECT * FROM new_keys")
-            con.unregister("new_keys")
+            _insert_arrow(con, "batches", self._key_table([group[i] for i in new]))
         return new
 
     def _key_table(self, group: list[SampleBatch]) -> pa.Table:
@@ -345,21 +344,16 @@ class DuckDBStore:
             waves = _select_waveforms(waves, claimed)
         segments = []
         if rows.n:
-            con.register("new_samples", rows.table())
-            con.execute("INSERT INTO samples SELECT * FROM new_samples")
+            _insert_arrow(con, "samples", rows.table())
             segments.append(rows.segments())
         if waves is not None and waves.num_rows:
-            con.register("new_waveforms", waves.drop_columns(list(_WAVE_EXTRA)))
-            con.execute("INSERT INTO waveforms SELECT * FROM new_waveforms")
+            _insert_arrow(con, "waveforms", waves.drop_columns(list(_WAVE_EXTRA)))
             segments.append(_wave_segments(waves))
         series = _series_summary(segments)
         if series is not None:
             # built in numpy from the group's runs: a SQL GROUP BY over the new samples
             # cost ~7 ms CPU per 170,000 values, a quarter of the whole write
-            con.register("new_series", series)
-            con.execute("INSERT INTO series SELECT * FROM new_series")
-        for name in ("new_samples", "new_waveforms", "new_series"):
-            con.unregister(name)
+            _insert_arrow(con, "series", series)
 
     def _column_ids(self, names: tuple[str, ...]) -> np.ndarray:
         """Signal ids of a batch's columns; a machine's batches share one name tuple."""
@@ -658,6 +652,16 @@ def _new_names(batches: Sequence[SampleBatch], ids: dict[str, int]) -> list[str]
             new += (n for n in b.columns if n not in ids)
         new += (w.signal for w in b.waveforms if w.signal not in ids)
     return new
+
+
+def _insert_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow_rows: pa.Table) -> None:
+    """Append a whole Arrow table (columns in the table's order) to ``table``.
+
+    DuckDB finds ``arrow_rows`` in this frame (a replacement scan, zero copy): ~0.5 ms
+    CPU less per statement than ``register`` + ``unregister``, and a write runs three of
+    them whatever its size, so that is ~1.5 ms of every group's fixed cost.
+    """
+    con.execute(f"INSERT INTO {table} SELECT * FROM arrow_rows")
 
 
 # --- stored batch keys ------------------------------------------------------------------------

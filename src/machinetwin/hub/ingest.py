@@ -15,7 +15,8 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import compress
 
@@ -86,6 +87,8 @@ class _BufferedClient(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._rsock: object = None
+        self._deferring: int | None = None  # thread id inside publish_group()
+        self._deferred = False
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rsock is not self._sock:  # a new connection: nothing of the old one
@@ -109,12 +112,32 @@ class _BufferedClient(mqtt.Client):
         return self._rsock is self._sock and self._rpos < len(self._rbuf)
 
     def _packet_queue(self, command, packet, mid, qos, info=None) -> mqtt.MQTTErrorCode:
-        thread = self._thread
-        if thread is None or thread.ident != threading.get_ident():
+        thread, me = self._thread, threading.get_ident()
+        on_loop = thread is not None and thread.ident == me
+        if not on_loop and self._deferring != me:
             return super()._packet_queue(command, packet, mid, qos, info)
         self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
                                  "to_process": len(packet), "packet": packet, "info": info})  # fmt: skip
+        if not on_loop:
+            self._deferred = True  # woken once when publish_group() ends
         return mqtt.MQTT_ERR_SUCCESS
+
+    @contextmanager
+    def publish_group(self) -> Iterator[None]:
+        """Publish several messages from this thread with one wake-up of the network loop.
+
+        paho writes a byte to its socket pair for every message queued off the network
+        thread (a syscall, and the loop wakes, takes the GIL and writes one packet); the
+        acks of a group are queued first and sent on one wake-up instead.
+        """
+        self._deferring, self._deferred = threading.get_ident(), False
+        try:
+            yield
+        finally:
+            self._deferring = None
+            if self._deferred and self._sockpairW is not None:
+                with suppress(BlockingIOError):
+                    self._sockpairW.send(mqtt.sockpair_data)
 
 
 class HubIngest:
@@ -137,8 +160,7 @@ class HubIngest:
         self.on_stored: Callable[[list[tuple[SampleBatch, float]], float], None] | None = None
         client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                  clean_session=True)  # fmt: skip
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
+        broker.configure(client)  # credentials and TLS
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
@@ -268,10 +290,11 @@ class HubIngest:
                 self.counters.duplicates += 1
         for batch, arrived in newest.values():  # the live values of the newest batch only
             self._update_live(batch, arrived)
-        for machine, seqs in acks.items():
-            ack = codec.AckMessage(machine, codec.seq_ranges(seqs))
-            self.client.publish(topics.ack(machine), codec.encode_ack(ack), qos=1)
-            self.counters.acks_sent += 1
+        with self.client.publish_group():
+            for machine, seqs in acks.items():
+                ack = codec.AckMessage(machine, codec.seq_ranges(seqs))
+                self.client.publish(topics.ack(machine), codec.encode_ack(ack), qos=1)
+                self.counters.acks_sent += 1
 
     def _valid(self, batches: list[tuple[SampleBatch, float]]) -> list[tuple[SampleBatch, float]]:
         good = []
