@@ -130,7 +130,10 @@ def page_frame(title: str, user: UserLike) -> None:
         ui.space()
         ui.label(f"{user.username}").props('aria-label="Logged in user"')
         ui.button("Log out", on_click=_logout).props("flat color=white")
-    ui.timer(SESSION_CHECK_S, _check_session)
+    # not immediate: a timer that starts at once waits for the browser's connection, and
+    # NiceGUI then sends the page as built so far while the page function still awaits
+    # its data (the rest would follow over the websocket, a second later)
+    ui.timer(SESSION_CHECK_S, _check_session, immediate=False)
 
 
 async def _check_session() -> None:

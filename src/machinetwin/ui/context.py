@@ -23,6 +23,7 @@ from ..hub.ingest import LiveState
 from ..hub.store import Store
 from ..machine.config import MachineConfig
 from .twin import StockView, Toolpath, TwinDataError, toolpath
+from .twin_tracker import TwinState, TwinTracker
 
 PROGRAM_REFRESH_S = 2.0
 STOCK_REFRESH_S = 3.0
@@ -96,6 +97,7 @@ class UiContext:
         self._paths: dict[str, Toolpath | str] = {}  # text digest -> toolpath or error
         self._stocks: dict[str, _StockEntry] = {}
         self.fleet = FleetCache(store)
+        self.twins = TwinTracker(store, machine_config)
 
     def snapshot(self) -> LiveSnapshot:
         return self.live()
@@ -155,6 +157,11 @@ class UiContext:
             program.error = known
         else:
             program.path = known
+
+    def twin(self, machine: str) -> TwinState:
+        """The machine's simulated twin and how the reported samples compare (blocks:
+        call it in a worker thread)."""
+        return self.twins.state(machine, self.program(machine))
 
     # --- stock ---------------------------------------------------------------------------
 

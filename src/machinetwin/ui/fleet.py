@@ -139,10 +139,9 @@ async def fleet_page(user: UserLike) -> None:
         with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap items-start"):
             with ui.card().classes("w-[380px] max-lg:w-full shrink-0"):
                 ui.label("Sites").classes("text-subtitle1").props('role="heading" aria-level="2"')
-                chart = ui.echart(map_options(rows)).classes("w-full h-72")
-                chart.props(
-                    'role="img" aria-label="Map of the sites: Dalian (lab), Harbin, Tianjin"'
-                )
+                # the map (ECharts) is added once the browser shows the table: the page
+                # does not wait for ECharts to load
+                map_box = ui.element("div").classes("w-full h-72")
             with ui.card().classes("grow min-w-0 w-full"):
                 table = ui.table(rows=rows, columns=COLUMNS, row_key="machine",
                                  title="Machines", pagination=0)  # fmt: skip
@@ -151,9 +150,19 @@ async def fleet_page(user: UserLike) -> None:
                 table.add_slot("body-cell-machine", _MACHINE_CELL)
                 table.add_slot("body-cell-online", _ONLINE_CELL)
     state = {"rows": rows, "map_due": 0.0}
+    chart: ui.echart | None = None
 
     async def tick() -> None:
+        nonlocal chart
+        if chart is None:
+            with map_box:
+                chart = ui.echart(map_options(state["rows"])).classes("w-full h-72")
+                chart.props(
+                    'role="img" aria-label="Map of the sites: Dalian (lab), Harbin, Tianjin"'
+                )
         new = await run.io_bound(fleet_rows)
+        if new is None:  # the hub is shutting down
+            return
         if new != state["rows"]:
             state["rows"] = new
             table.rows = new

@@ -2,14 +2,15 @@
 // plus four side walls down to the bottom, updated in place as the part is cut.
 import { THREE } from "nicegui-scene";
 
-function build(nx, ny, x0, y0, dx, dy, bottom, heights) {
+function build(nx, ny, x0, y0, dx, dy, bottom, heights, top) {
   const positions = [];
   const indices = [];
   const vertex = (i, j, z) => {
     positions.push(x0 + (i + 0.5) * dx, y0 + (j + 0.5) * dy, z);
     return positions.length / 3 - 1;
   };
-  for (let i = 0; i < nx; ++i) for (let j = 0; j < ny; ++j) vertex(i, j, heights[i * ny + j]);
+  const flat = heights.length === 0; // no heights yet: the blank's flat top
+  for (let i = 0; i < nx; ++i) for (let j = 0; j < ny; ++j) vertex(i, j, flat ? top : heights[i * ny + j]);
   for (let i = 0; i < nx - 1; ++i) {
     for (let j = 0; j < ny - 1; ++j) {
       const a = i * ny + j, b = (i + 1) * ny + j, c = (i + 1) * ny + j + 1, d = i * ny + j + 1;
@@ -39,14 +40,15 @@ function build(nx, ny, x0, y0, dx, dy, bottom, heights) {
 }
 
 export default class HeightField {
-  create_mesh(nx, ny, x0, y0, dx, dy, bottom, heights, color) {
+  create_mesh(nx, ny, x0, y0, dx, dy, bottom, heights, color, top) {
     this.args = [nx, ny, x0, y0, dx, dy, bottom];
+    this.top = top;
     const material = new THREE.MeshPhongMaterial({ color: color, side: THREE.DoubleSide, transparent: true });
-    this.mesh = new THREE.Mesh(build(...this.args, heights), material);
+    this.mesh = new THREE.Mesh(build(...this.args, heights, top), material);
     return this.mesh;
   }
   set_heights(heights) {
-    const geometry = build(...this.args, heights);
+    const geometry = build(...this.args, heights, this.top);
     this.mesh.geometry.dispose();
     this.mesh.geometry = geometry;
   }

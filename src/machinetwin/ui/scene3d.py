@@ -24,8 +24,9 @@ class HeightField(Object3D, component="heightfield.js"):
     """A block whose top is ``heights`` (row-major over nx x ny cells, z up)."""
 
     def __init__(self, nx: int, ny: int, corner: list[float], cell: float, bottom: float,
-                 heights: list[float], color: str) -> None:  # fmt: skip
-        super().__init__(nx, ny, corner[0], corner[1], cell, cell, bottom, heights, color)
+                 heights: list[float], color: str, top: float = 0.0) -> None:  # fmt: skip
+        # no heights: a flat top at ``top`` (the page sends 8 kB less before it shows)
+        super().__init__(nx, ny, corner[0], corner[1], cell, cell, bottom, heights, color, top)
 
     def set_heights(self, heights: list[float]) -> None:
         self.args[7] = heights
