@@ -98,11 +98,13 @@ class Edge:
         self.buffer.close()
 
 
-def start_edge(site_dir: Path, signer: CommandSigner, port: int) -> Edge:
+def start_edge(site_dir: Path, signer: CommandSigner, port: int,
+               address: BrokerAddress | None = None) -> Edge:  # fmt: skip
+    """The site's edge on the broker at ``port`` (or ``address``: TLS, credentials)."""
     vm = virtual_machine(site_dir)
     vm.settings.speedup = 1.0  # real time: the dead-man and the state age are wall-clock
     executor = make_executor(site_dir, vm, signer, [])
-    address = BrokerAddress("127.0.0.1", port, keepalive_s=2)
+    address = address or BrokerAddress("127.0.0.1", port, keepalive_s=2)
     adapter = ControlledAdapter(vm, executor, CommandChannel(executor, address))
     buffer = DurableBuffer(site_dir / "edge-buffer.sqlite", quota_bytes=64 * 2**20)
     agent = EdgeAgent([adapter], address, buffer, resend_after_s=2.0)

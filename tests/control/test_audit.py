@@ -131,3 +131,70 @@ def test_cli_audit_verify_passes_an_intact_log_and_fails_one_changed_byte(tmp_pa
     assert changed.exit_code == 1, changed.output
     missing = runner.invoke(app, ["audit", "verify", str(tmp_path / "nope.sqlite")])
     assert missing.exit_code == 1
+
+
+def test_one_unbroken_chain_under_concurrent_durable_and_lazy_appends(tmp_path: Path) -> None:
+    """Four threads append at once, half of them without waiting for the disk: every
+    entry lands once, in the order of its sequence number, and the chain verifies."""
+    import threading
+
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path)
+
+    def writer(k: int) -> None:
+        for i in range(50):
+            log.append(f"u{k}", "m1", f"id-{k}-{i}", "issued", {"i": i}, durable=k % 2 == 0)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(log.entries(limit=1000)) == 200  # reads see what was appended before
+    assert log.syncs >= 100  # each durable append synced (lazy ones ride along)
+    log.close()
+    assert verify_audit(path) == (True, f"{path}: 200 entries, chain intact")
+
+
+def test_lazy_answers_are_synced_by_the_next_durable_entry_or_soon(tmp_path: Path) -> None:
+    """The edge's answers skip the fsync, yet are on disk within SYNC_AFTER_S, and a
+    durable entry syncs everything before it."""
+    import time
+
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path)
+    log.append("edge:m1", "m1", "id-0", "accepted", {}, durable=False)
+    assert log.synced_seq == 0
+    entry = log.append("ada", "m1", "id-1", "issued", {})
+    assert log.synced_seq == entry.seq == 2
+    log.append("edge:m1", "m1", "id-1", "done", {}, durable=False)
+    deadline = time.monotonic() + 5
+    while log.synced_seq < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.synced_seq == 3  # the background sync
+    other = sqlite3.connect(path)  # another connection sees every committed entry
+    assert other.execute("SELECT max(seq) FROM audit").fetchone()[0] == 3
+    other.close()
+    log.close()
+
+
+def test_a_failed_write_refuses_every_later_command(tmp_path: Path) -> None:
+    """Fail closed: once the log cannot be written, no command leaves without its entry."""
+    from machinetwin.hub.auth import Role, User
+    from machinetwin.hub.commands import AuditUnavailable, CommandRefused, CommandService
+
+    log = AuditLog(tmp_path / "audit.sqlite")
+    log.append("ada", "m1", "id-0", "issued", {})
+    with log.lock:
+        log.db.execute("DROP TRIGGER audit_no_delete")
+        log.db.execute("ALTER TABLE audit RENAME TO gone")  # the next INSERT fails
+    with pytest.raises(AuditUnavailable, match="no such table"):
+        log.append("ada", "m1", "id-1", "issued", {})
+    with pytest.raises(AuditUnavailable):
+        log.append("ada", "m1", "id-2", "done", {}, durable=False)
+    service = CommandService(None, log, None)  # type: ignore[arg-type] - never signs here
+    with pytest.raises(CommandRefused) as refused:
+        service.record_preflight(User("otto", Role.OPERATOR), "m1", "p.ngc", "0" * 64,
+                                 {"ok": True})  # fmt: skip
+    assert refused.value.status == 503 and not service.preflights
+    log.close()

@@ -64,6 +64,7 @@ def load_edge_config(path: str | Path) -> EdgeConfig:
     """Read and validate a site file; errors name the file, the key and the problem."""
     config = load_toml(path, EdgeConfig)
     base = Path(path).resolve().parent
+    config.broker = config.broker.resolved(base, f"{path}: broker")  # TLS and password files
     for m in config.machines:  # paths in the file are relative to the file
         m.programs = [p if p.is_absolute() else base / p for p in m.programs]
         for p in m.programs:

@@ -263,6 +263,9 @@ class CommandExecutor:
         self.executed: list[str] = []  # ids passed to the adapter, in order
         self.loop: asyncio.AbstractEventLoop | None = None
         self.serial = asyncio.Lock()
+        # per-command monotonic stamps for profiling the round trip (benchmarks/command_rtt):
+        # id -> [received, verified, claimed, executed, answered]; None: not recorded
+        self.trace: dict[str, list[float]] | None = None
 
     def observe(self, item: SampleBatch | MachineEvent) -> None:
         self.state.observe(item)
@@ -272,19 +275,21 @@ class CommandExecutor:
         if self.loop is None:
             self.counts["no_loop"] += 1
             return
-        work = self.handle(payload)
+        work = self.handle(payload, time.monotonic())
         try:
             asyncio.run_coroutine_threadsafe(work, self.loop)
         except RuntimeError:  # the loop has closed: the edge is shutting down
             work.close()
             self.counts["no_loop"] += 1
 
-    async def handle(self, payload: bytes) -> None:
-        """One message from the command topic."""
+    async def handle(self, payload: bytes, received: float | None = None) -> None:
+        """One message from the command topic (``received``: when it arrived, monotonic)."""
         self.loop = self.loop or asyncio.get_running_loop()
         command = self._verified(payload)
         if command is None:
             return
+        if self.trace is not None and command.name != "heartbeat":
+            self.trace[command.id] = [received or time.monotonic(), time.monotonic()]
         if command.name == "heartbeat":
             await self._heartbeat(command)
             return
@@ -297,6 +302,7 @@ class CommandExecutor:
     async def _claim_and_run(self, command: Command) -> None:
         try:
             earlier = self.ledger.claim(command, self.clock())
+            self._stamp(command.id)
         except sqlite3.Error as exc:  # cannot promise at-most-once: refuse, run nothing
             log.error("%s: command ledger failed: %s", self.machine, exc)
             self._reply(command, "rejected", f"edge command ledger unavailable: {exc}")
@@ -387,11 +393,19 @@ class CommandExecutor:
         self.ledger.finish(c.id, status, reason)
         self._reply(c, status, reason)
 
+    def _stamp(self, command_id: str) -> None:
+        if self.trace is not None and command_id in self.trace:
+            self.trace[command_id].append(time.monotonic())
+
     def _reply(self, c: Command, status: str, reason: str) -> None:
+        if status in ("accepted", "rejected"):
+            self._stamp(c.id)  # executed (or refused)
         try:
             self.reply(CommandReply(c.id, self.machine, status, reason, self.clock()))  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - a lost reply must not undo an execution
             log.exception("%s: reply for %s not sent", self.machine, c.id)
+        if status in ("accepted", "rejected"):
+            self._stamp(c.id)  # the answer handed to MQTT
 
     # --- dead-man ----------------------------------------------------------------------------------
 
@@ -508,8 +522,7 @@ class CommandChannel:
         machine = executor.machine
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-cmd-{machine}",
                              clean_session=False)  # fmt: skip
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
+        broker.configure(client)  # credentials and TLS
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         # a vanished edge (power, link) reports no permit: the hub stops offering control
         gone = PermitReport(machine, False, reason=f"the edge of {machine} is offline "

@@ -66,8 +66,7 @@ class MachineUplink:
         self.resend_needed = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{machine}",
                              clean_session=True)  # fmt: skip
-        if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password)
+        self.broker.configure(client)  # credentials and TLS
         client.will_set(topics.state(machine), topics.OFFLINE, qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.max_queued_messages_set(0)

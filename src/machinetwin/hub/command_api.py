@@ -107,7 +107,10 @@ def add_command_routes(app: FastAPI, service: CommandService | None, require_mac
         s = svc()
         require_machine(machine_id)
         report = preflight(body.program, body.text, machine_config(machine_id)).as_dict()
-        s.record_preflight(user, machine_id, body.program, program_sha256(body.text), report)
+        try:
+            s.record_preflight(user, machine_id, body.program, program_sha256(body.text), report)
+        except CommandRefused as exc:
+            raise HTTPException(exc.status, exc.reason) from None
         return PreflightOut(**report)
 
     @app.post("/api/machines/{machine_id}/commands", response_model=CommandOut, status_code=202,

@@ -168,13 +168,32 @@ def _entry_hash(prev: str, seq: int, at: float, actor: str, machine: str, comman
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class AuditUnavailable(MachinetwinError):
+    """The audit log cannot be written: nothing that needs an entry may go ahead."""
+
+
 class AuditLog:
-    """Append-only, hash-chained record of every command (see the module docstring)."""
+    """Append-only, hash-chained record of every command (see the module docstring).
+
+    Durability, where it matters and no more: ``durable=True`` (the default: a command's
+    ``issued`` entry, refusals, pre-flights) commits with synchronous=FULL, so the entry
+    is on disk before :meth:`append` returns — before the command leaves. The edge's
+    answers are appended with ``durable=False`` from the MQTT thread: committed at once
+    (WAL, synchronous=NORMAL: safe against a hub crash, in chain order) but fsynced with
+    the next durable entry — the WAL is one file, one fsync covers every frame before it
+    — or by a background sync within ``SYNC_AFTER_S``. So the next command's ``issued``
+    entry never waits behind its predecessor's answers' fsyncs; a power cut can lose only
+    a tail of answers, never a link in the middle of the chain. A failed write closes
+    the log: every later append raises :class:`AuditUnavailable` (fail closed: no
+    command without its entry).
+    """
+
+    SYNC_AFTER_S = 0.5
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.clock = clock
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -182,20 +201,71 @@ class AuditLog:
         self.db.executescript(_AUDIT_SCHEMA)
         row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self.last_seq, self.last_hash = row if row else (0, GENESIS)
+        self.synced_seq = self.last_seq  # entries up to this one are on disk
+        self.error: str | None = None
+        self.closing = False
+        self.syncs = 0  # fsyncs made (durable appends and background syncs)
+        self.syncer = threading.Thread(target=self._sync_loop, name="audit-sync", daemon=True)
+        self.syncer.start()
 
     def append(self, actor: str, machine: str, command_id: str, event: str,
-               detail: dict[str, Any]) -> AuditEntry:  # fmt: skip
+               detail: dict[str, Any], durable: bool = True) -> AuditEntry:  # fmt: skip
         text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
         with self.lock:
+            self._check_open()
             seq, at = self.last_seq + 1, self.clock()
             digest = _entry_hash(self.last_hash, seq, at, actor, machine, command_id, event, text)
-            self.db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (seq, at, actor, machine, command_id, event, text, self.last_hash,
-                             digest))  # fmt: skip
-            entry = AuditEntry(seq, at, actor, machine, command_id, event, detail,
-                               self.last_hash, digest)  # fmt: skip
+            row = (seq, at, actor, machine, command_id, event, text, self.last_hash, digest)
+            self._write(row, durable)
             self.last_seq, self.last_hash = seq, digest
-        return entry
+            if durable:
+                self.synced_seq = seq  # and everything before it: the WAL is one file
+            else:
+                self.lock.notify_all()  # the syncer makes it durable soon
+        return AuditEntry(seq, at, actor, machine, command_id, event, detail, row[7], digest)
+
+    def _write(self, row: tuple[Any, ...], durable: bool) -> None:
+        try:
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        except sqlite3.Error as exc:
+            self.error = str(exc)
+            log.error("hub: audit log %s failed: %s", self.path, exc)
+            raise AuditUnavailable(f"{self.path}: the audit log failed: {exc}") from None
+        self.syncs += int(durable)
+
+    def _check_open(self) -> None:
+        if self.error is not None:
+            raise AuditUnavailable(f"{self.path}: the audit log failed: {self.error}")
+        if self.closing:
+            raise AuditUnavailable(f"{self.path}: the audit log is closed")
+
+    def flush(self) -> None:
+        """Every entry appended so far on disk (a checkpoint syncs the WAL first)."""
+        with self.lock:
+            if self.error is None and not self.closing and self.synced_seq < self.last_seq:
+                self._sync()
+
+    def _sync(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            self.error = str(exc)
+            log.error("hub: audit log %s failed to sync: %s", self.path, exc)
+            return
+        self.synced_seq = self.last_seq
+        self.syncs += 1
+
+    def _sync_loop(self) -> None:
+        """Answers appended without an fsync reach the disk within SYNC_AFTER_S."""
+        with self.lock:
+            while not self.closing:
+                if self.synced_seq < self.last_seq and self.error is None:
+                    self.lock.wait(self.SYNC_AFTER_S)  # a durable append may sync them first
+                    if self.synced_seq < self.last_seq and self.error is None:
+                        self._sync()
+                else:
+                    self.lock.wait()
 
     def entries(self, machine: str | None = None, command_id: str | None = None,
                 limit: int = 1000) -> list[AuditEntry]:  # fmt: skip
@@ -217,6 +287,12 @@ class AuditLog:
                 for r in rows]  # fmt: skip
 
     def close(self) -> None:
+        """Sync what is not on disk yet, then close."""
+        self.flush()
+        with self.lock:
+            self.closing = True
+            self.lock.notify_all()
+        self.syncer.join()
         with self.lock:
             self.db.close()
 
@@ -265,7 +341,9 @@ class CommandStatus:
     state: str = "sent"  # sent, accepted, rejected, done, failed, duplicate
     reason: str = ""
     replies: list[tuple[str, str, float]] = field(default_factory=list)  # (status, reason, at)
-    sent_mono: float = 0.0
+    sent_mono: float = 0.0  # when issue() began (monotonic)
+    audited_mono: float | None = None  # the "issued" entry written
+    published_mono: float | None = None  # handed to the MQTT client
     answered_mono: float | None = None  # first answer (accepted or rejected)
 
     def as_dict(self) -> dict[str, Any]:
@@ -347,8 +425,7 @@ class CommandService:
             return
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hub-cmd-{os.getpid()}",
                              clean_session=True)  # fmt: skip
-        if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password)
+        self.broker.configure(client)  # credentials and TLS
         client.on_connect = lambda c, *_: c.subscribe(
             [(topics.command_reply("+"), 1), (topics.permit("+"), 1), (topics.state("+"), 1)]
         )
@@ -388,14 +465,19 @@ class CommandService:
         if command.name == "heartbeat":
             raise CommandRefused(422, "heartbeats go through heartbeat(), not as commands")
         status = CommandStatus(command, sent_mono=time.monotonic())
+        try:  # on disk before the command leaves: no command without its entry
+            self.audit.append(user.username, machine, command.id, "issued",
+                              {"name": command.name, "args": command.args,
+                               "role": user.role.name, "expires_at": command.expires_at})  # fmt: skip
+        except AuditUnavailable as exc:
+            raise CommandRefused(503, f"not sent: {exc}") from None
+        status.audited_mono = time.monotonic()
         with self.lock:
             self.statuses[command.id] = status
             while len(self.statuses) > MAX_TRACKED:
                 self.statuses.popitem(last=False)
-        self.audit.append(user.username, machine, command.id, "issued",
-                          {"name": command.name, "args": command.args, "role": user.role.name,
-                           "expires_at": command.expires_at})  # fmt: skip
         self._publish(machine, self.signer.sign(command))
+        status.published_mono = time.monotonic()
         return status
 
     def _check_role(self, user: User, command: Command) -> None:
@@ -429,8 +511,11 @@ class CommandService:
 
     def _refuse(self, user: User, machine: str, command_id: str, status: int, reason: str,
                 detail: dict[str, Any]) -> NoReturn:  # fmt: skip
-        self.audit.append(user.username, machine, command_id, "refused",
-                          {**detail, "reason": reason, "http": status})  # fmt: skip
+        try:
+            self.audit.append(user.username, machine, command_id, "refused",
+                              {**detail, "reason": reason, "http": status})  # fmt: skip
+        except AuditUnavailable as exc:
+            log.error("hub: refusal of %s on %s not audited: %s", user.username, machine, exc)
         raise CommandRefused(status, reason)
 
     def heartbeat(self, user: User, machine: str, motion_id: str) -> None:
@@ -450,11 +535,15 @@ class CommandService:
 
     def record_preflight(self, user: User, machine: str, program: str, sha256: str,
                          report: dict[str, Any]) -> None:  # fmt: skip
-        """Audit a pre-flight; a passing one allows that program's start for a while."""
+        """Audit a pre-flight; a passing one allows that program's start for a while
+        (only once audited: CommandRefused(503) otherwise)."""
+        try:
+            self.audit.append(user.username, machine, "", "preflight",
+                              {"program": program, "sha256": sha256, **report})  # fmt: skip
+        except AuditUnavailable as exc:
+            raise CommandRefused(503, f"pre-flight not recorded: {exc}") from None
         if report.get("ok"):
             self.preflights[(machine, sha256)] = PreflightPass(machine, sha256, self.clock())
-        self.audit.append(user.username, machine, "", "preflight",
-                          {"program": program, "sha256": sha256, **report})  # fmt: skip
 
     # --- replies and reports ---------------------------------------------------------------------
 
@@ -504,9 +593,12 @@ class CommandService:
                 if reply.status in ("done", "failed", "rejected"):
                     self.heartbeat_seq.pop(reply.id, None)  # the motion is over
             self.lock.notify_all()
-        self.audit.append(f"edge:{reply.machine}", reply.machine, reply.id, reply.status,
-                          {"reason": reply.reason, "edge_at": reply.at,
-                           "known": status is not None})  # fmt: skip
+        try:  # on disk with the next batch: the next command's entry does not wait for it
+            self.audit.append(f"edge:{reply.machine}", reply.machine, reply.id, reply.status,
+                              {"reason": reply.reason, "edge_at": reply.at,
+                               "known": status is not None}, durable=False)  # fmt: skip
+        except AuditUnavailable as exc:
+            log.error("hub: answer %s of %s not audited: %s", reply.status, reply.id, exc)
 
     @staticmethod
     def _apply(status: CommandStatus, reply: CommandReply) -> None:

@@ -54,6 +54,8 @@ def load_hub_config(path: str | Path) -> HubConfig:
     config = load_toml(path, HubConfig)
     if not config.store.is_absolute():
         config.store = Path(path).resolve().parent / config.store
+    if config.broker is not None:  # TLS and password files, relative to the file
+        config.broker = config.broker.resolved(Path(path).resolve().parent, f"{path}: broker")
     return config
 
 

@@ -319,8 +319,12 @@ class ControlPanel:
             return
         self.verdict.set_text("pre-flight running on the twin …")
         report = (await run.io_bound(preflight, name, text, ctx().machine_config)).as_dict()
-        await run.io_bound(service.record_preflight, self.user, self.machine, name,
-                           report["sha256"], report)  # fmt: skip
+        try:
+            await run.io_bound(service.record_preflight, self.user, self.machine, name,
+                               report["sha256"], report)  # fmt: skip
+        except CommandRefused as exc:  # not audited: it allows no start
+            self.verdict.set_text(f"pre-flight not recorded: {exc.reason}")
+            return
         self.report, self.checked_text = report, text
         self._show_report(report)
         await self.audit_tick()
