@@ -83,7 +83,7 @@ class PostgresServer:
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
             "unix_socket_directories": "",
-            "max_connections": "60",
+            "max_connections": "100",
             "shared_buffers": "128MB",
             "max_wal_size": "1GB",  # fewer checkpoints during a benchmark's burst
             "logging_collector": "off",

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from machinetwin.hub import DuckDBStore, Store, StoreError
+from machinetwin.hub import DuckDBStore, Store, StoreError, postgres_store
 from machinetwin.hub.postgres_store import PostgresStore
 from machinetwin.model import (
     Alarm,
@@ -307,12 +307,24 @@ def test_invalid_batch_is_refused_whole_and_names_the_problem(store: Store, case
     assert store.write_batches([good(0), good(2)]) == [True, True]  # keys not claimed
 
 
-def test_a_failure_inside_the_transaction_rolls_back_everything(store: Store) -> None:
-    if not isinstance(store, DuckDBStore):
-        pytest.skip("injects a failure into the DuckDB transaction")
-    wave = Waveform(VIB, 0.0, 100.0, np.ones(10))
-    batch = SampleBatch("m1", np.arange(3.0), {"x.pos": np.ones(3)}, seq=7, waveforms=[wave])
-    real = store._con  # the writer connection
+@contextlib.contextmanager
+def failing_waveform_insert(store: Store) -> Iterator[None]:
+    """Make the store's insert of waveforms fail (a full disk) inside its transaction."""
+    if isinstance(store, PostgresStore):
+        real_copy = postgres_store._copy_in
+
+        def copy_in(cur: object, target: str, data: bytes) -> None:
+            if target.startswith("waveforms"):
+                raise RuntimeError("disk full")
+            real_copy(cur, target, data)
+
+        postgres_store._copy_in = copy_in
+        try:
+            yield
+        finally:
+            postgres_store._copy_in = real_copy
+        return
+    real = store._con  # the DuckDB writer connection
 
     class Failing:
         def __getattr__(self, name: str) -> object:
@@ -324,10 +336,19 @@ def test_a_failure_inside_the_transaction_rolls_back_everything(store: Store) ->
             return real.execute(sql, *args)
 
     store._con = Failing()  # type: ignore[assignment]
-    with pytest.raises(RuntimeError, match="disk full"):
+    try:
+        yield
+    finally:
+        store._con = real
+
+
+def test_a_failure_inside_the_transaction_rolls_back_everything(store: Store) -> None:
+    wave = Waveform(VIB, 0.0, 100.0, np.ones(10))
+    batch = SampleBatch("m1", np.arange(3.0), {"x.pos": np.ones(3)}, seq=7, waveforms=[wave])
+    with failing_waveform_insert(store), pytest.raises(RuntimeError, match="disk full"):
         store.write_batch(batch)
-    store._con = real
     assert store.sequences("m1") == [] and store.count("m1") == 0
+    assert store.query("m1", ["x.pos"], 0.0, 10.0) == {}
     assert store.write_batch(batch) is True
     assert store.count("m1") == 13
 

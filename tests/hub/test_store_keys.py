@@ -8,12 +8,14 @@ instead of storing a batch twice or dropping one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from machinetwin.hub import Store
 from machinetwin.hub.duckdb_store import DuckDBStore, _SeqSet
 from machinetwin.model import SampleBatch
 
@@ -38,13 +40,16 @@ def test_seq_set_is_a_set(added: list[tuple[int, int]], probes: list[int]) -> No
     assert sum(b - a + 1 for a, b in ranges) == len(plain)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(st.lists(st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 12)), min_size=1,
                          max_size=8), min_size=1, max_size=5))  # fmt: skip
-def test_each_key_is_stored_once(groups: list[list[tuple[str, int]]]) -> None:
-    store = DuckDBStore(":memory:")
-    seen: set[tuple[str, int]] = set()
+def test_each_key_is_stored_once(
+    new_store: Callable[[], Store], groups: list[list[tuple[str, int]]]
+) -> None:
+    store = new_store()  # every backend (conftest.py)
     try:
+        seen: set[tuple[str, int]] = set()
         for group in groups:
             got = store.write_batches([batch(m, s) for m, s in group])
             want = []
@@ -54,7 +59,7 @@ def test_each_key_is_stored_once(groups: list[list[tuple[str, int]]]) -> None:
             assert got == want
         for m in "ab":
             assert store.count(m, "feed") == 3 * sum(1 for k in seen if k[0] == m)
-    finally:
+    finally:  # now, not after the test: hypothesis runs many examples in one
         store.close()
 
 
