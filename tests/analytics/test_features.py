@@ -15,6 +15,7 @@ from machinetwin.analytics.features import (
     envelope_spectrum,
     frame,
     impulsive_band,
+    order_spectrum_db,
     spectrum,
     time_features,
 )
@@ -112,3 +113,23 @@ def test_frame_is_a_view_of_windows() -> None:
 def test_bad_input_is_named(call, message: str) -> None:
     with pytest.raises(SignalError, match=message):
         call()
+
+
+@given(shaft=st.floats(10.0, 60.0), order=st.floats(6.1, 11.5))  # harmonics beyond 12
+@settings(max_examples=15, deadline=None)
+def test_order_spectrum_puts_the_peak_at_its_order(shaft: float, order: float) -> None:
+    # Impacts at `order` × shaft speed: the order spectrum peaks there, whatever the speed.
+    x = _impacts(RATE, order * shaft, 3000.0, seconds=2.0)
+    freqs, env = envelope_spectra(x, RATE, [(2000.0, 4000.0)])
+    grid, db = order_spectrum_db(freqs, env, shaft)
+    assert db.shape == (1, grid.size) and grid[0] == 0.5 and grid[-1] == pytest.approx(12.0)
+    assert grid[np.argmax(db[0])] == pytest.approx(order, abs=0.05 + 0.6 / shaft)
+    assert db[0].max() > 15.0
+
+
+def test_order_spectrum_needs_enough_orders() -> None:
+    freqs, env = envelope_spectra(
+        np.random.default_rng(0).standard_normal(1200), RATE, [(100, 2000)]
+    )
+    with pytest.raises(SignalError, match="need 12"):
+        order_spectrum_db(freqs, env, 1000.0)

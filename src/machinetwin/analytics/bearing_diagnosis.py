@@ -23,8 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bearings import BearingGeometry
-from .features import SignalError, as_windows, band_energies, check_rate, envelope_spectra, frame
-from .features import time_features as _time_features
+from .features import (
+    SignalError,
+    as_windows,
+    check_rate,
+    envelope_spectra,
+    frame,
+    order_spectrum_db,
+)
 
 LABELS = ("normal", "inner_race", "outer_race", "ball")
 WINDOW_S = 1.0  # analysis window: ≥ 30 shaft turns at 1,800 rpm, 1 Hz envelope resolution
@@ -182,10 +188,21 @@ def physics_scores(
     windows: np.ndarray, rate_hz: float, shaft_hz: float, bearing: BearingGeometry
 ) -> PhysicsScores:
     """Defect evidence of each window (rows of ``windows``) from envelope spectra."""
+    return _scores(*_envelopes(windows, rate_hz, shaft_hz, bearing), shaft_hz, bearing)
+
+
+def _envelopes(
+    windows: np.ndarray, rate_hz: float, shaft_hz: float, bearing: BearingGeometry
+) -> tuple[np.ndarray, np.ndarray]:
     x = as_windows(windows)
     rate = check_rate(rate_hz)
     _check_speed(shaft_hz, rate, bearing)
-    freqs, env = envelope_spectra(x, rate, candidate_bands(rate))
+    return envelope_spectra(x, rate, candidate_bands(rate))
+
+
+def _scores(
+    freqs: np.ndarray, env: np.ndarray, shaft_hz: float, bearing: BearingGeometry
+) -> PhysicsScores:
     f = bearing.orders().hz(shaft_hz)
     floor = 0.4 * shaft_hz  # floor from ±0.4 shaft orders: between shaft sidebands
     outer_h, outer_f = _harmonic_db(freqs, env, f.bpfo, floor, shaft_hz)
@@ -199,7 +216,7 @@ def physics_scores(
     inner_band = 0.5 * (inner_h.mean(axis=-1) + sidebands)  # (n, bands)
     ball_band = 0.5 * (ball_h.mean(axis=-1) + ball_sidebands)
     outer_band = outer_h.mean(axis=-1)
-    rows = np.arange(x.shape[0])
+    rows = np.arange(env.shape[0])
     bi, bo, bb = (np.argmax(s, axis=1) for s in (inner_band, outer_band, ball_band))
     return PhysicsScores(
         inner=inner_band[rows, bi],
@@ -224,20 +241,19 @@ def physics_labels(scores: PhysicsScores) -> np.ndarray:
 def learned_features(
     windows: np.ndarray, rate_hz: float, shaft_hz: float, bearing: BearingGeometry
 ) -> np.ndarray:
-    """Features for the learned path, shape (n, 19): none grows with the defect's size alone.
+    """Features for the learned path, shape (n, 8 + 231): none grows with the defect's size.
 
-    The physics scores (dB ratios), crest factor, kurtosis, skewness, and the
-    spectral shape — the share of energy in eight equal bands up to Nyquist, in
-    dB — rather than absolute levels, which change with defect size and sensor.
+    The physics scores, then the envelope order spectrum: dB above the local
+    floor at 0.5…12 shaft orders in steps of 0.05 (:func:`order_spectrum_db`).
+    A defect shows as peaks at its orders whatever its size, load or speed, so
+    the model learns where peaks are, not how loud the recording was (a first
+    design on crest factor, kurtosis and spectral shape did not carry over to
+    unseen defect sizes: mean macro-F1 0.72 against 0.87).
     """
-    x = as_windows(windows)
-    rate = check_rate(rate_hz)
-    phys = physics_scores(x, rate, shaft_hz, bearing).matrix()
-    tf = _time_features(x)
-    energies = band_energies(x, rate, np.linspace(0.0, rate / 2.0 + 1e-9, 9))
-    share = energies / np.maximum(energies.sum(axis=1, keepdims=True), 1e-300)
-    shape_db = 10.0 * np.log10(np.maximum(share, 1e-12))
-    return np.column_stack([phys, tf.crest, np.log(tf.kurtosis), tf.skewness, shape_db])
+    freqs, env = _envelopes(windows, rate_hz, shaft_hz, bearing)
+    phys = _scores(freqs, env, shaft_hz, bearing).matrix()
+    _, orders_db = order_spectrum_db(freqs, env, shaft_hz)
+    return np.column_stack([phys, orders_db])
 
 
 class LearnedBearingModel:
