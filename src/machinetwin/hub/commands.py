@@ -487,6 +487,11 @@ class CommandService:
                          f"{user.username} is {user.role.name.lower()}: {command.name} needs "
                          f"{needed.name.lower()}", {"name": command.name})  # fmt: skip
 
+    def knows(self, machine: str) -> bool:
+        """Whether ``machine``'s edge has reported to this service (permit or state)."""
+        with self.lock:
+            return machine in self.sites
+
     def gate(self, machine: str) -> ControlGate:
         """May state and motion commands go to ``machine`` now (its site's permit, its
         edge online and reporting)? The edge decides again; this refuses early and tells
