@@ -21,16 +21,17 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..configfile import load_toml
 from ..protocols.broker import BrokerAddress, BrokerConfig
 from .auth import ADMIN_USERNAME, UserDirectory, users_path_for
 from .broker import EmbeddedBroker
 from .commands import CommandService, open_command_service
-from .duckdb_store import DuckDBStore
 from .ingest import HubIngest
 from .maintenance import WorkOrderBook, work_orders_path_for
+from .store import Store
+from .store_config import StoreConfig, open_store
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,23 @@ class Strict(BaseModel):
 
 
 class HubConfig(Strict):
-    store: Path = Path("hub.duckdb")
+    store: Path = Path("hub.duckdb")  # the DuckDB file; users, audit, UI files live beside it
+    store_backend: StoreConfig = Field(default_factory=StoreConfig)  # a [store] table
     broker: BrokerConfig | None = None  # None: start the embedded broker
     embedded_broker_port: int = Field(1883, ge=0, lt=65536)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=0, lt=65536)
     retention_days: float = Field(30.0, gt=0)
     ui: bool = True  # serve the web UI at / (the API stays under /api)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_table(cls, data: object) -> object:
+        """``[store]`` (backend, dsn, schema, path) instead of ``store = "FILE"``."""
+        if isinstance(data, dict) and isinstance(data.get("store"), dict):
+            table = data["store"]
+            data = {**data, "store_backend": table, "store": table.get("path", "hub.duckdb")}
+        return data
 
 
 def load_hub_config(path: str | Path) -> HubConfig:
@@ -64,7 +75,7 @@ class Hub:
     """The running hub's parts, started and stopped together."""
 
     config: HubConfig
-    store: DuckDBStore | None = None
+    store: Store | None = None
     broker: EmbeddedBroker | None = None
     ingest: HubIngest | None = None
     users: UserDirectory | None = None
@@ -83,7 +94,7 @@ class Hub:
         if self.config.broker is None:
             self.broker = EmbeddedBroker(port=self.config.embedded_broker_port)
             self.broker.start()
-        self.store = DuckDBStore(self.config.store)
+        self.store = open_store(self.config.store_backend, self.config.store)
         self.users = UserDirectory(users_path_for(self.config.store))
         self.admin_password = self.users.ensure_admin()
         self.maintenance = WorkOrderBook(work_orders_path_for(self.config.store))
