@@ -147,3 +147,5 @@ def test_bad_connection_names_where_without_the_password(postgres_server) -> Non
         PostgresStore("host=127.0.0.1 nonsense")
     with pytest.raises(StoreError, match="partition_s"):
         PostgresStore(postgres_server.dsn(), partition_s=0.0)
+    with pytest.raises(StoreError, match="timescaledb requested but not available"):
+        PostgresStore(postgres_server.dsn(), schema=schema_for("ts"), timescaledb=True)

@@ -44,6 +44,7 @@ and one connection; reads take a connection of their own from a small pool.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 import threading
@@ -67,6 +68,8 @@ from machinetwin.model.signals import SIGNALS, VIBRATION
 from machinetwin.protocols.codec import ColumnBlock
 
 from .store import ExportFormat, Series, StoredAlarm, StoreError, check_structure, check_values
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PARTITION_S = 86_400.0
 # Partitions cover [-LIMIT, LIMIT) of machine time in partition_s steps; two fixed
@@ -260,24 +263,7 @@ class PostgresStore:
 
     def _create_samples(self, layout: str, partition_s: float) -> None:
         if layout == "timescaledb":
-            # A hypertable needs an integer or timestamp dimension: ``t`` is float8
-            # seconds, so chunks go by ``t`` through an integer-valued function of it.
-            self._con.execute(
-                f"CREATE TABLE samples ({_SAMPLES_COLUMNS});"
-                "CREATE OR REPLACE FUNCTION t_chunk(t float8) RETURNS bigint LANGUAGE sql "
-                "IMMUTABLE AS 'SELECT floor(t * 1000)::bigint';"
-            )
-            self._con.execute(
-                "SELECT create_hypertable('samples', by_range('t', %s, 't_chunk'))",
-                [int(partition_s * 1000)],
-            )
-            self._con.execute(
-                "ALTER TABLE samples SET (timescaledb.compress, "
-                "timescaledb.compress_segmentby = 'machine, signal', "
-                "timescaledb.compress_orderby = 't');"
-                "SELECT add_compression_policy('samples', compress_after => %s::bigint)",
-                [int(partition_s * 1000) * 2],
-            )
+            self._create_hypertable(partition_s)
         else:
             self._con.execute(f"CREATE TABLE samples ({_SAMPLES_COLUMNS}) PARTITION BY RANGE (t)")
             lo, hi = _window(partition_s)
@@ -287,6 +273,43 @@ class PostgresStore:
                 f"FOR VALUES FROM ({hi * partition_s!r}) TO (MAXVALUE)"
             )
         self._con.execute("CREATE INDEX samples_by_series ON samples (machine, signal, t)")
+
+    def _create_hypertable(self, partition_s: float) -> None:
+        """``samples`` as a TimescaleDB hypertable, compressed by (machine, signal).
+
+        Not exercised by the test suite: Debian does not package TimescaleDB, so the
+        servers here run the partitioned layout. A hypertable needs an integer or
+        timestamp dimension, and ``t`` is float8 seconds, so chunks go by ``t`` in
+        milliseconds through an immutable function (clamped to bigint's range).
+        """
+        ms = int(partition_s * 1000)
+        self._con.execute(
+            f"CREATE TABLE samples ({_SAMPLES_COLUMNS});"
+            "CREATE OR REPLACE FUNCTION t_chunk(t float8) RETURNS bigint LANGUAGE sql "
+            "IMMUTABLE AS 'SELECT floor(greatest(least(t, 9e15), -9e15) * 1000)::bigint';"
+        )
+        self._con.execute(
+            "SELECT create_hypertable('samples', by_range('t', %s::bigint, 't_chunk'::regproc))",
+            [ms],
+        )
+        try:  # compression: its options differ across versions; without it, still a hypertable
+            with self._con.transaction():  # a savepoint
+                self._con.execute(
+                    "ALTER TABLE samples SET (timescaledb.compress, "
+                    "timescaledb.compress_segmentby = 'machine, signal', "
+                    "timescaledb.compress_orderby = 't');"
+                    # policies on an integer dimension need "now" in its units: the wall
+                    # clock, for machines whose clocks count Unix seconds
+                    "CREATE OR REPLACE FUNCTION t_now() RETURNS bigint LANGUAGE sql STABLE "
+                    "AS 'SELECT floor(extract(epoch FROM now()) * 1000)::bigint';"
+                    "SELECT set_integer_now_func('samples', 't_now');"
+                )
+                self._con.execute(
+                    "SELECT add_compression_policy('samples', compress_after => %s::bigint)",
+                    [2 * ms],
+                )
+        except psycopg.Error as e:
+            log.warning("%s: TimescaleDB compression not set up: %s", self._where, e)
 
     # --- ids -----------------------------------------------------------------------------
 
@@ -656,8 +679,12 @@ class PostgresStore:
 
     def _drop_partitions_before(self, cur: psycopg.Cursor, t: float) -> set[int]:
         if self.layout == "timescaledb":
-            cur.execute("SELECT drop_chunks('samples', older_than => %s::bigint)",
-                        [math.floor(t * 1000)])  # fmt: skip
+            try:  # whole chunks first; the DELETE after takes what is left either way
+                with self._con.transaction():  # a savepoint
+                    cur.execute("SELECT drop_chunks('samples', older_than => %s::bigint)",
+                                [math.floor(max(min(t, 9e15), -9e15) * 1000)])  # fmt: skip
+            except psycopg.Error as e:
+                log.warning("%s: drop_chunks failed, deleting rows instead: %s", self._where, e)
             return set()
         whole = {k for k in self._load_partitions() if (k + 1) * self.partition_s <= t}
         for k in sorted(whole):
