@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from machinetwin.analytics.datasets import UMICH_REQUIRED, DataFileError, load_umich
-from machinetwin.analytics.evaluation import evaluate_tool_condition, roc_auc
+from machinetwin.analytics.evaluation import evaluate_tool_condition
+from machinetwin.analytics.metrics import roc_auc
 from machinetwin.analytics.tool_condition import (
     ToolConditionModel,
     bundled_model,

@@ -31,6 +31,7 @@ from .features import (
     frame,
     order_spectrum_db,
 )
+from .metrics import macro_f1
 
 LABELS = ("normal", "inner_race", "outer_race", "ball")
 WINDOW_S = 1.0  # analysis window: ≥ 30 shaft turns at 1,800 rpm, 1 Hz envelope resolution
@@ -87,12 +88,15 @@ class PhysicsScores:
         A softmax over [threshold, inner, outer, ball]: "normal" competes with
         the detection threshold, so a score far below it means confident normal.
         """
-        z = np.column_stack(
-            [np.full(self.inner.shape, DETECTION_DB), self.inner, self.outer, self.ball]
-        )
-        z = (z - z.max(axis=1, keepdims=True)) / SOFTMAX_DB
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return physics_probabilities(self.inner, self.outer, self.ball)
+
+
+def physics_probabilities(inner: np.ndarray, outer: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """Softmax over [threshold, inner, outer, ball] scores (dB), in :data:`LABELS` order."""
+    z = np.column_stack([np.full(np.shape(inner), DETECTION_DB), inner, outer, ball])
+    z = (z - z.max(axis=1, keepdims=True)) / SOFTMAX_DB
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,33 +261,71 @@ def learned_features(
 
 
 class LearnedBearingModel:
-    """A random forest over :func:`learned_features`; labels are :data:`LABELS`."""
+    """A random forest over :func:`learned_features`; labels are :data:`LABELS`.
+
+    ``physics_weight`` is the share of the physics probabilities in
+    :meth:`combined`. With ``groups`` (e.g. the fault size of each training
+    window), :meth:`fit` chooses it by leave-one-group-out on the training data:
+    how far to trust the physics path is itself learned, never set on test data.
+    """
+
+    WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __init__(self, seed: int = 0, trees: int = 300) -> None:
+        self.seed, self.trees = seed, trees
+        self.forest = self._forest()
+        self.physics_weight = 0.5
+
+    def _forest(self):  # noqa: ANN202 - sklearn is imported lazily
         from sklearn.ensemble import RandomForestClassifier  # heavy import, only when used
 
-        self.forest = RandomForestClassifier(
-            n_estimators=trees,
-            min_samples_leaf=2,
-            class_weight="balanced",
-            random_state=seed,
-            n_jobs=1,
-        )
+        return RandomForestClassifier(
+            n_estimators=self.trees, min_samples_leaf=2, class_weight="balanced",
+            random_state=self.seed, n_jobs=1,
+        )  # fmt: skip
 
-    def fit(self, features: np.ndarray, labels: np.ndarray) -> LearnedBearingModel:
+    def fit(
+        self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None
+    ) -> LearnedBearingModel:
+        labels = np.asarray(labels)
         unknown = set(np.unique(labels)) - set(LABELS)
         if unknown:
             raise ValueError(f"bearing labels {sorted(unknown)}: not in {LABELS}")
+        if groups is not None and np.unique(groups).size >= 2:
+            self.physics_weight = self._choose_weight(features, labels, np.asarray(groups))
         self.forest.fit(features, labels)
         return self
 
+    def _choose_weight(self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
+        """Physics share with the best out-of-group macro-F1 (ties: the most physics)."""
+        learned = np.zeros((labels.size, len(LABELS)))
+        for g in np.unique(groups):
+            held = groups == g
+            inner = LearnedBearingModel(self.seed, self.trees)
+            inner.forest.fit(features[~held], labels[~held])
+            learned[held] = inner.probabilities(features[held])
+        physics = physics_probabilities(features[:, 0], features[:, 1], features[:, 2])
+        names = np.asarray(LABELS)
+        scores = [
+            macro_f1(labels, names[np.argmax(w * physics + (1 - w) * learned, axis=1)], LABELS)
+            for w in self.WEIGHTS
+        ]
+        best = max(range(len(scores)), key=lambda i: (round(scores[i], 6), i))
+        return self.WEIGHTS[best]
+
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, 4) in :data:`LABELS` order (0 for unseen classes)."""
+        """Learned class probabilities (n, 4) in :data:`LABELS` order (0 for unseen classes)."""
         proba = self.forest.predict_proba(features)
         out = np.zeros((features.shape[0], len(LABELS)))
         for j, cls in enumerate(self.forest.classes_):
             out[:, LABELS.index(cls)] = proba[:, j]
         return out
+
+    def combined(self, features: np.ndarray) -> np.ndarray:
+        """Physics and learned probabilities mixed by ``physics_weight`` (n, 4)."""
+        physics = physics_probabilities(features[:, 0], features[:, 1], features[:, 2])
+        w = self.physics_weight
+        return w * physics + (1.0 - w) * self.probabilities(features)
 
 
 def analysis_windows(signal: np.ndarray, rate_hz: float, step_s: float | None = None) -> np.ndarray:
@@ -335,8 +377,8 @@ def diagnose_bearing(
     """Diagnose one vibration record (1-D, acceleration, any unit).
 
     The record is cut into 1 s windows; each path's class probabilities are
-    averaged over the windows; with a ``model`` the two paths' probabilities are
-    averaged too. Without one, the physics path decides alone.
+    averaged over the windows; with a ``model`` the two paths are mixed by the
+    model's learned ``physics_weight``. Without one, the physics path decides alone.
     """
     rate = check_rate(rate_hz)
     windows = analysis_windows(signal, rate)
@@ -346,11 +388,10 @@ def diagnose_bearing(
     learned_label = None
     p = p_phys
     if model is not None:
-        p_learn = model.probabilities(learned_features(windows, rate, shaft_hz, bearing)).mean(
-            axis=0
-        )
+        p_learn = model.probabilities(learned_features(windows, rate, shaft_hz, bearing))
+        p_learn = p_learn.mean(axis=0)
         learned_label = LABELS[int(np.argmax(p_learn))]
-        p = 0.5 * (p_phys + p_learn)
+        p = model.physics_weight * p_phys + (1.0 - model.physics_weight) * p_learn
     label = LABELS[int(np.argmax(p))]
     agreement = ""
     if learned_label is not None:

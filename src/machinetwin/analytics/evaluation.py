@@ -27,6 +27,7 @@ from .bearing_diagnosis import (
 )
 from .bearings import BearingGeometry
 from .datasets import CwruRecord, UmichExperiment
+from .metrics import macro_f1, roc_auc
 from .tool_condition import ToolConditionModel, segments, select_and_fit
 
 Progress = Callable[[str], None]
@@ -72,24 +73,14 @@ def evaluate_physics(
     )
 
 
-def macro_f1(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str] = LABELS) -> float:
-    """Mean F1 over the classes present in ``truth``."""
-    scores = []
-    for cls in labels:
-        tp = np.sum((predicted == cls) & (truth == cls))
-        fp = np.sum((predicted == cls) & (truth != cls))
-        fn = np.sum((predicted != cls) & (truth == cls))
-        if tp + fn == 0:
-            continue
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
-
-
 @dataclass
 class LearnedResult:
     macro_f1: float  # mean over the three held-out sizes
     per_size: dict[str, float]
     per_class_recall: dict[str, dict[str, float]]
+    combined_macro_f1: float = float("nan")  # physics and learned probabilities averaged
+    combined_per_size: dict[str, float] = field(default_factory=dict)
+    physics_weight: dict[str, float] = field(default_factory=dict)  # chosen on training sizes
 
 
 def _size_splits(
@@ -129,32 +120,42 @@ def evaluate_learned(
             cache[key] = learned_features(windows, rec.rate_hz, rec.rpm / 60.0, bearing)
         return cache[key]
 
-    per_size, recall = {}, {}
+    per_size, recall, combined, weights = {}, {}, {}, {}
     for size, train, test in _size_splits(records):
         x_train = [features(r, p, train_step_s) for r, p in train]
         y_train = np.concatenate(
             [[r.label] * len(x) for (r, _), x in zip(train, x_train, strict=True)]
         )
-        x_test = [features(r, p, 1.0) for r, p in test]
-        y_test = np.concatenate(
-            [[r.label] * len(x) for (r, _), x in zip(test, x_test, strict=True)]
-        )
+        groups = _groups(train, x_train)
+        x_test = np.vstack([features(r, p, 1.0) for r, p in test])
+        y_test = np.concatenate([[r.label] * len(features(r, p, 1.0)) for r, p in test])
         progress(f"train without {size}")
-        model = LearnedBearingModel(trees=trees).fit(np.vstack(x_train), y_train)
-        predicted = np.asarray(LABELS)[np.argmax(model.probabilities(np.vstack(x_test)), axis=1)]
-        per_size[size] = macro_f1(y_test, predicted)
+        model = LearnedBearingModel(trees=trees).fit(np.vstack(x_train), y_train, groups)
+        names = np.asarray(LABELS)
+        predicted = names[np.argmax(model.probabilities(x_test), axis=1)]
+        per_size[size] = macro_f1(y_test, predicted, LABELS)
         recall[size] = {c: float(np.mean(predicted[y_test == c] == c)) for c in LABELS}
-    return LearnedResult(float(np.mean(list(per_size.values()))), per_size, recall)
+        both = names[np.argmax(model.combined(x_test), axis=1)]
+        combined[size] = macro_f1(y_test, both, LABELS)
+        weights[size] = model.physics_weight
+    return LearnedResult(
+        float(np.mean(list(per_size.values()))), per_size, recall,
+        float(np.mean(list(combined.values()))), combined, weights,
+    )  # fmt: skip
 
 
-def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve: P(score of a positive > score of a negative), ties half."""
-    truth = np.asarray(truth, dtype=bool)
-    pos, neg = np.asarray(score)[truth], np.asarray(score)[~truth]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+def _groups(pieces: list[tuple[CwruRecord, slice]], features: list[np.ndarray]) -> np.ndarray:
+    """Group of each training window for the combiner's inner split: its fault size; the
+    Normal pieces are dealt to the sizes in turn, so every inner fold has normal windows."""
+    sizes = sorted({r.fault_size for r, _ in pieces if r.fault_size})
+    out, k = [], 0
+    for (rec, _), x in zip(pieces, features, strict=True):
+        if rec.fault_size:
+            group = rec.fault_size
+        else:
+            group, k = sizes[k % len(sizes)], k + 1
+        out.append(np.full(len(x), group))
+    return np.concatenate(out)
 
 
 @dataclass

@@ -247,12 +247,16 @@ def order_spectrum_db(
         raise SignalError(f"shaft speed {shaft_hz!r} Hz: must be positive")
     df = freqs[1] - freqs[0]
     width = max(3, int(round(floor_orders * shaft_hz / df)) | 1)  # odd, ≥ 3 bins
-    floor = median_filter(spectra, size=(1, 1, width), mode="nearest")
-    db = 20.0 * np.log10(np.maximum(spectra, 1e-300) / np.maximum(floor, 1e-300)).max(axis=1)
     grid = np.arange(0.5, max_order + step / 2, step)
     orders = freqs / shaft_hz
     if orders[-1] < grid[-1]:
         raise SignalError(f"spectrum reaches {orders[-1]:.1f} shaft orders, need {max_order}")
+    # Only the bins up to max_order (and the floor's reach beyond it) are filtered:
+    # the median filter is the expensive step.
+    keep = int(np.searchsorted(orders, max_order + step)) + width
+    spectra = spectra[..., :keep]
+    floor = median_filter(spectra, size=(1, 1, width), mode="nearest")
+    db = 20.0 * np.log10(np.maximum(spectra, 1e-300) / np.maximum(floor, 1e-300)).max(axis=1)
     starts = np.searchsorted(orders, grid - step / 2)
     stop = int(np.searchsorted(orders, grid[-1] + step / 2))
     # Contiguous cells: max over [start_i, start_{i+1}); an empty cell takes its start bin.
