@@ -20,6 +20,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +33,9 @@ from .ingest import HubIngest
 from .maintenance import WorkOrderBook, work_orders_path_for
 from .store import Store
 from .store_config import StoreConfig, open_store
+
+if TYPE_CHECKING:
+    from .analytics_worker import AnalyticsWorker
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class HubConfig(Strict):
     api_port: int = Field(8080, ge=0, lt=65536)
     retention_days: float = Field(30.0, gt=0)
     ui: bool = True  # serve the web UI at / (the API stays under /api)
+    analytics: bool = True  # condition monitoring in a worker process (hub/analytics_worker.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -81,6 +86,7 @@ class Hub:
     users: UserDirectory | None = None
     commands: CommandService | None = None  # remote control: signer, audit log, publisher
     maintenance: WorkOrderBook | None = None  # work orders
+    analytics: AnalyticsWorker | None = None  # condition monitoring, its own process
     admin_password: str | None = None  # set once, on the first start: print it
 
     @property
@@ -102,8 +108,15 @@ class Hub:
         self.ingest.start()
         self.commands = open_command_service(self.config.store, self.broker_address)
         self.commands.start()
+        if self.config.analytics:
+            from .analytics_worker import AnalyticsWorker  # scipy and friends: only when used
+
+            self.analytics = AnalyticsWorker(self.broker_address)
+            self.analytics.start()
 
     def stop(self) -> None:
+        if self.analytics:
+            self.analytics.stop()
         if self.commands:
             self.commands.stop()
             self.commands.audit.close()
