@@ -519,7 +519,12 @@ def main() -> None:
         else:
             # The hub's queue at the broker must hold a full window of every machine;
             # Mosquitto's default of 1000 would drop past it (the edges would resend).
-            broker = MosquittoServer(workdir / "mosquitto", extra=("max_queued_messages 20000",))
+            # set_tcp_nodelay: Mosquitto leaves Nagle's algorithm on by default, and then
+            # a batch's last segment to the hub can wait up to 40 ms for a delayed ACK
+            # (the edge and hub clients set TCP_NODELAY themselves; amqtt, on asyncio,
+            # always does). A deployment's Mosquitto should set it too.
+            broker = MosquittoServer(workdir / "mosquitto", extra=(
+                "max_queued_messages 20000", "set_tcp_nodelay true"))  # fmt: skip
             broker_name = "mosquitto"
         broker.start()
         pool = ProcessPoolExecutor(args.sites, mp_context=get_context("spawn"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,7 @@ class MachineUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_socket_open = no_delay
         self.client = client
 
     # --- connection ----------------------------------------------------------------------
@@ -182,6 +184,15 @@ class MachineUplink:
         if self.on_alarm:
             self.on_alarm(alarm)
         self.submit_event(MachineEvent(self.machine, alarm.raised_at, "alarm", alarm=alarm))
+
+
+def no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """TCP_NODELAY on the uplink's socket. With Nagle's algorithm the tail segment of a
+    batch (a 40 kB PUBLISH is several segments) waits while the one before it is
+    unacknowledged, and the peer delays its ACK by up to 40 ms: that was the to-hub
+    p90 of ``benchmarks/ingest.py`` (~40 ms above the link's delay)."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 async def resend_loop(uplink: MachineUplink, period_s: float = 1.0) -> None:

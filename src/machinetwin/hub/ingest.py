@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -165,6 +166,7 @@ class HubIngest:
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        client.on_socket_open = _no_delay
         self.client = client
         self.writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
 
@@ -399,6 +401,14 @@ class HubIngest:
             state = self._live(machine)
             state.active_alarms = [a for a in state.active_alarms
                                    if not (str(a.code) == code and a.source == source)]  # fmt: skip
+
+
+def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """TCP_NODELAY on the hub's socket: acks are small and several go out per group;
+    with Nagle's algorithm each waits for the broker's (delayed, up to 40 ms) ACK of
+    the one before."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # topic, payload, arrival (wall clock), and the batch if decoded on arrival
