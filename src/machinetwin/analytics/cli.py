@@ -13,10 +13,9 @@ import typer
 from rich.console import Console
 
 from ..errors import MachinetwinError
-from .bearing_diagnosis import diagnose_bearing
-from .bearings import bearing as bearing_by_name
-from .datasets import load_cwru, load_umich
-from .tool_condition import bundled_model, segments
+
+# The analysis modules (scipy, numpy) are imported inside the commands: every
+# ``machinetwin`` command imports this file to build its help.
 
 analyze_app = typer.Typer(
     help="Diagnose bearings and tool condition from recorded data files.", no_args_is_help=True
@@ -42,6 +41,10 @@ def analyze_bearing(
 
     Physics-based (envelope analysis at the bearing's defect frequencies): no training.
     """
+    from .bearing_diagnosis import diagnose_bearing
+    from .bearings import bearing as bearing_by_name
+    from .datasets import load_cwru
+
     try:
         geometry = bearing_by_name(bearing)
         record = load_cwru(file, channel.upper())
@@ -63,6 +66,9 @@ def analyze_tool_condition(file: Path = DATA_FILE) -> None:
 
     Uses the model bundled with machinetwin, trained on the 14 UMich CNC mill experiments.
     """
+    from .datasets import load_umich
+    from .tool_condition import bundled_model, segments
+
     try:
         experiment = load_umich(file)
         model = bundled_model()
