@@ -87,3 +87,41 @@ def test_programs_without_motion_pass_statically(text: str) -> None:
 def test_an_empty_file_is_a_program_error_as_in_linuxcnc() -> None:
     report = preflight("empty.ngc", "", CONFIG)
     assert [f.kind for f in report.findings] == ["program_error"]
+
+
+# the tool beside the part, 10 mm below its top (work X-20 Y40 Z-10, spindle nose with
+# T1's 75 mm above the tip): a first rapid to X60 crosses the part on its way up
+BESIDE_THE_PART = (300.0 - 20.0, 200.0 + 40.0, -300.0 - 10.0 + 75.0)
+FIRST_RAPID = HEAD + "G0 X60 Y40 Z5\nG1 Z-1 F600\nG1 X30\nG0 Z30\nM5\nM2\n"
+
+
+def test_the_twin_starts_where_the_tool_is() -> None:
+    """(d) A program that is clean from home is refused from the live position where
+    its first rapid runs through the part; well above the part it passes again."""
+    from_home = preflight("first.ngc", FIRST_RAPID, CONFIG)
+    assert from_home.ok and from_home.as_dict()["start"] is None
+    beside = preflight("first.ngc", FIRST_RAPID, CONFIG, start=BESIDE_THE_PART)
+    assert not beside.ok and kinds(beside).get("rapid_into_stock") == [4]
+    assert beside.as_dict()["start"] == list(BESIDE_THE_PART)
+    above = (BESIDE_THE_PART[0], BESIDE_THE_PART[1], BESIDE_THE_PART[2] + 100.0)
+    assert preflight("first.ngc", FIRST_RAPID, CONFIG, start=above).ok
+
+
+@given(st.dictionaries(st.sampled_from(["x.pos", "y.pos", "z.pos", "feed"]),
+                       st.floats(allow_nan=True, allow_infinity=True) | st.none()))  # fmt: skip
+def test_live_position_needs_three_finite_axes(values: dict) -> None:
+    from types import SimpleNamespace
+
+    from machinetwin.hub.preflight import live_position
+
+    pos = live_position(SimpleNamespace(values=values))
+    usable = all(
+        isinstance(values.get(k), float)
+        and values[k] == values[k]
+        and abs(values[k]) != float("inf")
+        for k in ("x.pos", "y.pos", "z.pos")
+    )
+    assert (pos is not None) == usable
+    if pos is not None:
+        assert pos == (values["x.pos"], values["y.pos"], values["z.pos"])
+    assert live_position(None) is None

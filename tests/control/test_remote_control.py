@@ -215,6 +215,20 @@ def test_preflight_gates_a_remote_start(rig: Rig) -> None:
     assert {"preflight", "refused", "issued"} <= events
 
 
+def test_preflight_runs_from_the_machines_live_position(rig: Rig) -> None:
+    """(d) The route asks the hub where the tool is: from beside the part a first rapid
+    through it is refused; the report says where the twin started."""
+    beside = (280.0, 240.0, -235.0)  # T1's tip 10 mm below the part's top, left of it
+    text = "G21 G90 G54\nT1 M6 G43\nS6000 M3\nG0 X60 Y40 Z5\nG1 Z-1 F600\nG0 Z30\nM5\nM2\n"
+    body = {"program": "first.ngc", "text": text}
+    home = rig.post("otto", f"/api/machines/{MACHINE}/preflight", body).json()
+    assert home["ok"] and home["start"] is None  # this rig's hub has no live position
+    rig.service.position_of = lambda m: beside if m == MACHINE else None
+    there = rig.post("otto", f"/api/machines/{MACHINE}/preflight", body).json()
+    assert not there["ok"] and there["start"] == list(beside)
+    assert [f["line"] for f in there["findings"] if f["kind"] == "rapid_into_stock"] == [4]
+
+
 def test_the_edge_refuses_without_a_permit_whatever_the_hub_says(rig: Rig) -> None:
     """A hub that is wrong (or lying) about the permit: a signed cycle start that skipped
     every hub check still stops at the edge."""

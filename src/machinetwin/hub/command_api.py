@@ -1,7 +1,7 @@
 """REST routes of remote control, added to the hub's API by ``create_api(commands=...)``.
 
-- ``POST /api/machines/{m}/preflight`` (operator): run a program on the machine's twin;
-  the findings, the cycle-time estimate and the program's SHA-256, which a later
+- ``POST /api/machines/{m}/preflight`` (operator): run a program on the machine's twin,
+  from the machine's live position when the hub knows it; the findings, the cycle-time estimate and the program's SHA-256, which a later
   ``cycle_start`` must name (``args.program_sha256``).
 - ``POST /api/machines/{m}/commands`` (operator; some commands need more, see
   ``model.commands.COMMANDS``): check, sign and send; 202 with the command's status.
@@ -76,6 +76,9 @@ class PreflightOut(BaseModel):
     sha256: str
     cycle_time_s: float | None
     simulated: bool
+    start: list[float] | None = Field(
+        None, description="Where the run started (machine mm): the live position; null: home"
+    )
     findings: list[FindingOut]
 
 
@@ -106,7 +109,9 @@ def add_command_routes(app: FastAPI, service: CommandService | None, require_mac
         """Run the program on the machine's twin: findings and cycle-time estimate."""
         s = svc()
         require_machine(machine_id)
-        report = preflight(body.program, body.text, machine_config(machine_id)).as_dict()
+        start = s.position_of(machine_id) if s.position_of is not None else None
+        report = preflight(body.program, body.text, machine_config(machine_id),
+                           start=start).as_dict()  # fmt: skip
         try:
             s.record_preflight(user, machine_id, body.program, program_sha256(body.text), report)
         except CommandRefused as exc:

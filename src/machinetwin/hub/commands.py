@@ -416,6 +416,8 @@ class CommandService:
         self.preflights: dict[tuple[str, str], PreflightPass] = {}
         self.heartbeat_seq: dict[str, float] = {}
         self.sites: dict[str, SiteReport] = {}  # the edges' permit and online reports
+        # machine -> its live position (machine mm) for pre-flight; set by the hub
+        self.position_of: Callable[[str], tuple[float, float, float] | None] | None = None
         self.client: mqtt.Client | None = None
 
     # --- MQTT ----------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ axis speeds, tool table, stock):
 
 A finding of severity ``refuse`` refuses the remote start; the report lists them all,
 with the cycle time, so the operator sees why.
+
+Both passes start where the tool is: the machine's live position from the hub's live
+state (``x.pos``/``y.pos``/``z.pos``, machine frame) when it is known — a program
+whose first rapid crosses the part from there is refused although it would be clean
+from home — and from home otherwise (the report says which: ``start``).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from ..gcode import (
 )
 from ..gcode.stats import arc_box
 from ..machine.config import MachineConfig
-from ..machine.simulator import SimOptions, simulate, tool_table_from
-from ..model import AlarmCode, Severity
+from ..machine.planner import Planner
+from ..machine.servo import ServoAxes
+from ..machine.simulator import SimOptions, Simulator, tool_table_from
+from ..model import AlarmCode, Execution, Severity
 
 MAX_PROGRAM_BYTES = 512 * 1024
 MAX_MISSING_TOOLS = 50  # distinct missing tools reported before giving up
@@ -67,6 +74,7 @@ class PreflightReport:
     findings: list[Finding] = field(default_factory=list)
     cycle_time_s: float | None = None
     simulated: bool = False
+    start: tuple[float, float, float] | None = None  # machine mm; None: from home
 
     @property
     def ok(self) -> bool:
@@ -75,6 +83,7 @@ class PreflightReport:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "program": self.program, "sha256": self.sha256,
                 "cycle_time_s": self.cycle_time_s, "simulated": self.simulated,
+                "start": None if self.start is None else list(self.start),
                 "findings": [asdict(f) for f in self.findings]}  # fmt: skip
 
 
@@ -82,11 +91,27 @@ def program_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def live_position(state: Any) -> tuple[float, float, float] | None:
+    """The machine-frame position in a hub ``LiveState`` (its ``values``), if all three
+    axes are there and finite; None otherwise (then pre-flight starts from home)."""
+    values = getattr(state, "values", None) or {}
+    try:
+        pos = tuple(float(values[f"{a}.pos"]) for a in AXES)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return pos if all(np.isfinite(pos)) else None  # type: ignore[return-value]
+
+
 def preflight(
-    name: str, text: str, config: MachineConfig, simulate_twin: bool = True
+    name: str,
+    text: str,
+    config: MachineConfig,
+    simulate_twin: bool = True,
+    start: tuple[float, float, float] | None = None,
 ) -> PreflightReport:
-    """Check ``text`` (program ``name``) against ``config``; see the module docstring."""
-    report = PreflightReport(name, program_sha256(text))
+    """Check ``text`` (program ``name``) against ``config`` from ``start`` (machine mm;
+    None: home); see the module docstring."""
+    report = PreflightReport(name, program_sha256(text), start=start)
     if len(text.encode()) > MAX_PROGRAM_BYTES:
         report.findings.append(Finding("program_too_large", "refuse", 0,
                                        f"{len(text.encode())} bytes, at most {MAX_PROGRAM_BYTES}"))  # fmt: skip
@@ -94,11 +119,11 @@ def preflight(
     ops = _machine_ops(name, text, config, report)
     if ops is None:
         return report
-    report.findings += _static_findings(ops, config)
+    report.findings += _static_findings(ops, config, start)
     stats = program_stats(iter(ops), rapid_mm_per_min=_max_feed(config), machine_frame=True)
     report.cycle_time_s = round(stats.cycle_time_s, 3)
     if report.ok and simulate_twin:
-        _run_twin(name, text, config, report)
+        _run_twin(name, text, config, report, start)
     return report
 
 
@@ -132,12 +157,13 @@ def _max_feed(config: MachineConfig) -> float:
     return 60.0 * min(config.axes[a].max_velocity for a in AXES)  # type: ignore[index]
 
 
-def _static_findings(ops: list[canon.CanonOp], config: MachineConfig) -> list[Finding]:
+def _static_findings(ops: list[canon.CanonOp], config: MachineConfig,
+                     start: tuple[float, float, float] | None = None) -> list[Finding]:  # fmt: skip
     findings: list[Finding] = []
     max_feed, max_rpm = _max_feed(config), config.spindle.max_rpm
     lo = np.array([config.axes[a].min for a in AXES]) - TOLERANCE_MM  # type: ignore[index]
     hi = np.array([config.axes[a].max for a in AXES]) + TOLERANCE_MM  # type: ignore[index]
-    pos = np.zeros(3)
+    pos = np.zeros(3) if start is None else np.array(start, dtype=float)
     for op in ops:
         t = type(op)
         if t is canon.SetSpindleSpeed and op.rpm > max_rpm:  # type: ignore[attr-defined]
@@ -191,28 +217,51 @@ def _limit_findings(op: canon.CanonOp, bmin: np.ndarray, bmax: np.ndarray, lo: n
 # --- pass 2: the twin runs it -----------------------------------------------------------------------
 
 
-def _run_twin(name: str, text: str, config: MachineConfig, report: PreflightReport) -> None:
+def _run_twin(name: str, text: str, config: MachineConfig, report: PreflightReport,
+              start: tuple[float, float, float] | None = None) -> None:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mt-preflight-") as tmp:
         path = Path(tmp) / (Path(name).name or "program.ngc")
         path.write_text(text)
         try:
-            run = simulate(path, config, SimOptions(seed=0, vibration_every_s=1e9),
-                           max_time_s=MAX_SIM_S)  # fmt: skip
+            sim, t, line = _simulate_from(path, config, start)
         except CommandRejected as exc:  # the twin refused to start it
             report.findings.append(Finding("twin_refused", "refuse", 0, str(exc)))
             return
     report.simulated = True
-    report.cycle_time_s = float(run.meta["duration_s"])  # type: ignore[arg-type]
-    t, line = run.columns.get("t"), run.columns.get("line")
-    for alarm in run.alarms:
+    report.cycle_time_s = round(sim.t, 3)
+    for alarm in sim.controller.state.alarms:
         if alarm.severity < Severity.FAULT:
             continue
         at = _line_at(t, line, alarm.raised_at)
         kind = _alarm_kind(alarm.code, alarm.message)
         report.findings.append(Finding(kind, "refuse", at, f"{alarm.code.value}: {alarm.message}"))
-    if run.meta.get("execution") not in ("PROGRAM_COMPLETED", "READY"):
+    execution = sim.controller.state.execution.name
+    if execution not in ("PROGRAM_COMPLETED", "READY"):
         report.findings.append(Finding("did_not_complete", "refuse", 0,
-                                       f"the twin ended in {run.meta.get('execution')}"))  # fmt: skip
+                                       f"the twin ended in {execution}"))  # fmt: skip
+
+
+def _simulate_from(path: Path, config: MachineConfig, start: tuple[float, float, float] | None,
+                   ) -> tuple[Simulator, np.ndarray, np.ndarray]:  # fmt: skip
+    """The twin run to the program's end (or the alarm that stops it) from ``start``:
+    (simulator, time and line per servo tick, every ``factor``-th)."""
+    options = SimOptions(seed=0, vibration_every_s=1e9)
+    sim = Simulator(config, options)
+    if start is not None:  # the tool where the machine's tool is, not at home
+        here = (float(start[0]), float(start[1]), float(start[2]))
+        sim.planner = Planner(config, start=here)
+        sim.servo = ServoAxes(config, np.random.default_rng(options.seed), start=here)
+    sim.start_program(path)
+    factor = max(1, round(config.servo_rate_hz / options.sample_rate_hz))
+    ts, lines = [], []
+    while sim.running and sim.t < MAX_SIM_S:
+        result = sim.step(sim.block_length(options.block_ticks, factor), truncate=True)
+        ts.append(np.asarray(result.columns["t"])[::factor])
+        lines.append(np.asarray(result.columns["line"])[::factor])
+        if sim.controller.state.execution == Execution.STOPPED:
+            break
+    empty = np.zeros(0)
+    return sim, np.concatenate(ts) if ts else empty, np.concatenate(lines) if lines else empty
 
 
 def _alarm_kind(code: AlarmCode, message: str) -> str:

@@ -107,6 +107,9 @@ class Hub:
         self.ingest = HubIngest(self.store, self.broker_address)
         self.ingest.start()
         self.commands = open_command_service(self.config.store, self.broker_address)
+        from .preflight import live_position  # pre-flight starts where the tool is
+
+        self.commands.position_of = lambda m: live_position(self._machine_state(m))
         self.commands.start()
         if self.config.analytics:
             from .analytics_worker import AnalyticsWorker  # scipy and friends: only when used

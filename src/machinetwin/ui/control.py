@@ -22,7 +22,7 @@ from typing import Any
 from nicegui import run, ui
 
 from ..hub.commands import CommandRefused, CommandStatus, ControlGate
-from ..hub.preflight import preflight, program_sha256
+from ..hub.preflight import live_position, preflight, program_sha256
 from .app import ctx
 from .context import UserLike
 
@@ -97,6 +97,15 @@ def permit_text(statuses: list[CommandStatus]) -> str | None:
                 continue  # refused before the permit was looked at: says nothing of it
         return f"site permit: active (the site let {s.command.name} through)"
     return None
+
+
+def start_text(start: list[float] | None) -> str:
+    """Where the pre-flight's twin started: the live position, or home when unknown."""
+    if not start:
+        return "from home (the machine's position is not known)"
+    return "from the machine's position " + " ".join(
+        f"{a}{v:.1f}" for a, v in zip("XYZ", start, strict=True)
+    )
 
 
 def permit_line(gate: ControlGate) -> str:
@@ -318,7 +327,9 @@ class ControlPanel:
         if service is None:
             return
         self.verdict.set_text("pre-flight running on the twin …")
-        report = (await run.io_bound(preflight, name, text, ctx().machine_config)).as_dict()
+        start = live_position(ctx().machine_state(self.machine))  # where the tool is now
+        report = (await run.io_bound(preflight, name, text, ctx().machine_config,
+                                     True, start)).as_dict()  # fmt: skip
         try:
             await run.io_bound(service.record_preflight, self.user, self.machine, name,
                                report["sha256"], report)  # fmt: skip
@@ -334,7 +345,8 @@ class ControlPanel:
         cycle = f"estimated cycle time {estimate:.1f} s" if estimate is not None else "no estimate"
         refusals = sum(f["severity"] == "refuse" for f in report["findings"])
         verdict = "passed" if report["ok"] else f"failed ({refusals} finding(s) refuse a start)"
-        self.verdict.set_text(f"pre-flight {verdict}: {report['program']}, {cycle}")
+        self.verdict.set_text(f"pre-flight {verdict}: {report['program']}, {cycle}, "
+                              f"{start_text(report.get('start'))}")  # fmt: skip
         self.findings.rows = [{"n": k, **f} for k, f in enumerate(report["findings"])]
         self.findings.update()
 
