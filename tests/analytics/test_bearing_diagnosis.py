@@ -69,7 +69,7 @@ def test_diagnosis_explains_with_the_defect_frequency() -> None:
 
 def test_white_noise_rarely_raises_a_detection() -> None:
     # DETECTION_DB claims: white noise stays below it in ≥ 99 % of windows.
-    noise = np.random.default_rng(11).standard_normal((150, 12_000))
+    noise = np.random.default_rng(11).standard_normal((100, 12_000))
     s = physics_scores(noise, 12_000.0, 29.93, bearing("6205-2RS"))
     top = np.max(np.column_stack([s.inner, s.outer, s.ball]), axis=1)
     assert np.mean(top > DETECTION_DB) <= 0.01
@@ -77,7 +77,7 @@ def test_white_noise_rarely_raises_a_detection() -> None:
 
 
 @given(severity=st.floats(0.2, 3.0), rpm=st.floats(1200.0, 12_000.0), seed=st.integers(0, 999))
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 def test_outer_race_found_at_any_severity_and_speed(severity: float, rpm: float, seed: int) -> None:
     signal = machine_vibration("outer_race", severity, rpm, 2, seed).ravel()
     d = diagnose_bearing(signal, 12_800.0, rpm / 60.0, SPINDLE)

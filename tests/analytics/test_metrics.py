@@ -15,7 +15,7 @@ labels = st.lists(st.sampled_from(LABELS), min_size=1, max_size=60)
 
 
 @given(truth=labels, seed=st.integers(0, 10**6))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_macro_f1_matches_sklearn(truth: list[str], seed: int) -> None:
     t = np.array(truth)
     p = np.random.default_rng(seed).choice(LABELS, size=t.size)
@@ -26,7 +26,7 @@ def test_macro_f1_matches_sklearn(truth: list[str], seed: int) -> None:
 
 
 @given(truth=st.lists(st.booleans(), min_size=2, max_size=40), seed=st.integers(0, 10**6))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_roc_auc_matches_sklearn(truth: list[bool], seed: int) -> None:
     t = np.array(truth)
     if t.all() or not t.any():
