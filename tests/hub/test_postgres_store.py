@@ -14,13 +14,14 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from machinetwin.hub import StoreError, postgres_store
 from machinetwin.hub.postgres_store import PostgresStore, _partition_of
-from machinetwin.model import MachineDescriptor, SampleBatch, Waveform
+from machinetwin.model import MachineDescriptor, MachineEvent, SampleBatch, Waveform
 from postgres_server import PostgresServer, schema_for
 
 pytestmark = pytest.mark.service
@@ -136,6 +137,21 @@ def test_a_descriptor_stored_by_another_writer_is_seen(open_pg) -> None:
     first.upsert_machine(MachineDescriptor("m", "VMC", "Harbin", signals=("coolant.level",)))
     assert second.write_batch(b) is True
     assert first.count("m", "coolant.level") == 3  # and the id second gave is found
+
+
+def test_writes_and_reads_go_on_after_a_server_restart(open_pg, postgres_server) -> None:
+    store = open_pg()
+    assert store.write_batch(batch("m", 0)) is True
+    assert store.sequences("m") == [(0, 0)]  # leaves a pooled reader connection
+    postgres_server.stop()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            store.write_batch(batch("m", 1))  # no server: fails (not acknowledged, resent)
+    finally:
+        postgres_server.start()
+    assert store.write_batch(batch("m", 1)) is True  # on a new connection
+    assert store.sequences("m") == [(0, 1)]  # the stale reader was replaced
+    assert store.write_event(MachineEvent("m", 1.0, "program", value="O1")) is True
 
 
 def test_bad_connection_names_where_without_the_password(postgres_server) -> None:

@@ -43,16 +43,17 @@ and one connection; reads take a connection of their own from a small pool.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -145,6 +146,22 @@ _ALARM_COLUMNS = (
     "acknowledged_at, acknowledged_by, comment"
 )
 _RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
+T = TypeVar("T")
+
+
+def _read(method: Callable[..., T]) -> Callable[..., T]:
+    """A read tried again once on a fresh connection if its pooled one had gone stale
+    (the server restarted since it was opened): reads change nothing, so that is safe."""
+
+    @functools.wraps(method)
+    def read(self: PostgresStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.OperationalError:
+            self._drop_idle()
+            return method(self, *args, **kwargs)
+
+    return read
 
 
 class PostgresStore:
@@ -174,7 +191,10 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._idle: list[psycopg.Connection] = []
         self._idle_lock = threading.Lock()
-        self._con = self._connect()
+        try:
+            self._con = self._connect()
+        except psycopg.Error as e:
+            raise StoreError(f"cannot connect to PostgreSQL ({self._where}): {e}") from None
         self.layout, self.partition_s = self._create_schema(partition_s, timescaledb)
         self._appended = 0  # series rows since this writer last compacted
         self._common_signals = frozenset(SIGNALS) | {VIBRATION.name} | frozenset(extra_signals)
@@ -190,10 +210,9 @@ class PostgresStore:
     # --- life cycle --------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection:
-        try:
-            con = psycopg.connect(self.dsn, autocommit=True)
-        except psycopg.Error as e:
-            raise StoreError(f"cannot connect to PostgreSQL ({self._where}): {e}") from None
+        """A connection on the store's schema; a failure is psycopg's OperationalError
+        (the server may come back: not a :class:`StoreError`, which means bad data)."""
+        con = psycopg.connect(self.dsn, autocommit=True)
         con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
         con.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         return con
@@ -209,6 +228,22 @@ class PostgresStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, with the writer connection opened again if the server closed it
+        (a restart or failover): the write that met the closed connection failed, the
+        next one goes through."""
+        with self._lock:
+            if self._con.closed:
+                self._con = self._connect()
+            yield
+
+    def _drop_idle(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
 
     @contextmanager
     def _reader(self) -> Iterator[psycopg.Cursor]:
@@ -420,7 +455,7 @@ class PostgresStore:
         for i, b in enumerate(batches):
             first.setdefault((b.machine, int(b.seq)), i)
         group = [batches[i] for i in first.values()]
-        with self._lock:
+        with self._writing():
             self._ensure_ids("machine_ids", self._machine_ids, (b.machine for b in group))
             names = [n for b in group for n in (*b.columns, *(w.signal for w in b.waveforms))]
             self._ensure_ids("signal_ids", self._signal_ids, names)
@@ -435,7 +470,13 @@ class PostgresStore:
                 for i, k in enumerate((b.machine, int(b.seq)) for b in batches)]  # fmt: skip
 
     def _write_group(self, group: list[SampleBatch], rows: _Rows) -> list[int]:
-        """One transaction: claim keys, copy the claimed batches' data, update series."""
+        """One transaction: claim keys, copy the claimed batches' data, update series.
+
+        Tried again on a deadlock, a vanished partition, or a connection the server
+        closed (restart, failover): the write is idempotent, so a retry after a commit
+        that did go through stores nothing twice (it reports those batches as not new).
+        """
+        reconnected = False
         for attempt in range(5):
             try:
                 with self._con.transaction(), self._con.cursor() as cur:
@@ -452,6 +493,10 @@ class PostgresStore:
                     raise
                 self._partitions = self._load_partitions()
                 self._ensure_partitions(rows.t)
+            except psycopg.OperationalError:
+                if reconnected or not self._con.closed:
+                    raise
+                self._con, reconnected = self._connect(), True
         raise AssertionError("unreachable")
 
     def _claim(self, cur: psycopg.Cursor, group: list[SampleBatch]) -> list[int]:
@@ -509,6 +554,7 @@ class PostgresStore:
                 self._con.execute(_SERIES_COMPACT)
         self._appended = 0
 
+    @_read
     def sequences(self, machine: str) -> list[tuple[int, int]]:
         mid = self._machine_id(machine)
         if mid is None:
@@ -537,6 +583,7 @@ class PostgresStore:
         self._signal_ids.update(got)
         self._signal_names.update({i: n for n, i in got.items()})
 
+    @_read
     def count(self, machine: str, signal: str | None = None) -> int:
         mid = self._machine_id(machine)
         if mid is None:
@@ -548,6 +595,7 @@ class PostgresStore:
         with self._reader() as cur:
             return int(cur.execute(query, params).fetchone()[0])
 
+    @_read
     def latest(self, machine: str) -> dict[str, tuple[float, float]]:
         mid = self._machine_id(machine)
         if mid is None:
@@ -577,6 +625,7 @@ class PostgresStore:
             return None
         return {"m": mid, "sids": sids, "t0": float(t0), "t1": float(t1)}
 
+    @_read
     def query(
         self,
         machine: str,
@@ -610,6 +659,7 @@ class PostgresStore:
                 out.update(_raw(raw, self._signal_names))
         return out
 
+    @_read
     def export(
         self,
         machine: str,
@@ -651,7 +701,7 @@ class PostgresStore:
         ``series`` counts go down by what went, so nothing is rescanned."""
         if not math.isfinite(t):
             raise StoreError(f"delete_before: t must be finite, got {t!r}")
-        with self._lock, self._con.transaction(), self._con.cursor() as cur:
+        with self._writing(), self._con.transaction(), self._con.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_PARTITION_LOCK])
             cur.execute(
                 """CREATE TEMP TABLE gone ON COMMIT DROP AS
@@ -698,12 +748,13 @@ class PostgresStore:
             raise StoreError(f"expected a MachineEvent with a finite time, got {event!r}")
         row = [event.machine_id, float(event.t), event.kind, _json(event.value, event),
                _alarm_json(event.alarm)]  # fmt: skip
-        with self._lock:
+        with self._writing():
             cur = self._con.execute(
                 "INSERT INTO events VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", row
             )
             return cur.rowcount == 1
 
+    @_read
     def events(
         self,
         machine: str | None = None,
@@ -731,7 +782,7 @@ class PostgresStore:
         if not isinstance(alarm, Alarm) or not math.isfinite(alarm.raised_at):
             raise StoreError(f"machine {machine!r}: expected an Alarm with a finite raised_at")
         key = [machine, str(alarm.code), alarm.source, float(alarm.raised_at)]
-        with self._lock, self._con.transaction():
+        with self._writing(), self._con.transaction():
             got = self._con.execute(
                 """INSERT INTO alarms (machine, code, source, raised_at, severity, message,
                                        cleared_at)
@@ -765,7 +816,7 @@ class PostgresStore:
         if acknowledged_by:
             sets += ["acknowledged_by = %s", "acknowledged_at = %s", "comment = %s"]
             params += [acknowledged_by, acknowledged_at or time.time(), comment]
-        with self._lock, self._con.transaction():
+        with self._writing(), self._con.transaction():
             if sets:
                 self._con.execute(
                     f"UPDATE alarms SET {', '.join(sets)} WHERE id = %s", [*params, alarm_id]
@@ -777,6 +828,7 @@ class PostgresStore:
             raise StoreError(f"no alarm with id {alarm_id}")
         return _stored_alarm(got)
 
+    @_read
     def alarms(
         self,
         machine: str | None = None,
@@ -811,7 +863,7 @@ class PostgresStore:
         if not rows:
             return
         rows.sort(key=lambda r: r[0])  # one lock order for concurrent upserts
-        with self._lock, self._con.transaction(), self._con.cursor() as cur:
+        with self._writing(), self._con.transaction(), self._con.cursor() as cur:
             cur.executemany(
                 """INSERT INTO machines VALUES (%s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (id) DO UPDATE SET name = excluded.name, site = excluded.site,
@@ -823,6 +875,7 @@ class PostgresStore:
             self._declared[d.machine_id] = frozenset(d.signals)
             self._known_cache.pop(d.machine_id, None)
 
+    @_read
     def machines(self) -> list[MachineDescriptor]:
         with self._reader() as cur:
             got = cur.execute(
