@@ -118,3 +118,15 @@ def test_learned_model_refuses_unknown_labels() -> None:
 def test_bad_input_is_named(signal: np.ndarray, rate: float, shaft: float, message: str) -> None:
     with pytest.raises(SignalError, match=message):
         diagnose_bearing(signal, rate, shaft, SPINDLE)
+
+
+def test_healthy_spindle_running_idle_raises_no_detection() -> None:
+    # The hub's worker diagnoses windows where the spindle turns without cutting: at any
+    # speed and unbalance the healthy virtual machine must read normal there.
+    rng = np.random.default_rng(21)
+    model = VibrationModel(CONFIG, np.random.default_rng(22), rate_hz=12_800.0)
+    rpms = rng.uniform(1000.0, 12_000.0, 30)
+    for k, rpm in enumerate(rpms):
+        faults = VibrationFaults(unbalance=float(rng.uniform(1.0, 5.0)))
+        x = model.waveform(float(k), 1.0, float(rpm), faults=faults)
+        assert physics_labels(physics_scores(x, 12_800.0, rpm / 60.0, SPINDLE))[0] == "normal", rpm
