@@ -6,14 +6,21 @@ Two paths, one result:
   each defect, the peak near its frequency (slip tolerance) and at the
   harmonics, in dB above the local median (the noise floor); inner-race peaks
   must also carry shaft-speed sidebands (the defect turns through the load
-  zone once per revolution), which tells them from an outer-race pattern that
-  happens to sit near BPFI. The best band per defect wins. Nothing is fitted.
+  zone once per revolution) and ball peaks cage-speed (FTF) sidebands, which
+  tells them from a line that merely sits near BPFI or 2×BSF; harmonics that
+  fall on shaft harmonics count nothing. The best band per defect wins.
+  Nothing is fitted.
 - learned: a random forest on features that do not scale with defect size
-  (the physics scores, crest factor, kurtosis, spectral shape), so that it can
-  carry over to a defect size it never saw.
+  (the physics scores and the envelope order spectrum in dB above its floor),
+  so that it can carry over to a defect size it never saw.
 
-:func:`diagnose_bearing` combines them (mean of the class probabilities) and
-explains the decision with the physical evidence.
+:func:`diagnose_bearing` mixes the two paths' class probabilities with a weight
+that the learned model chose on its training data, and explains the decision
+with the physical evidence.
+
+Where it is reliable: on the CWRU recordings (benchmarks/phm_eval.py) inner- and
+outer-race defects, not ball defects; on the virtual machine, windows where the
+spindle turns without cutting (chatter while cutting raises false detections).
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ WINDOW_S = 1.0  # analysis window: ≥ 30 shaft turns at 1,800 rpm, 1 Hz envelop
 HARMONICS = 3
 SLIP = 0.02  # rolling elements slip: search the fundamental within ±2 %
 # A defect score above this is a detection. White Gaussian noise scores below it
-# in 99.9 % of windows (tests/analytics checks this on synthetic noise): with
-# ~17 bands × 3 harmonics searched, noise alone reaches ~6 dB (median) and ~9 dB.
+# in ~99 % of 1 s windows at any shaft speed (test_bearing_diagnosis checks it):
+# with ~17 bands searched, noise alone reaches ~7 dB (median) and ~9.5 dB (99th
+# percentile). An alarm should need several windows in a row.
 DETECTION_DB = 10.0
 SOFTMAX_DB = 3.0  # a 3 dB lead ≈ e:1 odds in the physics probabilities
 _NAMES = {"inner_race": "inner-race", "outer_race": "outer-race", "ball": "ball"}
