@@ -9,11 +9,20 @@ hub counts nothing twice.
 
 Each machine has its own MQTT connection so that its will message (``offline`` on its
 state topic) says exactly which machine disappeared.
+
+A connection that is up but carries no acks while batches wait (``stall_after_s``) is
+dropped and made again: a broker can lose a session's subscription (amqtt's session
+clean-up races a fast reconnect of the same client id) and paho can hold its QoS 1
+window full of messages whose PUBACKs never come; both look healthy to the client, and
+a new connection resubscribes and starts a new window. The wait doubles while nothing
+improves (up to ``STALL_MAX_S``), so a hub that is simply down costs a reconnect now
+and then, not a storm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 RESEND_BATCH = 200  # pending batches republished per round
 MAX_INFLIGHT = 200  # QoS 1 messages in flight per connection
+STALL_MAX_S = 120.0  # the longest wait for an ack before a stalled connection is renewed
 
 
 @dataclass
@@ -44,6 +54,7 @@ class UplinkStats:
     reconnects: int = 0
     last_ack_at: float = 0.0
     events_dropped: int = 0
+    stall_reconnects: int = 0  # connections dropped because acks stopped coming
 
 
 @dataclass
@@ -56,6 +67,7 @@ class MachineUplink:
     resend_after_s: float = 5.0
     on_alarm: Callable[[Alarm], None] | None = None
     stats: UplinkStats = field(default_factory=UplinkStats)
+    stall_after_s: float = 15.0  # connected, batches pending, no ack this long: reconnect
 
     def __post_init__(self) -> None:
         machine = self.descriptor.machine_id
@@ -65,6 +77,8 @@ class MachineUplink:
         self.lock = threading.Lock()  # the buffer is used from paho's thread and asyncio's
         self.sent_at: dict[int, float] = {}  # seq -> when last published
         self.resend_needed = threading.Event()
+        self._progress_at = time.monotonic()  # last connect or ack: the link carries acks
+        self._stall_wait = self.stall_after_s
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{machine}",
                              clean_session=True)  # fmt: skip
         self.broker.configure(client)  # credentials and TLS
@@ -105,6 +119,7 @@ class MachineUplink:
         client.publish(topics.state(self.machine), topics.ONLINE, qos=1, retain=True)
         with self.lock:
             self.sent_at.clear()  # everything unacknowledged goes again, in order
+        self._progress_at = time.monotonic()
         self.resend_needed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -127,6 +142,8 @@ class MachineUplink:
                     self.sent_at.pop(seq, None)
         self.stats.acked += removed
         self.stats.last_ack_at = time.time()
+        self._progress_at = time.monotonic()  # even a repeated ack: the subscription works
+        self._stall_wait = self.stall_after_s
 
     # --- data ----------------------------------------------------------------------------
 
@@ -171,7 +188,25 @@ class MachineUplink:
             count += 1
         self.stats.resent += count
         self.resend_needed.clear()
+        if pending:
+            self._renew_if_stalled(now)
         return count
+
+    def _renew_if_stalled(self, now: float) -> None:
+        """Drop a connection that carries no acks while batches wait (see the module doc)."""
+        if not self.stats.connected or now - self._progress_at < self._stall_wait:
+            return
+        log.warning("%s: no ack for %.0f s with batches pending on a live connection; "
+                    "reconnecting", self.machine, now - self._progress_at)  # fmt: skip
+        self.stats.stall_reconnects += 1
+        self._progress_at = now
+        self._stall_wait = min(2 * self._stall_wait, STALL_MAX_S)
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
+            # shut down under paho's loop, which then reconnects as after any lost link;
+            # the base class's shutdown, so a TLS socket's state is left to paho
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def _report_shed(self, shed: tuple[Shed, ...], batch: SampleBatch) -> None:
         lost = sum(s.count for s in shed)
