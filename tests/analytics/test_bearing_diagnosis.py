@@ -111,6 +111,7 @@ def test_learned_model_refuses_unknown_labels() -> None:
         (np.zeros(1000), 12_000.0, 30.0, "too short"),
         (np.zeros((2, 12_000)), 12_000.0, 30.0, "one channel"),
         (np.zeros(12_000), 12_000.0, 0.0, "shaft speed 0"),
+        (np.zeros(12_000), 12_000.0, 5.0, "use windows of at least 2.01 s"),
         (np.zeros(12_000), 12_000.0, 400.0, "above the Nyquist"),
         (np.zeros(12_000), float("nan"), 30.0, "sample rate nan"),
     ],

@@ -216,6 +216,12 @@ def _scores(
     freqs: np.ndarray, env: np.ndarray, shaft_hz: float, bearing: BearingGeometry
 ) -> PhysicsScores:
     f = bearing.orders().hz(shaft_hz)
+    df = freqs[1] - freqs[0]
+    if f.ftf < 4.0 * df:  # sidebands at ±FTF must stand clear of the line they flank
+        raise SignalError(
+            f"shaft speed {shaft_hz:g} Hz: the cage frequency {f.ftf:.2f} Hz spans fewer than "
+            f"4 bins of {df:g} Hz; use windows of at least {4.0 / f.ftf:.2f} s"
+        )
     floor = 0.4 * shaft_hz  # floor from ±0.4 shaft orders: between shaft sidebands
     outer_h, outer_f = _harmonic_db(freqs, env, f.bpfo, floor, shaft_hz)
     inner_h, inner_f = _harmonic_db(freqs, env, f.bpfi, floor, shaft_hz)
