@@ -15,6 +15,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -145,12 +146,14 @@ class PostgresServer:
             con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.dsn(name)
 
-    def stop(self) -> None:
-        """SIGINT (PostgreSQL's fast shutdown); SIGKILL if it does not go."""
+    def stop(self, immediate: bool = False) -> None:
+        """SIGINT (PostgreSQL's fast shutdown: a clean checkpoint), or SIGQUIT (immediate:
+        no checkpoint, as a crash; for a cluster about to be deleted); SIGKILL if it does
+        not go."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.send_signal(2)
+            self.process.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -159,7 +162,7 @@ class PostgresServer:
         self.process = None
 
     def cleanup(self) -> None:
-        self.stop()
+        self.stop(immediate=True)
         with contextlib.suppress(OSError):
             shutil.rmtree(self.root)
 
