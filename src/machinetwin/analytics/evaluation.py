@@ -26,7 +26,7 @@ from .bearing_diagnosis import (
     physics_scores,
 )
 from .bearings import BearingGeometry
-from .datasets import CwruRecord, UmichExperiment
+from .datasets import CwruRecord, DataFileError, UmichExperiment
 from .metrics import macro_f1, roc_auc
 from .tool_condition import ToolConditionModel, segments, select_and_fit
 
@@ -35,6 +35,13 @@ Progress = Callable[[str], None]
 
 def _noop(_: str) -> None:
     pass
+
+
+def _check_labelled(records: Sequence[CwruRecord]) -> None:
+    for rec in records:
+        if rec.label is None or rec.rpm is None:
+            what = "a CWRU file name (e.g. IR007_0.mat)" if rec.label is None else "an RPM variable"
+            raise DataFileError(f"{rec.path}: cannot evaluate without {what}")
 
 
 @dataclass
@@ -49,6 +56,7 @@ def evaluate_physics(
     records: Sequence[CwruRecord], bearing: BearingGeometry, progress: Progress = _noop
 ) -> PhysicsResult:
     """Physics-path accuracy; the target set is the inner- and outer-race recordings."""
+    _check_labelled(records)
     per, hits_target, hits_all = {}, [], []
     for rec in records:
         progress(rec.path.name)
@@ -110,6 +118,7 @@ def evaluate_learned(
     progress: Progress = _noop,
 ) -> LearnedResult:
     """Train on two fault sizes, test on the third; macro-F1 per held-out size and mean."""
+    _check_labelled(records)
     cache: dict[tuple[str, object, float], np.ndarray] = {}
 
     def features(rec: CwruRecord, part: slice, step: float) -> np.ndarray:
