@@ -6,12 +6,22 @@ grouping is what makes ingest fast), writes the batches, and only then publishes
 the acknowledgements that let the edges delete them. A duplicate (a resend of a
 stored batch) is acknowledged again and stored nothing. Anything malformed is
 rejected with a log line and a counter; nothing a client sends stops the hub.
+
+The hub checks its own subscriptions: every ``probe_every_s`` it publishes a probe to a
+topic of its own that it subscribes to, and a connection on which three periods pass
+without a probe coming back is dropped and made again (resubscribing). A broker can
+lose a session's subscriptions while the connection stays up (amqtt's clean-up of an
+old session races a fast reconnect of the same client id); the hub would then hear
+nothing, ack nothing, and every edge's buffer would grow. The check arms only once a
+probe has come back: a broker whose ACL does not let the hub use its probe topic
+(``hub/broker_security.py`` grants only machine topics) simply never arms it.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -33,6 +43,7 @@ log = logging.getLogger(__name__)
 
 GROUP_WINDOW_S = 0.0  # extra wait for a group; 0: take only what is already queued
 MAX_GROUP = 2000
+PROBE_EVERY_S = 5.0  # how often the hub checks that its subscriptions still deliver
 # data payloads at least this large are decoded as they arrive (see _predecode): ~1,000
 # values and up; a batch of 50 signals x 100 rows is ~40 kB, one row ~0.5 kB
 PREDECODE_MIN_BYTES = 8192
@@ -67,6 +78,7 @@ class IngestCounters:
     samples: int = 0
     acks_sent: int = 0
     rejected: Counter = field(default_factory=Counter)  # reason -> count
+    renewals: int = 0  # connections dropped because the hub's own probe stopped coming back
 
 
 class _BufferedClient(mqtt.Client):
@@ -167,19 +179,57 @@ class HubIngest:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_socket_open = _no_delay
+        self.probe_every_s = PROBE_EVERY_S
+        self.probe_topic = f"{topics.PREFIX}-hub/{re.sub(r'[+#/]', '_', client_id)}/probe"
+        self._probe_seen = time.monotonic()
+        self._probe_works = False  # armed by the first probe that comes back
+        client.message_callback_add(self.probe_topic, self._on_probe)
         self.client = client
         self.writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
+        self._stopping = threading.Event()
+        self.prober = threading.Thread(target=self._probe_loop, name="hub-probe", daemon=True)
 
     def start(self) -> None:
         self.writer.start()
         self.client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
         self.client.loop_start()
+        self.prober.start()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self.prober.is_alive():
+            self.prober.join(timeout=10)
         self.client.disconnect()
         self.client.loop_stop()
         self.inbox.put(None)
         self.writer.join(timeout=10)
+
+    # --- subscription check --------------------------------------------------------------
+
+    def _on_probe(self, client, userdata, message) -> None:
+        self._probe_seen = time.monotonic()
+        self._probe_works = True
+
+    def _probe_loop(self) -> None:
+        while not self._stopping.wait(self.probe_every_s):
+            if not self.client.is_connected():
+                continue
+            silent = time.monotonic() - self._probe_seen
+            if self._probe_works and silent > 3 * self.probe_every_s:
+                self._renew(silent)
+            else:
+                self.client.publish(self.probe_topic, b"", qos=0)
+
+    def _renew(self, silent: float) -> None:
+        """Drop the connection under paho's loop, which reconnects and resubscribes."""
+        log.warning("hub: its probe has not come back for %.0f s on a live connection "
+                    "(subscriptions lost at the broker?); reconnecting", silent)  # fmt: skip
+        self.counters.renewals += 1
+        self._probe_seen = time.monotonic()
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):  # the base class's shutdown: TLS state is paho's
+            with suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     # --- MQTT thread: only queue ---------------------------------------------------------
 
@@ -189,6 +239,8 @@ class HubIngest:
             return
         for topic in topics.HUB_SUBSCRIPTIONS:
             client.subscribe(topic, qos=1)
+        client.subscribe(self.probe_topic, qos=0)
+        self._probe_seen = time.monotonic()
 
     def _on_message(self, client, userdata, message) -> None:
         arrived = time.time()
