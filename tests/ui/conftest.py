@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ci_env import running_in_ci
 from machinetwin.demo import Demo, Site
 from machinetwin.hub.broker import free_port
 
@@ -37,10 +38,6 @@ SITES = tuple(
                                  ("Tianjin", "tianjin-vmc-1", 460.0),
                                  ("Dalian", "dalian-vmc-1", 30.0))
 )  # fmt: skip
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +80,10 @@ class HubEnv:
         return box.get("value")
 
 
-@pytest.fixture(scope="module")
+# One hub with its three machines and one Chromium for every test of tests/ui: package
+# scope (this directory is a package for it) ends them after the last UI test, so they
+# do not run on beside the rest of the suite.
+@pytest.fixture(scope="package")
 def hub_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
     port = free_port()
     demo = Demo(tmp_path_factory.mktemp("ui-hub") / "data", api_port=port, sites=SITES)
@@ -144,10 +144,12 @@ def _wait_all_online(env: HubEnv) -> None:
     raise AssertionError(f"not every machine came online within 30 s: {sorted(online)}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser(chromium: str):  # noqa: ANN201
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # a loaded CI box answers slower than Playwright's 5 s default for assertions
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
@@ -171,7 +173,7 @@ def log_in(page, env: HubEnv) -> None:  # noqa: ANN001 - a Playwright Page
     page.wait_for_url(f"{env.url}/", timeout=15_000)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def session_context(browser, hub_env: HubEnv):  # noqa: ANN001, ANN201
     """A browser context (1280 x 800) that is logged in."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)

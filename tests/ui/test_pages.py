@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from machinetwin.machine.faults import parse_fault
 from machinetwin.model import AlarmCode
@@ -105,7 +106,9 @@ def test_machine_page_draws_the_twin_and_follows_the_program(
     canvas = page.locator("[data-testid=twin-scene] canvas").first
     canvas.wait_for()
     page.locator("[data-testid=program-text] .current").wait_for()
-    time.sleep(2.0)  # the toolpath and the stock arrive after the first frame
+    # the toolpath and the stock come with the first refresh, with the program's name
+    expect(page.get_by_test_id("program-name")).to_contain_text("fast.ngc")
+    time.sleep(0.3)  # the next animation frame draws them
     shot = canvas.screenshot()
     (artifacts / "machine-scene.png").write_bytes(shot)
     # the scene's background is #f1f5f9; machine box, stock, path and tool are not
@@ -128,6 +131,43 @@ def test_machine_page_draws_the_twin_and_follows_the_program(
     page.screenshot(path=str(artifacts / "machine.png"), full_page=True)
 
 
+def _number(text: str) -> float:
+    return float(re.search(r"[-+]?\d+\.\d+", text).group())
+
+
+def test_machine_page_shows_the_machine_beside_its_simulated_twin(
+    page, hub_env: HubEnv, artifacts: Path
+) -> None:  # noqa: ANN001
+    """The twin runs the program the machine runs, from where it started; a virtual
+    machine of the same model keeps to its twin's path and pace."""
+    page.goto(f"{hub_env.url}/machine/tianjin-vmc-1")
+    note = page.get_by_test_id("twin-note")
+    expect(note).to_contain_text("twin of fast.ngc from where the machine stood", timeout=30_000)
+    cycle = _number(page.get_by_test_id("twin-cycle").inner_text())
+    assert 5.0 < cycle < 60.0  # fast.ngc: a couple of dozen seconds
+    table = page.get_by_test_id("twin-table")
+    expect(table.locator("tbody tr")).to_have_count(8)
+    deviations, offsets = [], []
+    deadline = time.monotonic() + 8.0
+    while time.monotonic() < deadline and len(deviations) < 3:
+        dev = page.get_by_test_id("twin-deviation").inner_text()
+        off = page.get_by_test_id("twin-offset").inner_text()
+        if "mm now" in dev and ("twin" in off or "on time" in off):
+            deviations.append(_number(dev))
+            offsets.append(_number(off))
+        time.sleep(0.5)
+    assert deviations, "the panel never compared the machine with its twin"
+    # same model, same program, same start: within the encoder noise, and in step
+    assert max(deviations) < 0.05, f"deviation from the twin's path {deviations} mm"
+    assert max(abs(o) for o in offsets) < 1.0, f"offsets {offsets} s"
+    rows = {r[0]: r for r in (c.split("\t") for c in table.locator("tbody tr").all_inner_texts())}
+    assert rows["Line"][1] == rows["Line"][2]  # matched on the same program line
+    for axis in "XYZ":
+        reported, simulated = float(rows[f"{axis} (mm)"][1]), float(rows[f"{axis} (mm)"][2])
+        assert abs(reported - simulated) < 0.05
+    page.get_by_test_id("twin-panel").screenshot(path=str(artifacts / "machine-twin.png"))
+
+
 def test_injected_fault_raises_an_alarm_that_is_acknowledged(
     page, hub_env: HubEnv, artifacts: Path
 ) -> None:  # noqa: ANN001
@@ -140,7 +180,8 @@ def test_injected_fault_raises_an_alarm_that_is_acknowledged(
     row = page.locator("[data-testid=alarms-table] tbody tr").filter(has_text="harbin-vmc-1")
     row = row.filter(has_text="TOOL_BREAKAGE")
     row.first.wait_for(timeout=45_000)
-    alarm_id = int(row.first.locator("button").get_attribute("data-testid").removeprefix("ack-"))
+    ack = row.first.locator("[data-testid^=ack-]")  # beside it: the work-order button
+    alarm_id = int(ack.get_attribute("data-testid").removeprefix("ack-"))
     row.first.get_by_role("button", name=re.compile("Acknowledge alarm")).focus()
     page.keyboard.press("Enter")
     page.get_by_label("Comment (what was done, why)").fill("tool T1 replaced, part scrapped")
@@ -252,9 +293,11 @@ def test_pages_fit_the_screen_width(
     page.set_viewport_size({"width": size[0], "height": size[1]})
     for name, path in (("fleet", "/"), ("machine", "/machine/dalian-vmc-1"), ("alarms", "/alarms"),
                        ("history", "/history")):  # fmt: skip
-        page.goto(f"{hub_env.url}{path}")
+        page.goto(f"{hub_env.url}{path}", wait_until="domcontentloaded")
         page.locator("main").first.wait_for()
-        time.sleep(0.5)
+        if name == "machine":  # what is added after the page shows is measured too
+            page.get_by_test_id("twin-panel").wait_for()
+        time.sleep(0.3)
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow} px wider than a {size[0]} px window"
         page.screenshot(path=str(artifacts / f"{name}-{size[0]}.png"))

@@ -4,22 +4,26 @@ program window, without a browser."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from machinetwin.hub.duckdb_store import DuckDBStore
 from machinetwin.machine import load_machine_config
 from machinetwin.machine.faults import FaultSchedule, parse_fault
 from machinetwin.machine.simulator import SimOptions, simulate
+from machinetwin.model import SampleBatch
 from machinetwin.ui.chart_feed import RollingSeries
 from machinetwin.ui.machine_page import program_html
 from machinetwin.ui.sim_twin import SimulatedRun, compare, simulate_program
 from machinetwin.ui.twin import TwinDataError
 from machinetwin.ui.twin_panel import offset_text, twin_summary
-from machinetwin.ui.twin_tracker import COMPARED, TwinState
+from machinetwin.ui.twin_tracker import COMPARED, TwinState, TwinTracker
 
 CONFIG = load_machine_config()
 PROGRAM = """G21 G17 G90 G54
@@ -196,3 +200,37 @@ def _write(text: str):  # noqa: ANN202 - a Path in a temporary directory
     path = Path(tempfile.mkdtemp(prefix="mt-twin-test-")) / "square.ngc"
     path.write_text(text)
     return path
+
+
+def _store_run(store, machine: str, columns: dict, started: float, stretch: float) -> None:  # noqa: ANN001
+    """Store a simulated run as the machine's edge would have: 100 ms batches."""
+    names = [*COMPARED, "tool"]
+    t = started + columns["t"] * stretch
+    parts = [slice(k, k + 10) for k in range(0, len(t), 10)]
+    store.write_batches([SampleBatch(machine, t[p], {n: columns[n][p] for n in names}, seq=seq)
+                         for seq, p in enumerate(parts)])  # fmt: skip
+
+
+def test_the_tracker_compares_what_the_store_holds_with_the_twin(tmp_path) -> None:  # noqa: ANN001
+    """Two machines ran the program, one as its twin would and one 10 % slower: the
+    first keeps pace with its twin, the second falls behind by 10 % of the time run."""
+    reference = simulate(_write(PROGRAM), CONFIG, SimOptions(seed=0, vibration_every_s=1e9))
+    store = DuckDBStore(tmp_path / "hub.duckdb")
+    tracker = TwinTracker(store, CONFIG)
+    try:
+        for machine, stretch in (("steady", 1.0), ("slow", 1.1)):
+            started = time.time() - reference.columns["t"][-1] * stretch - 1.0
+            _store_run(store, machine, reference.columns, started, stretch)
+            program = SimpleNamespace(name="square.ngc", text=PROGRAM, started=started)
+            state = tracker.state(machine, program)
+            assert state.run is not None and "from where the machine stood" in state.note
+            k = state.newest
+            assert k is not None and np.nanmax(state.deviation_mm) < 1e-3
+            if stretch == 1.0:
+                assert np.nanmax(np.abs(state.offset_s)) < 0.02
+            else:  # behind by a tenth of the twin's time at the matched point
+                assert state.offset_s[k] == pytest.approx(0.1 * state.t_sim[k], abs=0.05)
+            summary = twin_summary(state)
+            assert ("behind" in summary.offset) == (stretch > 1.0)
+    finally:
+        store.close()

@@ -201,6 +201,7 @@ class _MachineView:
         self.twin = TwinState()
         self.twin_started: float | None = None
         self.twin_until = -math.inf  # newest twin sample charted (machine clock, s)
+        self.ghost_shown = False
         self.timer: ui.timer | None = None
 
     # --- what comes with the page -----------------------------------------------------
@@ -520,7 +521,9 @@ class _MachineView:
         self.twin = state
         if self.twin_note.text != state.note:
             self.twin_note.set_text(state.note)
-        self.ghost.visible(state.run is not None)
+        if self.ghost_shown != (state.run is not None):
+            self.ghost_shown = state.run is not None
+            self.ghost.visible(self.ghost_shown)
         summary = twin_summary(state)
         for key in ("offset", "deviation", "cycle"):
             text = getattr(summary, key)

@@ -66,6 +66,19 @@ class SimulatedRun:
         """The sample at (or just after) program time ``t_sim``."""
         return int(np.clip(np.searchsorted(self.t, t_sim), 0, len(self.t) - 1))
 
+    def sample(self, t_sim: float) -> dict[str, float]:
+        """The twin's values at program time ``t_sim``, interpolated between its samples
+        (a matched point lies between two of them): positions, feed, spindle load,
+        following error magnitude, and the line."""
+        out = {f"{a}.pos": float(np.interp(t_sim, self.t, self.pos[:, i]))
+               for i, a in enumerate(AXES)}  # fmt: skip
+        out["feed"] = float(np.interp(t_sim, self.t, self.feed))
+        out["spindle.load"] = float(np.interp(t_sim, self.t, self.load))
+        ferr = [np.interp(t_sim, self.t, self.ferr[:, i]) for i in range(3)]
+        out["ferr"] = float(np.linalg.norm(ferr))
+        out["line"] = float(self.line[self.index_at(t_sim)])
+        return out
+
 
 def simulate_program(
     text: str,

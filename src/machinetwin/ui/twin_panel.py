@@ -52,7 +52,7 @@ def twin_summary(state: TwinState) -> TwinSummary:
     if run is None or k is None:
         return TwinSummary()
     t_sim = float(state.t_sim[k])
-    j = run.index_at(t_sim)
+    sim = run.sample(t_sim)
     elapsed = float(state.t[k] - state.started)
     rep = {s: float(v[k]) for s, v in state.reported.items()}
     deviation = state.deviation_mm[np.isfinite(state.deviation_mm)]
@@ -60,14 +60,11 @@ def twin_summary(state: TwinState) -> TwinSummary:
     ferr_rep = math.sqrt(sum(rep.get(f"{a}.ferr", math.nan) ** 2 for a in "xyz"))
     rows = [
         _row("Program time (s)", elapsed, t_sim, "{:.2f}"),
-        _row("Line", rep["line"], float(run.line[j]), "{:.0f}"),
-        *(
-            _row(f"{a.upper()} (mm)", rep[f"{a}.pos"], float(run.pos[j, i]), "{:.3f}")
-            for i, a in enumerate("xyz")
-        ),  # fmt: skip
-        _row("Feed (mm/min)", rep.get("feed", math.nan), float(run.feed[j]), "{:.0f}"),
-        _row("Spindle load (%)", rep.get("spindle.load", math.nan), float(run.load[j]), "{:.1f}"),
-        _row("Following error (mm)", ferr_rep, float(np.linalg.norm(run.ferr[j])), "{:.4f}"),
+        _row("Line", rep["line"], sim["line"], "{:.0f}"),
+        *(_row(f"{a.upper()} (mm)", rep[f"{a}.pos"], sim[f"{a}.pos"], "{:.3f}") for a in "xyz"),
+        _row("Feed (mm/min)", rep.get("feed", math.nan), sim["feed"], "{:.0f}"),
+        _row("Spindle load (%)", rep.get("spindle.load", math.nan), sim["spindle.load"], "{:.1f}"),
+        _row("Following error (mm)", ferr_rep, sim["ferr"], "{:.4f}"),
     ]
     return TwinSummary(
         offset=offset_text(float(state.offset_s[k])),

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..hub.store import Store
 from ..machine.config import MachineConfig
+from ..model.signals import Execution
 from .sim_twin import SimulatedRun, compare, simulate_program
 from .twin import TwinDataError
 
@@ -33,7 +34,10 @@ REFRESH_S = 1.0
 WINDOW_S = 60.0  # what the page charts
 RUNS_CACHED = 16
 COMPARED = ("x.pos", "y.pos", "z.pos", "line", "feed", "spindle.load", "x.ferr", "y.ferr",
-            "z.ferr")  # fmt: skip
+            "z.ferr", "execution")  # fmt: skip
+# samples compared: while the program runs or is held (a held machine falls behind);
+# once it completed or stopped, the panel keeps showing how it ended
+RUNNING = (float(Execution.ACTIVE), float(Execution.INTERRUPTED))
 START = ("x.pos", "y.pos", "z.pos", "tool")
 
 
@@ -114,7 +118,10 @@ class TwinTracker:
         new = {s: _at(got[s].t, got[s].values, t) if s in got else np.full(len(t), np.nan)
                for s in COMPARED}  # fmt: skip
         pos = np.column_stack([new["x.pos"], new["y.pos"], new["z.pos"]])
-        cmp = compare(state.run, t - state.started, pos, np.rint(new["line"]))
+        execution = new["execution"]
+        running = np.isin(execution, RUNNING) | np.isnan(execution)  # NaN: not reported
+        line = np.where(running, np.rint(new["line"]), np.nan)  # NaN: not compared
+        cmp = compare(state.run, t - state.started, pos, line)
         entry.until = float(t[-1]) + 1e-9
         entry.state = _appended(state, t, new, cmp.deviation_mm, cmp.offset_s, cmp.t_sim)
 

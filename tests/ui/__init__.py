@@ -1,0 +1,1 @@
+"""Browser tests of the web UI (a package: its fixtures end with its last test)."""
