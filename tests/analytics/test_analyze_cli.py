@@ -65,6 +65,14 @@ def test_bearing_command_errors_name_file_and_what_is_missing(tmp_path: Path) ->
         load_cwru(not_mat)
 
 
+def test_cwru_reader_pairs_signal_and_rpm_of_one_record(tmp_path: Path) -> None:
+    path = tmp_path / "OR007@6_0.mat"
+    savemat(path, {"X097RPM": 1.0, "X098_DE_time": np.ones((100, 1)), "X098RPM": 1797.0})
+    rec = load_cwru(path)
+    assert (rec.rpm, rec.signal.size) == (1797.0, 100)
+    assert (rec.label, rec.fault_size) == ("outer_race", "007")
+
+
 def test_bearing_rpm_option_overrides_the_file(cwru_like: Path) -> None:
     # At a speed 10 % off the defect frequencies do not line up: no longer inner race.
     wrong = runner.invoke(app, ["analyze", "bearing", str(cwru_like), "--rpm", "1617"])

@@ -67,8 +67,11 @@ def load_cwru(path: str | Path, channel: str = "DE") -> CwruRecord:
     signal = np.asarray(data[keys[0]], dtype=float).ravel()
     if signal.size == 0 or not np.isfinite(signal).all():
         raise DataFileError(f"{path}: {keys[0]} is empty or holds non-finite values")
-    rpm_keys = [k for k in data if k.endswith("RPM")]
-    rpm = float(np.asarray(data[rpm_keys[0]]).ravel()[0]) if rpm_keys else None
+    # Some CWRU files carry variables of two records: take the RPM of the same X<nnn>.
+    prefix = keys[0][: -len(suffix)]
+    rpm_keys = sorted(k for k in data if k.endswith("RPM"))
+    rpm_key = prefix + "RPM" if prefix + "RPM" in data else (rpm_keys[0] if rpm_keys else None)
+    rpm = float(np.asarray(data[rpm_key]).ravel()[0]) if rpm_key else None
     label, size = cwru_label(path)
     return CwruRecord(path, signal, CWRU_RATE_HZ, rpm, label, size)
 
