@@ -117,12 +117,12 @@ def test_partition_index_matches_the_bounds(t: float, width: float) -> None:
 
 def test_series_compaction_keeps_count_and_latest(open_pg, monkeypatch) -> None:
     store = open_pg()
-    monkeypatch.setattr(postgres_store, "COMPACT_ROWS", 5)
+    monkeypatch.setattr(postgres_store, "COMPACT_ROWS", 3)  # rows: one per machine-write
     rows = lambda: store._con.execute("SELECT count(*) FROM series").fetchone()[0]  # noqa: E731
     batches = [batch("m", s) for s in (3, 0, 2, 1)]  # newest not last
     for b in batches:
         store.write_batch(b)
-    assert rows() <= 3 * 2  # compacted: feed, x.pos, spindle.vib (and one write after)
+    assert rows() == 2  # three folded into one, and the write after
     assert store.count("m") == 4 * 16
     latest = store.latest("m")
     assert latest["feed"] == pytest.approx((3.3, 6.6))
