@@ -84,6 +84,7 @@ def main() -> int:
         print(
             f'learned  held-out size 0.{size}": macro-F1 {f1:.3f}, recall {learned.per_class_recall[size]}'
         )
+    print(f"learned  per recording (majority vote): {learned.recording_accuracy:.3f}")
     print(f"learned  mean macro-F1 {learned.macro_f1:.3f}; physics+learned combined "
           f"{learned.combined_macro_f1:.3f} {learned.combined_per_size}, physics weight "
           f"(chosen on the training sizes) {learned.physics_weight}")  # fmt: skip
@@ -101,6 +102,7 @@ def main() -> int:
         "cwru_learned_macro_f1_by_held_out_size": {
             k: round(v, 4) for k, v in learned.per_size.items()
         },
+        "cwru_learned_recording_accuracy": round(learned.recording_accuracy, 4),
         "cwru_combined_macro_f1": round(learned.combined_macro_f1, 4),
         "umich_lxo_accuracy": round(loxo.accuracy, 4),
         "umich_lxo_auc": round(loxo.auc, 4),

@@ -89,6 +89,7 @@ class LearnedResult:
     combined_macro_f1: float = float("nan")  # physics and learned probabilities averaged
     combined_per_size: dict[str, float] = field(default_factory=dict)
     physics_weight: dict[str, float] = field(default_factory=dict)  # chosen on training sizes
+    recording_accuracy: float = float("nan")  # majority vote per test recording / Normal third
 
 
 def _size_splits(
@@ -130,6 +131,7 @@ def evaluate_learned(
         return cache[key]
 
     per_size, recall, combined, weights = {}, {}, {}, {}
+    votes: list[bool] = []
     for size, train, test in _size_splits(records):
         x_train = [features(r, p, train_step_s) for r, p in train]
         y_train = np.concatenate(
@@ -147,10 +149,23 @@ def evaluate_learned(
         both = names[np.argmax(model.combined(x_test), axis=1)]
         combined[size] = macro_f1(y_test, both, LABELS)
         weights[size] = model.physics_weight
+        votes += _votes(test, [len(features(r, p, 1.0)) for r, p in test], predicted)
     return LearnedResult(
         float(np.mean(list(per_size.values()))), per_size, recall,
-        float(np.mean(list(combined.values()))), combined, weights,
+        float(np.mean(list(combined.values()))), combined, weights, float(np.mean(votes)),
     )  # fmt: skip
+
+
+def _votes(
+    pieces: list[tuple[CwruRecord, slice]], sizes: list[int], predicted: np.ndarray
+) -> list[bool]:
+    """Per test piece (recording or Normal third): does the majority of its windows name its label?"""
+    out, start = [], 0
+    for (rec, _), n in zip(pieces, sizes, strict=True):
+        values, counts = np.unique(predicted[start : start + n], return_counts=True)
+        out.append(bool(values[np.argmax(counts)] == rec.label))
+        start += n
+    return out
 
 
 def _groups(pieces: list[tuple[CwruRecord, slice]], features: list[np.ndarray]) -> np.ndarray:
