@@ -276,6 +276,59 @@ def test_recovers_after_linuxcnc_restarts(sim: SimController) -> None:
     asyncio.run(body())
 
 
+# A status client of the old instance (like the adapter's helper between two polls) that
+# lets go of its NML channels only while the new instance starts: its detach used to
+# destroy the semaphores the new instance had reopened by key ("can't connect to NML
+# buffers", or a bring-up that never finished).
+_HOLDER = """
+import linuxcnc, sys, time
+s = linuxcnc.stat(); e = linuxcnc.error_channel(); s.poll(); e.poll()
+print("attached", flush=True)
+sys.stdin.readline()
+del s, e
+time.sleep(0.3)
+"""
+
+
+@pytest.mark.parametrize("release_s", [0.2, 1.0])
+def test_restart_while_an_old_client_holds_the_nml_channels(
+    sim: SimController, release_s: float
+) -> None:
+    import subprocess
+    import threading
+
+    from machinetwin.protocols.linuxcnc.helper import DEBIAN_PYTHON
+
+    holder = subprocess.Popen([DEBIAN_PYTHON, "-c", _HOLDER], env=sim.env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "attached"
+    sim.stop()
+
+    def let_go() -> None:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+
+    release = threading.Timer(release_s, let_go)
+    release.start()
+    try:
+        sim.start()  # raises LinuxCNCError with LinuxCNC's output if it did not come up
+    finally:
+        release.join()
+        try:
+            holder.wait(10)
+        finally:
+            holder.kill()
+    assert any(item.startswith("semaphore") for item in sim.cleared), sim.cleared
+    time.sleep(0.5)  # past the old client's detach: the new instance still answers
+    probe = "import linuxcnc; s = linuxcnc.stat(); s.poll(); print(s.task_state)"
+    done = subprocess.run([DEBIAN_PYTHON, "-c", probe], env=sim.env, capture_output=True,
+                          text=True, timeout=20)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "4", done.stderr  # STATE_ON
+
+
 def test_remote_control_vocabulary_and_estop(sim: SimController, tmp_path: Path) -> None:
     """The edge executor's command names (model/commands.py); e-stop last: it leaves the
     machine off."""

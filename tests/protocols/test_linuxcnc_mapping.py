@@ -91,3 +91,39 @@ def test_any_batching_maps_like_the_per_sample_reference(
                      if k == 0 or s["tool"] != samples[k - 1]["tool"]]  # fmt: skip
     t = np.concatenate([b.t for b in batches])
     assert np.all(np.diff(t) > 0) and all(e.t >= t[0] for e in events)
+
+
+def test_nml_keys_and_instance_processes(tmp_path) -> None:
+    """What a stopped instance left is found by the NML file's keys and by its own
+    RTAPI_FIFO_PATH in the daemons' environment (no LinuxCNC needed: files shaped so)."""
+    from machinetwin.protocols.linuxcnc.sim import (
+        DEFAULT_NML_KEYS,
+        instance_pids,
+        linuxcnc_running,
+        nml_keys,
+    )
+
+    nml = tmp_path / "x.nml"
+    nml.write_text("# c\nB emcCommand SHMEM localhost 8192 0 0 1 16 1001 TCP=5005 xdr\n"
+                   "B emcStatus SHMEM localhost 20480 0 0 2 16 1002 TCP=5005 xdr\n"
+                   "B other LOCMEM localhost 1 0 0 2 16 77\nP emc emcCommand LOCAL\n")  # fmt: skip
+    assert nml_keys(nml) == (1001, 1002)
+    assert nml_keys(tmp_path / "missing.nml") == DEFAULT_NML_KEYS
+    proc = tmp_path / "proc"
+    for pid, comm, env in ((10, "rtapi_app", b"A=1\0RTAPI_FIFO_PATH=/w1/fifo\0"),
+                           (11, "milltask", b"RTAPI_FIFO_PATH=/w1/fifo/x\0"),
+                           (12, "python3", b"RTAPI_FIFO_PATH=/w1/fifo\0"),
+                           (13, "io", b"RTAPI_FIFO_PATH=/w2/fifo")):  # fmt: skip
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) S 1 {pid} {pid} 0 -1\n")
+        (proc / str(pid) / "environ").write_bytes(env)
+    # only LinuxCNC's own processes, only this instance's exact path
+    assert instance_pids(b"RTAPI_FIFO_PATH=/w1/fifo", proc) == [10]
+    assert instance_pids(b"RTAPI_FIFO_PATH=/w2/fifo", proc) == [13]
+    assert linuxcnc_running(proc)
+    # a zombie (not reaped by PID 1 in a container) is no running instance
+    for pid in (10, 11, 13):
+        stat = proc / str(pid) / "stat"
+        stat.write_text(stat.read_text().replace(") S ", ") Z "))
+    assert instance_pids(b"RTAPI_FIFO_PATH=/w1/fifo", proc) == []
+    assert not linuxcnc_running(proc)

@@ -39,6 +39,12 @@ from ...machine.config import MachineConfig, load_machine_config
 from .helper import DEBIAN_PYTHON
 
 LOCKFILE = Path("/tmp/linuxcnc.lock")
+NML_FILE = Path("/usr/share/linuxcnc/linuxcnc.nml")
+LINGER_S = 10.0  # how long a stopped instance's daemons may take to exit
+DEFAULT_NML_KEYS = (1001, 1002, 1003, 1004, 1005)
+# the processes of a running LinuxCNC instance (by /proc/PID/comm); "io" is its tool task
+LINUXCNC_PROCESSES = frozenset({"linuxcnc", "linuxcncsvr", "milltask", "rtapi_app", "io",
+                                "linuxcncrsh", "halcmd"})  # fmt: skip
 AXES = ("x", "y", "z")
 SERVO_PERIOD_NS = 1_000_000
 
@@ -243,6 +249,7 @@ class SimController:
         self.ini = write_config(self.workdir, self.config, self.g54, self.port,  # type: ignore[arg-type]
                                 sampler=sampler)  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cleared: list[str] = []  # what the last stop and start removed of an instance
 
     @property
     def env(self) -> dict[str, str]:
@@ -267,23 +274,21 @@ class SimController:
                 raise LinuxCNCError(reason)
             time.sleep(0.5)
 
-    def start(self, attempts: int = 2) -> None:
+    def start(self) -> None:
         """Start LinuxCNC and bring it up (homed, auto mode); LinuxCNCError says why not.
 
-        A start right after a stop can find the last instance's NML memory still held by
-        a client letting go of it; LinuxCNC then exits at once, and is started again."""
-        for attempt in range(attempts):
-            try:
-                return self._start_once()
-            except LinuxCNCError as e:
-                if attempt + 1 == attempts or "NML" not in str(e):
-                    raise
-                time.sleep(2.0)
-
-    def _start_once(self) -> None:
+        What a stopped or killed instance left behind is cleared first (see
+        :func:`clear_stale_instance`), so a start right after a stop does not depend on
+        when the last instance's clients let go of its memory."""
         if self.proc is not None:
             raise LinuxCNCError("this simulator is already running")
+        clear_stale_instance()  # a lock file of a killed instance
         self._wait_for_lock()
+        # the daemons of an instance stopped elsewhere outlive its lock file by seconds
+        deadline = time.monotonic() + LINGER_S
+        while linuxcnc_running() and time.monotonic() < deadline and not LOCKFILE.exists():
+            time.sleep(0.1)
+        self.cleared += clear_stale_instance()  # its semaphores, which clients still hold
         log = (self.workdir / "linuxcnc.log").open("ab")
         self.proc = subprocess.Popen(
             ["linuxcnc", str(self.ini)], cwd=self.workdir, env=self.env,
@@ -341,6 +346,20 @@ class SimController:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        self._wait_instance_gone()
+
+    def _wait_instance_gone(self, timeout_s: float = 20.0) -> None:
+        """Wait for this instance's daemons (linuxcncsvr, rtapi_app, io, milltask outlive
+        the script by seconds) to exit, kill what is left, then clear its IPC: a start
+        while they live would share their NML buffers and semaphores."""
+        marker = f"RTAPI_FIFO_PATH={self.env['RTAPI_FIFO_PATH']}".encode()
+        deadline = time.monotonic() + timeout_s
+        while (pids := instance_pids(marker)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.cleared = clear_stale_instance()
 
     def restart(self) -> None:
         self.stop()
@@ -356,3 +375,83 @@ class SimController:
             if (self.workdir / name).exists():
                 parts.append((self.workdir / name).read_text(errors="replace")[-n:])
         return "\n".join(parts) or "(no output)"
+
+
+# ------------------------------------------------------------ what a dead instance leaves
+
+
+def nml_keys(nml_file: Path = NML_FILE) -> tuple[int, ...]:
+    """The SysV IPC keys of LinuxCNC's NML buffers (``B name SHMEM host size ... key``)."""
+    try:
+        lines = nml_file.read_text().splitlines()
+    except OSError:
+        return DEFAULT_NML_KEYS
+    keys = []
+    for line in lines:
+        words = line.split()
+        if len(words) > 9 and words[0] == "B" and words[2] == "SHMEM" and words[9].isdigit():
+            keys.append(int(words[9]))
+    return tuple(keys) or DEFAULT_NML_KEYS
+
+
+def _linuxcnc_processes(proc: Path = Path("/proc")) -> list[Path]:
+    """The /proc directories of live LinuxCNC processes. Zombies do not count: a daemon
+    of a stopped instance stays one until PID 1 reaps it, which in a container may be
+    never."""
+    out = []
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            state = text[text.rindex(")") + 2 :].split()[0]
+            if comm in LINUXCNC_PROCESSES and state not in ("Z", "X"):
+                out.append(stat.parent)
+    return out
+
+
+def linuxcnc_running(proc: Path = Path("/proc")) -> bool:
+    """Whether any process of a LinuxCNC instance is alive on this computer."""
+    return bool(_linuxcnc_processes(proc))
+
+
+def instance_pids(marker: bytes, proc: Path = Path("/proc")) -> list[int]:
+    """Live LinuxCNC processes whose environment holds ``marker`` (one instance's own
+    ``RTAPI_FIFO_PATH=...``: its daemons leave the script's session, not its environment)."""
+    pids = []
+    for directory in _linuxcnc_processes(proc):
+        with contextlib.suppress(OSError):
+            if marker + b"\0" in (directory / "environ").read_bytes() + b"\0":
+                pids.append(int(directory.name))
+    return pids
+
+
+def clear_stale_instance() -> list[str]:
+    """Remove what a stopped or killed LinuxCNC left behind, when none is running.
+
+    - NML semaphores (and shared memory) keyed as in linuxcnc.nml: a client of the last
+      instance (a status poller) that detaches last destroys the semaphores by id; the
+      ``linuxcnc`` script removes the memory but not the semaphores, so a new instance
+      started before that detach opens the *same* semaphores by key and loses them under
+      its feet (``semctl ... Invalid argument``, ``can't connect to NML buffers``).
+      Removed here, the new instance creates its own and the old client's late destroy
+      hits an id that no longer exists.
+    - ``/tmp/linuxcnc.lock`` of an instance that was killed before its cleanup ran.
+
+    Nothing is touched while a LinuxCNC process is alive (another engineer's instance).
+    Returns what was removed."""
+    if linuxcnc_running():
+        return []
+    removed = []
+    for key in nml_keys():
+        for flag, kind in (("-S", "semaphore"), ("-M", "memory")):
+            try:
+                done = subprocess.run(["ipcrm", flag, str(key)], capture_output=True)
+            except FileNotFoundError:  # no ipcrm: nothing LinuxCNC left can be cleared
+                return removed
+            if done.returncode == 0:
+                removed.append(f"{kind} {key}")
+    if LOCKFILE.exists() and not linuxcnc_running():
+        with contextlib.suppress(FileNotFoundError):
+            LOCKFILE.unlink()
+            removed.append(str(LOCKFILE))
+    return removed
