@@ -117,9 +117,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (under 50 s)")
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=None,
-                        help="seconds of fleet data to write (default 30, 10 with --quick)")  # fmt: skip
+                        help="seconds of fleet data to write (default 30, 5 with --quick)")  # fmt: skip
     args = parser.parse_args()
-    seconds = args.seconds or (10.0 if args.quick else 30.0)
+    seconds = args.seconds or (5.0 if args.quick else 30.0)
     ticks = round(seconds / TICK_S)
     groups = list(fleet(args.machines, ticks))
     results = {}
