@@ -228,7 +228,6 @@ class PostgresStore:
         """A connection on the store's schema; a failure is psycopg's OperationalError
         (the server may come back: not a :class:`StoreError`, which means bad data)."""
         con = psycopg.connect(self.dsn, autocommit=True)
-        con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
         con.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         return con
 
@@ -283,10 +282,15 @@ class PostgresStore:
         may start at once. Returns the layout and partition span the schema has."""
         with self._con.transaction():
             self._con.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
+            # An existing schema is only read (no DDL, and no lock on its tables, each
+            # time a hub process starts).
+            if self._con.execute("SELECT to_regclass('meta')").fetchone()[0] is not None:
+                got = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+                if "layout" in got:
+                    return got["layout"], float(got["partition_s"])
+            name = sql.Identifier(self.schema)
+            self._con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
             self._con.execute(_TABLES)
-            got = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
-            if "layout" in got:
-                return got["layout"], float(got["partition_s"])
             layout = "timescaledb" if timescaledb is not False and self._has_timescale() else (
                 "partitioned")  # fmt: skip
             if timescaledb and layout != "timescaledb":
