@@ -65,7 +65,8 @@ def test_engine_raises_an_explained_outer_race_alarm(faulty: list[tuple[str, byt
     alarms = [e.alarm for e in events if e.kind == "alarm"]
     assert [a.code for a in alarms] == [AlarmCode.BEARING_DEFECT]
     message = alarms[0].message
-    assert message.startswith("outer-race defect suspected on VMC") and "BPFO 3.5" in message
+    assert message.startswith("outer-race defect suspected on Harbin VMC-1 spindle")
+    assert "BPFO 3.5" in message
     assert "3 of the last 3 vibration windows" in message
     diagnoses = [
         e.value for e in events if e.kind == "diagnosis" and "bearing.diagnosis" in e.value

@@ -70,7 +70,10 @@ def test_an_order_from_an_alarm_carries_its_guide_and_is_opened_once(
     order = book.open_from_alarm(stored, "wang.li")
     assert order.alarm_id == alarm_id and order.alarm_code == "MT-200"
     assert order.priority == "high"  # a fault
-    assert order.title.startswith("Spindle overload: spindle load 130 %")
+    assert order.title == "Spindle overload on harbin-1"
+    assert (
+        "spindle load 130 %" in order.description and "1970-01-01 00:01:40 UTC" in order.description
+    )
     assert "Probable causes:" in order.description and "Worn or broken tool" in order.description
     again = book.open_from_alarm(stored, "zhao.min")
     assert again.id == order.id and again.created_by == "wang.li"

@@ -55,7 +55,8 @@ class AnalyticsEngine:
             return []
         try:
             if kind == "birth":
-                self.names[machine] = codec.decode_descriptor(payload).name or machine
+                d = codec.decode_descriptor(payload)
+                self.names[machine] = f"{d.site} {d.name}".strip() or machine  # "Harbin VMC-1"
                 return []
             if kind == "event":
                 event = codec.decode_event(payload)

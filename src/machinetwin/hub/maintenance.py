@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -198,7 +199,9 @@ class WorkOrderBook:
     ) -> WorkOrder:
         """An order for ``alarm``, its description drawn from the alarm and its guide."""
         guide = alarm_guide(alarm.alarm.code)
-        title = f"{guide.title if guide else alarm.alarm.code}: {alarm.alarm.message}"[:MAX_TITLE]
+        # the guide's title is short; the alarm's message (the explanation) is in the text
+        what = guide.title if guide else f"{alarm.alarm.code}: {alarm.alarm.message}"
+        title = f"{what} on {alarm.machine}"[:MAX_TITLE]
         return self.open(alarm.machine, title, describe_alarm(alarm, guide), by,
                          priority=priority or _priority_of(alarm), alarm=alarm)  # fmt: skip
 
@@ -286,11 +289,18 @@ def describe_alarm(alarm: StoredAlarm, guide: AlarmGuide | None) -> str:
     """The alarm as a work order's description: what happened, then the guide."""
     a = alarm.alarm
     lines = [f"Alarm {a.code} ({a.severity.name.lower()}) on {alarm.machine}, source {a.source}: "
-             f"{a.message}", f"Raised at machine time {a.raised_at:.1f} s."]  # fmt: skip
+             f"{a.message}", f"Raised {_utc(a.raised_at)}."]  # fmt: skip
     if guide:
         lines += ["", "Probable causes:", *(f"- {c}" for c in guide.causes)]
         lines += ["", "Checks:", *(f"{i}. {c}" for i, c in enumerate(guide.checks, 1))]
     return "\n".join(lines)
+
+
+def _utc(t: float) -> str:
+    try:
+        return f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S} UTC"
+    except (OverflowError, OSError, ValueError):
+        return f"at machine time {t:.1f} s"
 
 
 def _priority_of(alarm: StoredAlarm) -> str:

@@ -152,7 +152,8 @@ class Hub:
 
         assert self.store is not None
         context = UiContext(self.store, live, self.users, load_machine_config(),
-                            machine_state=self._machine_state, commands=self.commands)  # fmt: skip
+                            machine_state=self._machine_state, commands=self.commands,
+                            maintenance=self.maintenance)  # fmt: skip
         data_dir = Path(self.config.store).resolve().parent
         mount_ui(app, context, ui_secret(data_dir / "ui-secret"), data_dir / "ui-storage")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from nicegui import run, ui
 
+from ..hub.auth import Role
 from ..hub.store import StoredAlarm
 from .app import ctx, guarded, page_frame
 from .context import UserLike, alarm_code
@@ -34,6 +35,10 @@ _ACTIONS = """
          :aria-label="'Acknowledge alarm ' + props.row.id + ' (' + props.row.code + ' on ' + props.row.machine + ')'"
          :data-testid="'ack-' + props.row.id"
          @click="() => $parent.$emit('ack', props.row)" />
+  <q-btn dense flat size="sm" color="primary" label="Work order" class="q-ml-xs"
+         :aria-label="'Work order for alarm ' + props.row.id"
+         :data-testid="'wo-from-' + props.row.id"
+         @click="() => $parent.$emit('workorder', props.row)" />
 </q-td>"""
 
 
@@ -78,6 +83,24 @@ def row(a: StoredAlarm) -> dict[str, Any]:
         "state": "active" if a.active else "cleared",
         "ack": ack,
     }
+
+
+async def work_order_for(row: dict[str, Any], user: UserLike) -> None:
+    """Open (or find) the alarm's work order and go to it on the maintenance page."""
+    book = ctx().maintenance
+    if book is None or int(user.role) < int(Role.OPERATOR):
+        ui.notify("Opening work orders needs the operator role or above", type="warning")
+        return
+    alarm = await run.io_bound(find_alarm, row["machine"], int(row["id"]))
+    if alarm is None:
+        ui.notify(f"Alarm {row['id']} is gone", type="negative")
+        return
+    order = await run.io_bound(book.open_from_alarm, alarm, user.username)
+    ui.navigate.to(f"/maintenance?order={order.id}")
+
+
+def find_alarm(machine: str, alarm_id: int) -> StoredAlarm | None:
+    return next((a for a in ctx().store.alarms(machine=machine) if a.id == alarm_id), None)
 
 
 def machine_ids() -> list[str]:
@@ -134,6 +157,7 @@ async def alarms_page(user: UserLike) -> None:
 
     confirm.on_click(acknowledge)
     table.on("ack", open_ack)
+    table.on("workorder", lambda e: work_order_for(e.args, user))
 
     async def refresh_now() -> None:
         rows = await run.io_bound(query_alarms, f)

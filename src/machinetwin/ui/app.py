@@ -1,7 +1,7 @@
 """Mounting the web UI on the hub's FastAPI app, the login, and the common page frame.
 
 ``mount_ui(app, ctx, storage_secret, storage_dir)`` registers the pages (fleet at
-``/``, ``/machine/{id}``, ``/history``, ``/alarms``, ``/login``) and mounts NiceGUI on
+``/``, ``/machine/{id}``, ``/history``, ``/alarms``, ``/maintenance``, ``/login``) and mounts NiceGUI on
 ``app`` with ``ui.run_with``. NiceGUI keeps one global page registry, so one process
 serves one hub's UI at a time: a second hub may mount it after the first stopped
 serving (tests do), never while it serves.
@@ -65,7 +65,7 @@ def mount_ui(app: FastAPI, context: UiContext, storage_secret: str, storage_dir:
         # first hub's (NiceGUI sets it once per process); sessions are the new hub's.
         _mount_again(app)
         return
-    from . import alarms, fleet, history, login, machine_page  # noqa: F401 - registers pages
+    from . import alarms, fleet, history, login, machine_page, maintenance  # noqa: F401 - registers pages
 
     nicegui_app.on_startup(lambda: _state.update(serving=True))
     nicegui_app.on_shutdown(lambda: _state.update(serving=False))
@@ -125,7 +125,8 @@ def page_frame(title: str, user: UserLike) -> None:
     with ui.header().classes("items-center gap-4 px-4 py-2 bg-slate-800"):
         ui.label(TITLE).classes("text-lg font-bold")
         with ui.element("nav").props('aria-label="Main"').classes("flex gap-4"):
-            for text, href in (("Fleet", "/"), ("Alarms", "/alarms"), ("History", "/history")):
+            for text, href in (("Fleet", "/"), ("Alarms", "/alarms"), ("Maintenance", "/maintenance"),
+                               ("History", "/history")):  # fmt: skip
                 ui.link(text, href).classes("text-white")
         ui.space()
         ui.label(f"{user.username}").props('aria-label="Logged in user"')

@@ -20,6 +20,7 @@ import numpy as np
 from ..hub.api import LiveSnapshot, LiveView
 from ..hub.commands import CommandService
 from ..hub.ingest import LiveState
+from ..hub.maintenance import WorkOrderBook
 from ..hub.store import Store
 from ..machine.config import MachineConfig
 from .twin import StockView, Toolpath, TwinDataError, toolpath
@@ -83,6 +84,7 @@ class UiContext:
         machine_config: MachineConfig,
         machine_state: Callable[[str], LiveState | None] | None = None,
         commands: CommandService | None = None,
+        maintenance: WorkOrderBook | None = None,
     ) -> None:
         self.store = store
         self.live = live
@@ -91,6 +93,7 @@ class UiContext:
         self._machine_state = machine_state
         self.users = users
         self.commands = commands  # remote control (None: the panel stays disabled)
+        self.maintenance = maintenance  # work orders (None: no maintenance page actions)
         self.machine_config = machine_config
         self._lock = threading.Lock()
         self._programs: dict[str, tuple[float, Program]] = {}  # machine -> (checked, program)
