@@ -263,6 +263,9 @@ def test_the_site_reports_its_permit_to_the_hub(rig: Rig) -> None:
     assert any(w in rig.service.gate(MACHINE).reason for w in ("offline", "stopped"))
     rig.edge = start_edge(rig.site_dir, rig.service.signer, rig.link.port)
     assert wait_for(lambda: rig.service.gate(MACHINE).allowed, 5)  # the grant is still there
+    # the embedded broker also hands the new command subscription the retained permit
+    # report, state and birth: none of them reaches the executor as a command
+    assert rig.edge.executor.counts["malformed"] == 0, rig.edge.executor.counts
 
 
 def _start_beating_motion(rig: Rig) -> tuple[str, threading.Event, threading.Thread]:

@@ -530,12 +530,13 @@ class CommandChannel:
         client.will_set(topics.permit(machine), gone.encode(), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = lambda _c, _u, m: executor.submit(m.payload)
+        client.on_message = self._on_message
         client.on_socket_open = no_delay
         self.client = client
         self.broker = broker
         self.connected = threading.Event()
         self.connects = 0  # a reconnect makes the permit reporter speak at once
+        self.command_topic = topics.command(machine)
         executor.reply = self.publish_reply
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -546,6 +547,12 @@ class CommandChannel:
         client.subscribe(topics.command(self.executor.machine), qos=1)
         self.connects += 1
         self.connected.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        # amqtt hands a new subscriber retained messages of other topics too (the
+        # machine's permit report, state, birth): only the command topic is for us
+        if message.topic == self.command_topic:
+            self.executor.submit(message.payload)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self.connected.clear()
