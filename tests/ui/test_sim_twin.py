@@ -124,6 +124,11 @@ def test_compare_leaves_lines_the_twin_never_ran_and_refuses_bad_shapes() -> Non
     run = _straight_run()
     got = compare(run, np.array([0.1, 0.2]), np.zeros((2, 3)), np.array([5, 99]))
     assert math.isfinite(got.deviation_mm[0]) and math.isnan(got.deviation_mm[1])
+    # a machine at the very start of a program still reporting the previous program's
+    # last line: the twin runs that line only 2 s in, out of reach after 0.1 s
+    late = _straight_run(400)
+    got = compare(late, np.array([0.1, 2.5]), late.pos[[250, 250]], np.array([6, 6]))
+    assert math.isnan(got.offset_s[0]) and got.offset_s[1] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(TwinDataError, match=r"\(k, 3\)"):
         compare(run, np.zeros(3), np.zeros((2, 3)), np.zeros(3))
 

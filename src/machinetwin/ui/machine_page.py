@@ -337,7 +337,7 @@ class _MachineView:
                 ui.label("").classes("text-caption").props('data-testid="twin-note" role="status"')
             )
             with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap items-start"):
-                with ui.column().classes("gap-1 min-w-0 grow"):
+                with ui.column().classes("gap-1 shrink-0 max-lg:w-full"):
                     self.twin_head: dict[str, ui.label] = {}
                     for key, label in (("offset", "Cycle time against the twin"),
                                        ("deviation", "Deviation from the twin's path"),

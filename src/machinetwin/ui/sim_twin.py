@@ -35,6 +35,12 @@ from .twin import TwinDataError
 MAX_TWIN_S = 2 * 3600.0  # machine time the twin runs at most (longer programs are cut)
 PAIRS_PER_CHUNK = 200_000  # reported points x path segments compared at once (memory bound)
 TIME_TIE_MM_PER_S = 1e-4  # among equally near path points, prefer the one nearest in time
+# A machine is at most this much faster than its twin (feed override tops out at 200 %
+# on most controls), plus a little slack: a match further along the twin's run is not
+# the same place in the program. (At a program's start the machine still reports the
+# previous program's last line, whose only place in the twin's run is at its end.)
+MAX_SPEEDUP = 2.0
+SPEEDUP_SLACK_S = 1.0
 AXES = ("x", "y", "z")
 
 
@@ -217,6 +223,10 @@ def _nearest(run: SimulatedRun, seg: np.ndarray, points: np.ndarray,
     diff = rel - u[:, :, None] * ab[None, :, :]
     dist = np.sqrt(np.einsum("msj,msj->ms", diff, diff))
     t = run.t[seg][None, :] + u * (run.t[seg + 1] - run.t[seg])[None, :]
-    best = np.argmin(dist + TIME_TIE_MM_PER_S * np.abs(t - elapsed[:, None]), axis=1)
+    score = dist + TIME_TIE_MM_PER_S * np.abs(t - elapsed[:, None])
+    score[t > MAX_SPEEDUP * elapsed[:, None] + SPEEDUP_SLACK_S] = np.inf  # out of reach
+    best = np.argmin(score, axis=1)
     rows = np.arange(len(points))
-    return dist[rows, best], t[rows, best]
+    reachable = np.isfinite(score[rows, best])
+    return (np.where(reachable, dist[rows, best], np.nan),
+            np.where(reachable, t[rows, best], np.nan))  # fmt: skip
