@@ -1,8 +1,9 @@
 """An MTConnect agent for machinetwin's machines (any ``Adapter``), over HTTP.
 
-``/probe``, ``/current``, ``/sample`` (``from``, ``count``, ``to``, ``interval`` with
-``multipart/x-mixed-replace`` streaming and ``heartbeat``) and ``/assets`` (``/asset/ID``),
-each also per device (``/DEVICE/sample``), in XML (MTConnect 2.0 namespaces) or JSON
+``/probe``, ``/current`` (``at``: the state at a sequence), ``/sample`` (``from``,
+``count``, ``to``, ``interval`` with ``multipart/x-mixed-replace`` streaming and
+``heartbeat``), both with ``path`` (an XPath over the probe document choosing data
+items), and ``/assets`` (``/asset/ID``), each also per device (``/DEVICE/sample``), in XML (MTConnect 2.0 namespaces) or JSON
 (``Accept: application/json`` or ``?format=json``). Errors are MTConnectError documents
 with the standard error codes (OUT_OF_RANGE, INVALID_REQUEST, NO_DEVICE, ...).
 
@@ -14,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Any
+from xml.etree import ElementTree as ET
 
 import numpy as np
 import uvicorn
@@ -49,7 +53,7 @@ _ASSET_EVENTS = ("asset", "asset_removed", "assets_removed")
 _NORMAL: ConditionPayload = ("NORMAL", "", "", "", "")
 
 _MEDIA = {"xml": "application/xml", "json": "application/json"}
-_STATUS = {"OUT_OF_RANGE": 400, "INVALID_REQUEST": 400, "UNSUPPORTED": 400,
+_STATUS = {"OUT_OF_RANGE": 400, "INVALID_REQUEST": 400, "UNSUPPORTED": 400, "INVALID_XPATH": 400,
            "NO_DEVICE": 404, "INVALID_URI": 404, "ASSET_NOT_FOUND": 404}  # fmt: skip
 
 
@@ -83,7 +87,9 @@ class MTConnectAgent:
             raise ValueError(f"MTConnect agent: machine ids must be unique, got {ids}")
         self.devices: list[Device] = [build_device(a.descriptor) for a in self.adapters]
         self.table = ItemTable.build(self.devices)
-        self.buffer = ObservationBuffer(len(self.table.items), buffer_size)
+        self.buffer = ObservationBuffer(len(self.table.items), buffer_size,
+                                        conditions=self.table.kind == 3)  # fmt: skip
+        self._paths: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}  # path= masks
         self.feeds = [DeviceFeed(d, self.buffer, filter_samples, a.descriptor.signals)
                       for d, a in zip(self.devices, self.adapters, strict=True)]  # fmt: skip
         self.asset_buffer_size = 1024
@@ -267,30 +273,78 @@ class MTConnectAgent:
     async def current(self, request: Request) -> Response:
         fmt = _format(request)
         try:
-            _reject(request, ("at", "path"))
-            mask = self._mask(self._devices(request))
+            mask = self._request_mask(request)
             interval = _int_param(request, "interval", None, minimum=0)
+            at = _int_param(request, "at", None)
+            if at is not None and interval is not None:
+                raise RequestError("INVALID_REQUEST", "'at' cannot be used with 'interval'")
+            if at is not None:
+                return Response(self._current_at(mask, at, fmt), media_type=_MEDIA[fmt])
         except RequestError as e:
             return self._error(e, fmt)
         if interval is None:
             return Response(self._current_doc(mask, fmt), media_type=_MEDIA[fmt])
         return self._multipart(self._current_parts(mask, interval, fmt), fmt)
 
+    def _request_mask(self, request: Request) -> np.ndarray:
+        """The items a request asks for: its devices, narrowed by ``path=`` if given."""
+        devices = self._devices(request)
+        mask = self._mask(devices)
+        path = request.query_params.get("path")
+        if path is not None:
+            mask &= self._path_mask(path, devices)
+        return mask
+
+    def _path_mask(self, path: str, devices: list[Device]) -> np.ndarray:
+        """The data items an XPath over the probe document selects (a selected component
+        stands for every data item below it); remembered per path and devices."""
+        key = (path, tuple(d.uuid for d in devices))
+        if key not in self._paths:
+            probe = probe_document(self.header(), devices, "xml")
+            ids = select_data_items(probe, path)
+            index = {item.id: item.index for d in devices for item in d.items()}
+            mask = np.zeros(len(self.table.items), bool)
+            mask[[index[i] for i in ids if i in index]] = True
+            self._paths[key] = mask
+        return self._paths[key].copy()
+
+    def _current_at(self, mask: np.ndarray, at: int, fmt: str) -> str:
+        """The state at sequence ``at`` (standard: firstSequence <= at < nextSequence);
+        nextSequence in the header is at + 1, where a sample request would continue."""
+        b = self.buffer
+        if not b.first_sequence <= at < b.next_sequence:
+            raise RequestError("OUT_OF_RANGE", f"'at' must be between firstSequence "
+                               f"{b.first_sequence} and lastSequence {b.last_sequence}, got {at}")  # fmt: skip
+        state, active = b.state_at(at)
+        keep = mask[state.item]
+        obs = self._with_conditions(state.take(np.flatnonzero(keep)), active)
+        return streams_document(self.header(), self.table, obs,
+                                (b.first_sequence, b.last_sequence, at + 1), fmt)  # fmt: skip
+
     def _current_obs(self, mask: np.ndarray) -> Observations:
         """Each item's newest observation; for a condition, every active state (or Normal)."""
         b = self.buffer
         items = np.flatnonzero(mask & (b.latest_seq > 0))
-        is_cond = self.table.kind[items] == 3
-        plain = items[~is_cond]
-        obs = Observations(b.latest_seq[plain], plain.astype(np.int32), b.latest_t[plain],
-                           b.latest_value[plain], b.latest_text[plain])  # fmt: skip
+        obs = Observations(b.latest_seq[items], items.astype(np.int32), b.latest_t[items],
+                           b.latest_value[items], b.latest_text[items])  # fmt: skip
+        return self._with_conditions(obs, b.active)
+
+    def _with_conditions(self, obs: Observations,
+                         active_sets: dict[int, dict[str, Any]]) -> Observations:  # fmt: skip
+        """Plain items as they are; each condition item as all its active states (or one
+        Normal at its newest observation)."""
+        is_cond = self.table.kind[obs.item] == 3
+        cond = np.flatnonzero(is_cond)
+        obs_plain = obs.take(np.flatnonzero(~is_cond))
         states: list[tuple[int, int, float, ConditionPayload]] = []
-        for i in items[is_cond].tolist():
-            active = b.active.get(i)
+        for k in cond.tolist():
+            i = int(obs.item[k])
+            active = active_sets.get(i)
             if active:
                 states += [(i, seq, t, payload) for seq, t, payload in active.values()]
             else:
-                states.append((i, int(b.latest_seq[i]), float(b.latest_t[i]), _NORMAL))
+                states.append((i, int(obs.seq[k]), float(obs.t[k]), _NORMAL))
+        obs = obs_plain
         if not states:
             return obs
         text = objects([payload for *_, payload in states])
@@ -313,7 +367,6 @@ class MTConnectAgent:
     async def sample(self, request: Request) -> Response:
         fmt = _format(request)
         try:
-            _reject(request, ("path",))
             query = self._sample_query(request)
             interval = _int_param(request, "interval", None, minimum=0)
             heartbeat = _int_param(request, "heartbeat", 10000, minimum=1)
@@ -326,7 +379,7 @@ class MTConnectAgent:
         return self._multipart(self._sample_parts(query, interval, heartbeat, fmt), fmt)
 
     def _sample_query(self, request: Request) -> SampleQuery:
-        mask = self._mask(self._devices(request))
+        mask = self._request_mask(request)
         count = _int_param(request, "count", 100)
         assert count is not None
         if count == 0 or abs(count) > self.max_count:
@@ -447,10 +500,62 @@ def _format(request: Request) -> str:
     return "json" if "application/json" in request.headers.get("accept", "") else "xml"
 
 
-def _reject(request: Request, names: tuple[str, ...]) -> None:
-    for name in names:
-        if name in request.query_params:
-            raise RequestError("UNSUPPORTED", f"the '{name}' parameter is not supported here")
+_NS = re.compile(r"\{[^}]*\}")
+
+
+def select_data_items(probe_xml: str, path: str) -> list[str]:
+    """Ids of the DataItems an XPath selects in a probe document, as the standard's
+    ``path`` parameter means it: a selected DataItem is itself, any other element stands
+    for the DataItems below it. Namespaces are ignored (``//Axes``, not ``//m:Axes``).
+
+    The XPath subset of ElementTree: ``/`` and ``//`` steps, ``*``, ``..``, predicates
+    ``[@a]``, ``[@a="v"]``, ``[@a!="v"]``, ``[Tag]``, ``[n]``, and unions with ``|``. Bad
+    syntax, or a path that selects no data item, is INVALID_XPATH (as the reference
+    agent answers)."""
+    root = ET.fromstring(probe_xml)
+    for element in root.iter():
+        element.tag = _NS.sub("", element.tag)
+    ids: dict[str, None] = {}
+    for part in _union_parts(path):
+        expr = part.strip()
+        if expr.startswith("/") and not expr.startswith("//"):
+            # absolute: from the document's root element, which is our root itself
+            head, _, rest = expr[1:].partition("/")
+            if head.split("[")[0] not in (root.tag, "*"):
+                continue
+            expr = "./" + rest if rest else "."
+        elif expr.startswith("//"):
+            expr = "." + expr
+        try:
+            found = root.findall(expr)
+        except (SyntaxError, KeyError, TypeError) as e:
+            raise RequestError(
+                "INVALID_XPATH", f"'path' {path!r} is not a valid XPath: {e}"
+            ) from None
+        for element in found:
+            items = [element] if element.tag == "DataItem" else element.iter("DataItem")
+            ids.update((i.get("id"), None) for i in items if i.get("id"))  # type: ignore[misc]
+    if not ids:
+        raise RequestError("INVALID_XPATH", f"'path' {path!r} selects no data item")
+    return list(ids)
+
+
+def _union_parts(path: str) -> list[str]:
+    """``a | b`` split at the bars outside predicates and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for k, ch in enumerate(path):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(path[start:k])
+            start = k + 1
+    return [*parts, path[start:]]
 
 
 def _int_param(request: Request, name: str, default: int | None,
