@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from machinetwin.edge.permit import PermitStore
-from machinetwin.hub.commands import CLOCK_SKEW_S, REPORT_PERIODS, SiteReport, gate_of
+from machinetwin.hub.commands import (
+    CLOCK_SKEW_S,
+    REPORT_PERIODS,
+    ControlGate,
+    SiteReport,
+    gate_of,
+)
 from machinetwin.model.commands import CommandError, PermitReport
 
 NOW = 1_800_000_000.0
@@ -91,3 +97,14 @@ def test_the_edge_reports_what_its_permit_file_says(tmp_path: Path) -> None:
     (tmp_path / "permits.sqlite").chmod(0o666)  # a file others may write grants nothing
     refused = store.report("m-1", 5.0)
     assert not refused.active and "writable by group or others" in refused.reason
+
+
+@settings(deadline=None)  # the first example imports NiceGUI
+@given(st.text(min_size=1, max_size=80), st.booleans())
+def test_the_panel_line_says_why_control_is_off_or_until_when_it_is_on(reason: str,
+                                                                       allowed: bool) -> None:  # fmt: skip
+    from machinetwin.ui.control import permit_line  # NiceGUI: imported by this test only
+
+    text = permit_line(ControlGate(allowed, reason, NOW if allowed else None))
+    assert text.startswith("site permit: active" if allowed else "site permit: none")
+    assert reason.removeprefix("site permit active ") in text
