@@ -23,6 +23,12 @@ It replies ``accepted`` or ``rejected`` (with the reason), then the outcome (``d
 or ``failed``). Forged, malformed or foreign messages are counted and logged, never
 recorded in the ledger (so nobody can burn a real command's id without the key).
 
+Permit reports: :class:`PermitReporter` tells the hub each machine's site permit
+(retained on ``mt/v1/<machine>/permit``: on change, after a reconnect, every
+``PERMIT_REPORT_S``; the command connection's will and a clean stop report "no
+permit"), so that the hub and its UI offer control only while the site allows it.
+The executor checks the permit itself on every command regardless.
+
 Dead-man: a motion command with ``deadman_s`` (always a continuous jog) stays alive
 only while heartbeats arrive (signed too, each newer than the last, so a replayed one
 does nothing); when none has arrived for two periods, or a heartbeat finds the permit
