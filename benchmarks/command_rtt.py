@@ -19,6 +19,10 @@ and execution, its reply, edge→hub).
   ``accepted`` (sent after the machine took it) reached the hub; commands one after
   another. ``overhead_p99_ms``: the p99 above twice the link's one-way delay (30 ms),
   i.e. what the software adds. Target < 20 ms.
+- ``mqtt_echo_p50_ms``/``mqtt_echo_p99_ms``: plain MQTT QoS 1 round trips (hub side →
+  broker → link → an echo client at the site → back), interleaved with the commands:
+  the transport's own share under the same load; ``above_mqtt_p50_ms``/``_p99_ms``: the
+  command round trip's percentiles minus the echo's.
 - ``deadman_hold_ms``: remote motion under a 100 ms dead-man, heartbeats every 100 ms
   through the API, then the link is cut (black-holed): time from the cut until the edge
   put the machine in feed hold; the worst of several trials (bound: 300 ms).
@@ -33,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import socket
 import statistics
 import sys
@@ -45,6 +50,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import paho.mqtt.client as mqtt
 import uvicorn
 from argon2 import PasswordHasher
 
@@ -56,6 +62,7 @@ from machinetwin.edge.executor import (
     CommandLedger,
     ControlledAdapter,
     load_public_key,
+    no_delay,
 )
 from machinetwin.edge.permit import PermitStore
 from machinetwin.hub.api import create_api, live_view_from
@@ -126,6 +133,7 @@ class EdgeSite:
                                self.buffer)  # fmt: skip
         self.thread = threading.Thread(target=lambda: asyncio.run(self.agent.run()), daemon=True)
         self.thread.start()
+        self.echo = mqtt_echo(address)  # the transport alone, for comparison
 
     def answer(self, request: str) -> object:
         if request == "connected":
@@ -140,10 +148,66 @@ class EdgeSite:
         raise ValueError(request)
 
     def close(self) -> None:
+        self.echo.disconnect()
+        self.echo.loop_stop()
         self.agent.stop()
         self.thread.join(10)
         self.agent.close()
         self.buffer.close()
+
+
+ECHO_REQ, ECHO_RESP = "bench/echo/req", "bench/echo/resp"
+
+
+def nodelay_client(client_id: str) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.on_socket_open = no_delay
+    return client
+
+
+def mqtt_echo(address: BrokerAddress) -> mqtt.Client:
+    """At the site: answers every echo request at once (QoS 1, like the commands)."""
+    client = nodelay_client("bench-echo")
+    client.on_connect = lambda c, *_: c.subscribe(ECHO_REQ, qos=1)
+    client.on_message = lambda c, _u, m: c.publish(ECHO_RESP, m.payload, qos=1)
+    client.connect(address.host, address.port, 5)
+    client.loop_start()
+    return client
+
+
+class EchoProbe:
+    """At the hub: plain MQTT round trips over the same broker and link, interleaved
+    with the commands, so that the transport's own share is measured, not assumed."""
+
+    def __init__(self, port: int) -> None:
+        self.answers: queue.SimpleQueue[tuple[bytes, float]] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        client = nodelay_client("bench-probe")
+
+        def on_connect(c, *_):  # noqa: ANN001, ANN002 - paho's callback
+            c.subscribe(ECHO_RESP, qos=1)
+            self.ready.set()
+
+        client.on_connect = on_connect
+        client.on_message = lambda _c, _u, m: self.answers.put((m.payload, time.monotonic()))
+        client.connect("127.0.0.1", port, 5)
+        client.loop_start()
+        self.client = client
+
+    def round_trip(self, k: int) -> float:
+        """Seconds from publishing request ``k`` to its echo's arrival."""
+        t0 = time.monotonic()
+        self.client.publish(ECHO_REQ, str(k).encode(), qos=1)
+        deadline = t0 + 10
+        while time.monotonic() < deadline:
+            payload, at = self.answers.get(timeout=10)
+            if payload == str(k).encode():
+                return at - t0
+        raise RuntimeError("no echo within 10 s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def edge_main(workdir: str, public_key: str, link_port: int, conn: Connection) -> None:
@@ -209,6 +273,9 @@ class Rig:
         live = f"/api/machines/{MACHINE}/live"
         if not wait_for(lambda: self.client.get(live, headers=self.headers).status_code == 200, 15):
             raise RuntimeError("the hub never heard of the machine")
+        self.probe = EchoProbe(self.broker.port)
+        if not self.probe.ready.wait(15):
+            raise RuntimeError("the echo probe did not connect")
         if not wait_for(lambda: self.service.gate(MACHINE).allowed, 15):
             raise RuntimeError(f"no site permit at the hub: {self.service.gate(MACHINE).reason}")
 
@@ -249,6 +316,7 @@ class Rig:
         self.link_conn.poll(30)
         self.link.join(30)
         self.client.close()
+        self.probe.close()
         self.server.should_exit = True
         self.server_thread.join(10)
         self.service.stop()
@@ -257,15 +325,18 @@ class Rig:
         self.broker.stop()
 
 
-def measure_rtt(rig: Rig, n: int) -> tuple[list[float], list[str]]:
+def measure_rtt(rig: Rig, n: int) -> tuple[list[float], list[str], list[float]]:
+    """(command round trips, their ids, plain MQTT echo round trips), interleaved."""
     for i in range(10):  # warm-up: connections, caches, JIT-less paths
         rig.command("feed_override", {"percent": 90 + i})
-    out, ids = [], []
+        rig.probe.round_trip(-1 - i)
+    out, ids, echoes = [], [], []
     for i in range(n):
         cid, rtt = rig.command("feed_override", {"percent": 80 + i % 40})
         out.append(rtt)
         ids.append(cid)
-    return out, ids
+        echoes.append(rig.probe.round_trip(i))
+    return out, ids, echoes
 
 
 # the round trip in segments, each between two monotonic stamps (one clock on one host)
@@ -335,8 +406,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mt-cmd-bench-") as tmp:
         rig = Rig(Path(tmp), args.embedded)
         try:
-            rtt_s, ids = measure_rtt(rig, n)
-            rtts = np.array(rtt_s) * 1000.0
+            rtt_s, ids, echo_s = measure_rtt(rig, n)
+            rtts, echoes = np.array(rtt_s) * 1000.0, np.array(echo_s) * 1000.0
             parts = breakdown(rig, ids)
             holds, early = [], 0
             while len(holds) < trials and early < 3 * trials:
@@ -353,6 +424,11 @@ def main() -> None:
         "link_one_way_ms": LINK_MS, "rtt_p50_ms": round(p50, 2), "rtt_p99_ms": round(p99, 2),
         "overhead_p50_ms": round(p50 - 2 * LINK_MS, 2),
         "overhead_p99_ms": round(p99 - 2 * LINK_MS, 2),
+        "mqtt_echo_p50_ms": round(float(np.percentile(echoes, 50)), 2),
+        "mqtt_echo_p99_ms": round(float(np.percentile(echoes, 99)), 2),
+        # what the command path adds above plain MQTT over the same broker and link
+        "above_mqtt_p50_ms": round(p50 - float(np.percentile(echoes, 50)), 2),
+        "above_mqtt_p99_ms": round(p99 - float(np.percentile(echoes, 99)), 2),
         "deadman_hold_ms": round(max(holds), 1),
         "deadman_hold_median_ms": round(statistics.median(holds), 1), "deadman_trials": len(holds),
         "deadman_early_holds": early,
@@ -366,6 +442,8 @@ def main() -> None:
                   f"  max {v.max():7.2f} ms")  # fmt: skip
     print(f"{n} commands over a {LINK_MS:g} ms link ({rig.broker_name}): round trip p50 "
           f"{p50:.1f} ms, p99 {p99:.1f} ms; software overhead p99 {p99 - 2 * LINK_MS:.1f} ms")  # fmt: skip
+    print(f"plain MQTT echo over the same broker and link (interleaved): p50 "
+          f"{np.percentile(echoes, 50):.1f} ms, p99 {np.percentile(echoes, 99):.1f} ms")  # fmt: skip
     print(f"dead-man (100 ms heartbeats): feed hold {', '.join(f'{h:.0f}' for h in holds)} ms "
           f"after the link cut")  # fmt: skip
     print(json.dumps(result))
