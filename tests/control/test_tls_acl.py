@@ -252,3 +252,22 @@ def test_acl_refuses_a_machine_claimed_by_two_edges_and_bad_ids() -> None:
         acl_text("hub", {"a": ["m/#"]})
     with pytest.raises(ConfigError, match="the hub's user"):
         acl_text("hub", {"hub": ["m-1"]})
+
+
+def test_hub_and_site_files_name_the_file_and_key_of_a_missing_tls_file(tmp_path: Path) -> None:
+    from machinetwin.hub.service import load_hub_config
+
+    hub = tmp_path / "hub.toml"
+    hub.write_text('[broker]\nhost = "broker.lab"\nport = 8883\ntls_ca = "lab-ca.pem"\n')
+    with pytest.raises(
+        ConfigError, match=r"hub\.toml: broker\.tls_ca: no readable file .*lab-ca\.pem"
+    ):
+        load_hub_config(hub)
+    (tmp_path / "lab-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_hub_config(hub).broker.address().tls_ca == str(tmp_path / "lab-ca.pem")
+    (tmp_path / "part.ngc").write_text("G0 X1\nM2\n")
+    site = tmp_path / "site.toml"
+    site.write_text('site = "harbin"\n[broker]\nusername = "harbin"\npassword_file = "h.pass"\n'
+                    '[[machines]]\nid = "m-1"\nprograms = ["part.ngc"]\n')  # fmt: skip
+    with pytest.raises(ConfigError, match=r"site\.toml: broker\.password_file: no readable file"):
+        load_edge_config(site)
