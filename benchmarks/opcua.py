@@ -10,8 +10,10 @@ Two runs in the same invocation, each with the server in its own process:
   written every 100 ms in one write call, and one plain asyncua client subscription.
 
 Prints one JSON object on its last line: ``notifications_per_s`` (machinetwin),
-``monitored_items``, ``asyncua_notifications_per_s``, ``ratio_vs_asyncua``, and the
-ceiling (items x 10/s). ``--quick`` measures 6 s per run (under 50 s in all).
+``monitored_items``, ``asyncua_notifications_per_s``, ``ratio_vs_asyncua``, the ceiling
+(items x 10/s), and the CPU time per notification of each side's client and server
+(``*_cpu_us_per_notification``): on a shared, loaded machine the rates swing with the
+neighbours' load, the CPU cost per notification much less. ``--quick`` measures 6 s per run (under 50 s in all).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 
@@ -132,7 +135,32 @@ async def wait_port(port: int, timeout_s: float = 60.0) -> None:
 # ------------------------------------------------------------ clients (this process)
 
 
-async def measure_ours(port: int, machines: int, seconds: float) -> tuple[float, int]:
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of a process: this one, or the server child. On a
+    shared, loaded machine the CPU cost per notification is steadier than the rate."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Window:
+    """Notifications, wall time and both processes' CPU over the measured window."""
+
+    def __init__(self, server_pid: int, count: int) -> None:
+        self.pid, self.count0 = server_pid, count
+        self.t0, self.client0, self.server0 = time.monotonic(), cpu_s(), cpu_s(server_pid)
+
+    def end(self, count: int) -> dict[str, float]:
+        n = count - self.count0
+        nan = float("nan")  # no notification at all: no cost per notification
+        return {"per_s": n / (time.monotonic() - self.t0),
+                "client_us": (cpu_s() - self.client0) / n * 1e6 if n else nan,
+                "server_us": (cpu_s(self.pid) - self.server0) / n * 1e6 if n else nan}  # fmt: skip
+
+
+async def measure_ours(port: int, machines: int, seconds: float,
+                       server_pid: int) -> tuple[dict[str, float], int]:  # fmt: skip
     from machinetwin.protocols.opcua.client import OpcUaClientAdapter, OpcUaSettings
 
     url = f"opc.tcp://127.0.0.1:{port}/bench"
@@ -150,16 +178,17 @@ async def measure_ours(port: int, machines: int, seconds: float) -> tuple[float,
         await asyncio.sleep(0.2)
     await asyncio.sleep(2.0)  # past the initial notifications
     items = sum(len(a.signals) + 2 for a in adapters)  # numeric (minus execution) + 3 text
-    start, t0 = sum(a.notifications for a in adapters), time.monotonic()
+    window = Window(server_pid, sum(a.notifications for a in adapters))
     await asyncio.sleep(seconds)
-    count, elapsed = sum(a.notifications for a in adapters) - start, time.monotonic() - t0
+    result = window.end(sum(a.notifications for a in adapters))
     for a in adapters:
         await a.close()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return count / elapsed, items
+    return result, items
 
 
-async def measure_peer(port: int, items: int, seconds: float) -> tuple[float, int]:
+async def measure_peer(port: int, items: int, seconds: float,
+                       server_pid: int) -> tuple[dict[str, float], int]:  # fmt: skip
     from asyncua import Client
 
     class Counter:
@@ -175,13 +204,13 @@ async def measure_peer(port: int, items: int, seconds: float) -> tuple[float, in
         sub = await client.create_subscription(PERIOD_S * 1000, counter)
         await sub.subscribe_data_change(nodes, sampling_interval=PERIOD_S * 1000)
         await asyncio.sleep(2.0)
-        start, t0 = counter.count, time.monotonic()
+        window = Window(server_pid, counter.count)
         await asyncio.sleep(seconds)
-        count, elapsed = counter.count - start, time.monotonic() - t0
-    return count / elapsed, len(nodes)
+        result = window.end(counter.count)
+    return result, len(nodes)
 
 
-async def run(kind: str, seconds: float) -> tuple[float, int]:
+async def run(kind: str, seconds: float) -> tuple[dict[str, float], int]:
     port = _free_port()
     per_machine = 3 + len(__import__("machinetwin.protocols.opcua.model",
                                      fromlist=["SIGNAL_MAP"]).SIGNAL_MAP)  # fmt: skip
@@ -190,11 +219,15 @@ async def run(kind: str, seconds: float) -> tuple[float, int]:
     try:
         await wait_port(port)
         if kind == "ours":
-            return await measure_ours(port, machines, seconds)
-        return await measure_peer(port, ITEMS, seconds)
+            return await measure_ours(port, machines, seconds, proc.pid)
+        return await measure_peer(port, ITEMS, seconds, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _round(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 2)
 
 
 def main() -> None:
@@ -216,13 +249,22 @@ def main() -> None:
     logging.disable(logging.CRITICAL)  # asyncua logs policies and closed sessions at length
     seconds = args.seconds or (6.0 if args.quick else 30.0)
     ours, items = asyncio.run(run("ours", seconds))
-    print(f"machinetwin: {ours:,.0f} notifications/s over {items} monitored items", flush=True)
+    print(f"machinetwin: {ours['per_s']:,.0f} notifications/s over {items} monitored items; "
+          f"CPU per notification: client {ours['client_us']:.1f} µs, "
+          f"server {ours['server_us']:.1f} µs", flush=True)  # fmt: skip
     peer, peer_items = asyncio.run(run("peer", seconds))
-    print(f"asyncua alone: {peer:,.0f} notifications/s over {peer_items} items", flush=True)
+    print(f"asyncua alone: {peer['per_s']:,.0f} notifications/s over {peer_items} items; "
+          f"CPU per notification: client {peer['client_us']:.1f} µs, "
+          f"server {peer['server_us']:.1f} µs", flush=True)  # fmt: skip
     print(json.dumps({
-        "notifications_per_s": round(ours, 1), "monitored_items": items,
-        "asyncua_notifications_per_s": round(peer, 1), "asyncua_monitored_items": peer_items,
-        "ratio_vs_asyncua": round(ours / peer, 3) if peer else None,
+        "notifications_per_s": round(ours["per_s"], 1), "monitored_items": items,
+        "asyncua_notifications_per_s": round(peer["per_s"], 1),
+        "asyncua_monitored_items": peer_items,
+        "ratio_vs_asyncua": round(ours["per_s"] / peer["per_s"], 3) if peer["per_s"] else None,
+        "client_cpu_us_per_notification": _round(ours["client_us"]),
+        "asyncua_client_cpu_us_per_notification": _round(peer["client_us"]),
+        "server_cpu_us_per_notification": _round(ours["server_us"]),
+        "asyncua_server_cpu_us_per_notification": _round(peer["server_us"]),
         "ceiling_per_s": items / PERIOD_S, "seconds": seconds,
         "load_average": os.getloadavg()[0],
     }))  # fmt: skip

@@ -247,3 +247,65 @@ def test_alerts_travel_as_alert_type_events(tmp_path: Path) -> None:
         raised.code, raised.severity, raised.message, "spindle")  # fmt: skip
     assert abs(up.raised_at - now) < 1e-3 and up.active
     assert down.code == raised.code and not down.active
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.just(np.nan), st.just(np.inf), st.floats(-1e6, 1e6)),
+                         min_size=3, max_size=3), min_size=1, max_size=6))  # fmt: skip
+def test_last_values_is_each_columns_newest_finite_value(cols: list[list[float]]) -> None:
+    columns = {f"s{k}": np.array(c) for k, c in enumerate(cols)}
+    names = [*columns, "absent"]
+    expected = {n: next(x for x in reversed(c) if np.isfinite(x))
+                for n, c in zip(columns, cols, strict=True) if any(np.isfinite(c))}  # fmt: skip
+    assert m.last_values(columns, names) == expected
+
+
+def test_machines_of_one_server_share_one_session_and_each_gets_its_own_data() -> None:
+    """Three machines on one server, three adapters: one session, one subscription, and
+    every adapter's batches carry its own machine's values (routed by client handle)."""
+    from machinetwin.model import MachineDescriptor
+    from machinetwin.protocols.opcua import session as shared
+
+    url = endpoint()
+
+    class Constant:
+        """A machine whose x.pos is in its own thousand (the routing is then visible)."""
+
+        def __init__(self, k: int) -> None:
+            self.k, self.closed = k, False
+            self.descriptor = MachineDescriptor(f"m{k}", f"m{k}", "lab")
+
+        async def batches(self):
+            while not self.closed:
+                await asyncio.sleep(0.1)
+                t = time.time() + np.arange(3) * 0.01
+                x = 1000.0 * self.k + (t * 100) % 1000  # changes (notified), says whose
+                yield SampleBatch(self.descriptor.machine_id, t, {"x.pos": x})
+
+        async def command(self, command) -> None:
+            return None
+
+        async def close(self) -> None:
+            self.closed = True
+
+    machines = [Constant(k) for k in range(3)]
+    clients = [OpcUaClientAdapter(OpcUaSettings(url, f"c{k}", machine=f"m{k}")) for k in range(3)]
+
+    async def scenario() -> tuple[list[list], int, int]:
+        server = MachineToolServer(machines, url)
+        async with server.serving():
+            running = asyncio.gather(*(collect(c, 3.0) for c in clients))
+            await asyncio.sleep(2.5)  # all subscribed by now
+            subscriptions = len(server.server.iserver.subscription_service.subscriptions)
+            results = await running
+        return list(results), subscriptions, len(shared._SESSIONS)
+
+    results, subscriptions, open_after = asyncio.run(scenario())
+    assert subscriptions == 1  # one subscription on the server for all three machines
+    assert open_after == 0  # the last adapter closed the shared session
+    for k, items in enumerate(results):
+        _, x = series(items, "x.pos")
+        finite = x[np.isfinite(x)]
+        owners = set((finite // 1000).tolist())
+        assert len(finite) >= 5 and owners == {float(k)}, (k, owners)
+        assert clients[k].sessions == 1 and clients[k].notifications > 0

@@ -6,4 +6,6 @@ adapter for any server of that model.
 - :mod:`.server`: ``MachineToolServer`` serves any ``Adapter`` as MachineTool objects.
 - :mod:`.client`: ``OpcUaClientAdapter`` browses any server for MachineTool objects,
   subscribes, and yields sample batches and events; reconnects after a restart.
+- :mod:`.session`: one session and subscription per server, shared by the adapters of
+  its machines; notifications go into numpy columns, not one object per sample.
 """

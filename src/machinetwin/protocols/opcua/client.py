@@ -8,9 +8,12 @@ and to the ``AlertType`` events of ``Notification/Messages``, and every period t
 what arrived into one :class:`SampleBatch` (each signal carried forward) plus events
 for execution, program and alert changes.
 
-When the connection is lost (server restart, network) the session is thrown away and
-the adapter connects, browses and subscribes again by itself, every ``retry_s``; the
-data it could not see is a gap, never invented values.
+The adapters of machines on one server share one session and one subscription
+(:mod:`.session`): one connect, one publish loop, notifications filed into numpy
+columns per machine by client handle. When the connection is lost (server restart,
+network) the session is thrown away and every adapter on it connects (the first one
+for all), browses and subscribes again by itself, every ``retry_s``; the data it could
+not see is a gap, never invented values.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from asyncua import Client, Node, ua
-from asyncua.crypto import security_policies
 
 from ...errors import CommandRejected, ConfigError
 from ...model import (
@@ -39,6 +42,7 @@ from ...model import (
     SampleBatch,
 )
 from . import model as m
+from .session import Collected, ColumnSubscription, Sink, acquire, release
 
 log = logging.getLogger(__name__)
 
@@ -64,54 +68,6 @@ class OpcUaSettings:
     certificate: Path | None = None  # the client's application certificate and key
     private_key: Path | None = None
     server_certificate: Path | None = None  # None: taken from the server's endpoints
-
-
-@dataclass
-class Collected:
-    """Notifications since the last batch, as parallel lists (turned into numpy once)."""
-
-    sig: list[int] = field(default_factory=list)
-    t: list[float] = field(default_factory=list)
-    v: list[float] = field(default_factory=list)
-    texts: list[tuple[str, float, Any]] = field(default_factory=list)  # non-numeric items
-    alerts: list[Any] = field(default_factory=list)
-
-
-class _Handler:
-    """asyncua subscription handler: files each notification by its node."""
-
-    def __init__(self, numeric: dict[ua.NodeId, int], text: dict[ua.NodeId, str]) -> None:
-        self.numeric = numeric  # node id -> signal index
-        self.text = text  # node id -> "channel_state" | "program_state" | "program"
-        self.box = Collected()
-        self.count = 0
-
-    def datachange_notification(self, node: Node, val: Any, data: Any) -> None:
-        self.count += 1
-        handle = data.subscription_data.node.nodeid
-        dv = data.monitored_item.Value
-        ts = dv.SourceTimestamp or dv.ServerTimestamp
-        t = ts.timestamp() if ts is not None else time.time()
-        k = self.numeric.get(handle)
-        if k is not None:
-            self.box.sig.append(k)
-            self.box.t.append(t)
-            self.box.v.append(_number(val) if dv.StatusCode.is_good() else float("nan"))
-        elif handle in self.text:
-            self.box.texts.append((self.text[handle], t, val))
-
-    def event_notification(self, event: Any) -> None:
-        self.box.alerts.append(event)
-
-    def take(self) -> Collected:
-        box, self.box = self.box, Collected()
-        return box
-
-
-def _number(val: Any) -> float:
-    if isinstance(val, bool | int | float | np.number):
-        return float(val)
-    return float("nan")
 
 
 def carry_forward(sig: np.ndarray, t: np.ndarray, v: np.ndarray,
@@ -172,49 +128,34 @@ class OpcUaClientAdapter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.retry_s)
 
-    async def _connect(self) -> tuple[Client, asyncio.Event]:
-        s = self.settings
-        client = Client(s.url, timeout=s.timeout_s, watchdog_intervall=1.0)
-        if s.username is not None:
-            client.set_user(s.username)
-            client.set_password(s.password or "")
-        if s.policy != "None":
-            mode = (ua.MessageSecurityMode.Sign if s.policy.endswith("_Sign")
-                    else ua.MessageSecurityMode.SignAndEncrypt)  # fmt: skip
-            await client.set_security(
-                security_policies.SecurityPolicyBasic256Sha256, str(s.certificate),
-                str(s.private_key), server_certificate=_opt(s.server_certificate), mode=mode)  # fmt: skip
-        lost = asyncio.Event()
-
-        async def on_lost(exc: Exception) -> None:
-            lost.set()
-
-        client.connection_lost_callback = on_lost
-        await client.connect()
-        return client, lost
-
     async def _session(self) -> AsyncIterator[SampleBatch | MachineEvent]:
-        client, lost = await self._connect()
+        shared = await acquire(self.settings)
+        placed: tuple[int, list[int]] | None = None
         try:
+            client, sub = shared.client, shared.subscription
+            assert client is not None and sub is not None
             machine = await find_machine(client, self.settings.machine)
             targets = await resolve(client, machine)
-            handler = await self._subscribe(client, machine, targets)
+            sink, placed = await self._subscribe(client, sub, targets)
             self.sessions += 1
             period = self.settings.period_s
             while not self.closed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), period)
-                if lost.is_set():
+                    await asyncio.wait_for(shared.lost.wait(), period)
+                if shared.lost.is_set():
                     raise ConnectionError("connection to the server lost")
-                for item in self.convert(handler.take()):
+                for item in self.convert(sink.take()):
                     yield item
-                self.notifications = handler.count
+                self.notifications = sink.count
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), 2.0)
+            if placed is not None and not shared.lost.is_set() and shared.subscription:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(shared.subscription.remove_sink(*placed), 2.0)
+            await release(shared)
 
-    async def _subscribe(self, client: Client, machine: Node,
-                         targets: dict[str, ua.NodeId]) -> _Handler:  # fmt: skip
+    async def _subscribe(self, client: Client, sub: ColumnSubscription,
+                         targets: dict[str, ua.NodeId]) -> tuple[Sink, tuple[int, list[int]]]:  # fmt: skip
+        """This machine's items on the shared subscription; the sink and what to remove."""
         numeric = [s for s in targets if s in SIGNALS]
         if "channel_state" in targets:  # execution: derived from channel and program state
             numeric.append("execution")
@@ -223,23 +164,23 @@ class OpcUaClientAdapter:
             self.last = np.full(len(numeric), np.nan)
             self.ever = np.zeros(len(numeric), bool)
         text = [s for s in targets if s not in SIGNALS and s != "messages"]
-        ordered = [s for s in numeric if s in targets] + text
-        handler = _Handler({targets[s]: k for k, s in enumerate(numeric) if s in targets},
-                           {targets[s]: s for s in text})  # fmt: skip
-        period_ms = self.settings.period_s * 1000
-        sub = await client.create_subscription(period_ms, handler)
-        nodes = [client.get_node(targets[s]) for s in ordered]
-        handles = await sub.subscribe_data_change(nodes, sampling_interval=period_ms)
-        for name, handle in zip(ordered, handles, strict=True):
-            if not isinstance(handle, int):  # a refused item: the others still count
-                log.warning("%s: cannot monitor %s: %s", self.settings.machine_id, name, handle)
+        monitored = [s for s in numeric if s in targets]  # by signal index: execution last
+        sink = Sink(text)
+        results, sink_no = await sub.add_sink(sink, [targets[s] for s in monitored],
+                                              [targets[s] for s in text],
+                                              self.settings.period_s * 1000)  # fmt: skip
+        handles = []
+        for name, result in zip([*monitored, *text], results, strict=True):
+            if isinstance(result, int):
+                handles.append(result)
+            else:  # a refused item: the others still count
+                log.warning("%s: cannot monitor %s: %s", self.settings.machine_id, name, result)
         messages = targets.get("messages")
         alert = await _alert_type(client) if messages is not None else None
         if messages is not None and alert is not None:
             with contextlib.suppress(ua.UaError):
-                await sub.subscribe_events(client.get_node(messages), alert,
-                                           evfilter=alert_filter(alert))  # fmt: skip
-        return handler
+                handles.append(await sub.add_events(sink, messages, alert_filter(alert)))
+        return sink, (sink_no, handles)
 
     # ------------------------------------------------------------ conversion
 
@@ -253,11 +194,11 @@ class OpcUaClientAdapter:
         sig, t, v = box.sig, box.t, box.v
         if "execution" in self.signals and exec_rows:
             k = self.signals.index("execution")
-            sig = [*sig, *(k for _ in exec_rows)]
-            t = [*t, *(r[0] for r in exec_rows)]
-            v = [*v, *(r[1] for r in exec_rows)]
-        if t and self.signals:
-            batch = self._batch(np.array(sig, np.int64), np.array(t), np.array(v))
+            rows = np.array(exec_rows)
+            sig = np.concatenate([sig, np.full(len(rows), k, np.int64)])
+            t, v = np.concatenate([t, rows[:, 0]]), np.concatenate([v, rows[:, 1]])
+        if len(t) and self.signals:
+            batch = self._batch(sig, t, v)
             out += [batch] if batch is not None else []
         return out
 
@@ -329,21 +270,45 @@ def _value(variant: Any) -> Any:
     return variant.Value if isinstance(variant, ua.Variant) else variant
 
 
-def _opt(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
 # ------------------------------------------------------------ browsing
 
 
+# what one connection learnt of its server's types and namespaces: every adapter sharing
+# the session asks the same questions at once (58 machines: thousands of browse requests
+# queued on one channel), so answers, and lookups in flight, are shared
+_MEMO: weakref.WeakKeyDictionary[Client, dict[Any, asyncio.Future[Any]]] = (
+    weakref.WeakKeyDictionary())  # fmt: skip
+
+
+async def _cached(client: Client, key: Any, make: Callable[[], Awaitable[Any]]) -> Any:
+    memo = _MEMO.setdefault(client, {})
+    future = memo.get(key)
+    if future is None:
+        future = memo[key] = asyncio.ensure_future(make())
+    try:
+        return await asyncio.shield(future)
+    except Exception:
+        if memo.get(key) is future:  # asked again next time
+            del memo[key]
+        raise
+
+
+async def _namespaces(client: Client) -> list[str]:
+    return await _cached(client, "namespaces", client.get_namespace_array)
+
+
 async def _ns_index(client: Client, uri: str) -> int | None:
-    array = await client.get_namespace_array()
+    array = await _namespaces(client)
     return array.index(uri) if uri in array else None
 
 
-async def _is_type(current: Node, mt_ns: int, names: tuple[str, ...], depth: int = 6) -> bool:
+async def _is_type(current: Node, mt_ns: int, names: tuple[str, ...], depth: int = 6,
+                   client: Client | None = None) -> bool:  # fmt: skip
     """Whether the type ``current`` is one of ``names`` in the MachineTool namespace, or a
-    subtype of one (a vendor may derive its own)."""
+    subtype of one (a vendor may derive its own); remembered per ``client``."""
+    if client is not None:
+        key = ("is_type", current.nodeid, mt_ns, names, depth)
+        return await _cached(client, key, lambda: _is_type(current, mt_ns, names, depth))
     for _ in range(depth):
         name = await current.read_browse_name()
         if name.NamespaceIndex == mt_ns and name.Name in names:
@@ -363,6 +328,24 @@ async def find_machine(client: Client, wanted: str | None) -> Node:
     mt_ns = await _ns_index(client, m.NS_MACHINE_TOOL)
     if mt_ns is None:
         raise NotAMachineTool(f"the server has no {m.NS_MACHINE_TOOL} namespace")
+    found: list[str] = []
+    for fresh in (False, True):  # the listing of another adapter first, then the server's
+        key = ("machines", fresh and object())  # a fresh key: browsed again
+        refs = await _cached(client, key, lambda: _machine_refs(client))
+        for ref in refs:
+            if wanted is not None and wanted not in (ref.BrowseName.Name, ref.DisplayName.Text):
+                continue
+            typedef = ua.NodeId(ref.TypeDefinition.Identifier, ref.TypeDefinition.NamespaceIndex)
+            if await _is_type(client.get_node(typedef), mt_ns, ("MachineToolType",), client=client):
+                return client.get_node(ref.NodeId)
+            found.append(ref.BrowseName.Name)
+        if fresh:
+            _MEMO.get(client, {}).pop(key, None)
+    raise NotAMachineTool(f"no MachineTool {wanted!r} on the server (found {found})")
+
+
+async def _machine_refs(client: Client) -> list[ua.ReferenceDescription]:
+    """The children of Objects/Machines (OPC 40001-1) and of Objects: one Browse each."""
     objects = client.nodes.objects
     refs: list[ua.ReferenceDescription] = []
     machinery = await _ns_index(client, m.NS_MACHINERY)
@@ -370,19 +353,7 @@ async def find_machine(client: Client, wanted: str | None) -> Node:
         with contextlib.suppress(ua.UaError):
             folder = await objects.get_child(ua.QualifiedName("Machines", machinery))
             refs += await folder.get_children_descriptions()
-    refs += await objects.get_children_descriptions()
-    checked: dict[ua.NodeId, bool] = {}
-    found = []
-    for ref in refs:
-        if wanted is not None and wanted not in (ref.BrowseName.Name, ref.DisplayName.Text):
-            continue
-        typedef = ua.NodeId(ref.TypeDefinition.Identifier, ref.TypeDefinition.NamespaceIndex)
-        if typedef not in checked:
-            checked[typedef] = await _is_type(client.get_node(typedef), mt_ns, ("MachineToolType",))
-        if checked[typedef]:
-            return client.get_node(ref.NodeId)
-        found.append(ref.BrowseName.Name)
-    raise NotAMachineTool(f"no MachineTool {wanted!r} on the server (found {found})")
+    return refs + await objects.get_children_descriptions()
 
 
 async def _placeholder(client: Client, monitoring: Node, mt_ns: int,
@@ -391,7 +362,7 @@ async def _placeholder(client: Client, monitoring: Node, mt_ns: int,
     for ref in await monitoring.get_children_descriptions():
         typedef = client.get_node(ua.NodeId(ref.TypeDefinition.Identifier,
                                             ref.TypeDefinition.NamespaceIndex))  # fmt: skip
-        if await _is_type(typedef, mt_ns, names, depth=3):
+        if await _is_type(typedef, mt_ns, names, depth=3, client=client):
             return ref.BrowseName.Name
     return None
 
@@ -399,7 +370,7 @@ async def _placeholder(client: Client, monitoring: Node, mt_ns: int,
 async def resolve(client: Client, machine: Node) -> dict[str, ua.NodeId]:
     """Node ids of every mapped variable the machine has: canonical signals, plus
     ``channel_state``, ``program_state``, ``program`` and ``messages``; one request."""
-    array = await client.get_namespace_array()
+    array = await _namespaces(client)
     ns = {k: array.index(uri) for k, uri in m.NAMESPACES.items() if uri in array}
     ns[m.UA] = 0
     mt_ns = ns[m.MT]
@@ -433,6 +404,10 @@ async def resolve(client: Client, machine: Node) -> dict[str, ua.NodeId]:
 
 async def _alert_type(client: Client) -> ua.NodeId | None:
     """The AlertType event type, found by its BrowseName (node ids differ by server)."""
+    return await _cached(client, "alert_type", lambda: _find_alert_type(client))
+
+
+async def _find_alert_type(client: Client) -> ua.NodeId | None:
     mt_ns = await _ns_index(client, m.NS_MACHINE_TOOL)
     alarm = client.get_node(ua.ObjectIds.AlarmConditionType)
     for ref in await alarm.get_children_descriptions(refs=ua.ObjectIds.HasSubtype):

@@ -37,6 +37,8 @@ from . import model as m
 
 log = logging.getLogger(__name__)
 
+Write = tuple[ua.NodeId, ua.DataValue]  # one value for the address space
+
 POLICIES = {
     "None": ua.SecurityPolicyType.NoSecurity,
     "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -369,7 +371,7 @@ class MachineToolServer:
         await self._write(writes)
 
     def _execution_writes(self, nodes: MachineNodes, execution: Execution, stamp: datetime,
-                          now: datetime) -> list[ua.WriteValue]:  # fmt: skip
+                          now: datetime) -> list[Write]:  # fmt: skip
         if execution == nodes.execution:
             return []
         nodes.execution = execution
@@ -387,17 +389,21 @@ class MachineToolServer:
         ]
 
     def _lamp_writes(self, nodes: MachineNodes, stamp: datetime,
-                     now: datetime) -> list[ua.WriteValue]:  # fmt: skip
+                     now: datetime) -> list[Write]:  # fmt: skip
         lamps = m.stacklight(nodes.execution, bool(nodes.active))
         return [_write(n, on, ua.VariantType.Boolean, stamp, now)
                 for n, on in zip(nodes.lamps, lamps, strict=True)]  # fmt: skip
 
-    async def _write(self, writes: list[ua.WriteValue]) -> None:
+    async def _write(self, writes: list[Write]) -> None:
+        """Values into the address space, straight to it: the Write service's loop adds a
+        dataclasses.replace per value for the server timestamp we already set."""
         if not writes:
             return
         self.writes += 1
-        results = await self.server.iserver.isession.write(ua.WriteParameters(NodesToWrite=writes))
-        bad = [r for r in results if not r.is_good()]
+        aspace = self.server.iserver.aspace
+        value = ua.AttributeIds.Value
+        bad = [status for node, dv in writes
+               if not (status := await aspace.write_attribute_value(node, value, dv)).is_good()]  # fmt: skip
         if bad:
             log.warning("OPC UA write: %d of %d values refused (%s)", len(bad), len(writes), bad[0])
 
@@ -481,13 +487,12 @@ class MachineToolServer:
 
 
 def _write(node: ua.NodeId, value: Any, vtype: ua.VariantType, stamp: datetime,
-           now: datetime) -> ua.WriteValue:  # fmt: skip
+           now: datetime) -> Write:  # fmt: skip
     if vtype in (ua.VariantType.Int32, ua.VariantType.UInt32, ua.VariantType.UInt16):
         value = int(value)
     elif vtype == ua.VariantType.Boolean:
         value = bool(value)
-    dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=stamp, ServerTimestamp=now)
-    return ua.WriteValue(NodeId=node, AttributeId=ua.AttributeIds.Value, Value=dv)
+    return node, ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=stamp, ServerTimestamp=now)
 
 
 # the specification's mandatory variables a machine may never report (the virtual machine
@@ -496,7 +501,7 @@ _NEUTRAL = {"mode": 0.0, "feed_override": 100.0, "rapid_override": 100.0,
             "spindle_override": 100.0}  # fmt: skip
 
 
-def _initial(signal: str, node: ua.NodeId, vtype: ua.VariantType, scale: float) -> ua.WriteValue:
+def _initial(signal: str, node: ua.NodeId, vtype: ua.VariantType, scale: float) -> Write:
     """No value until the machine gives one (a client must not take a default for data);
     mandatory ones hold their neutral value with status Uncertain_InitialValue."""
     if signal in _NEUTRAL:
@@ -506,4 +511,4 @@ def _initial(signal: str, node: ua.NodeId, vtype: ua.VariantType, scale: float) 
                           StatusCode=ua.StatusCode(ua.StatusCodes.UncertainInitialValue))  # fmt: skip
     else:
         dv = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
-    return ua.WriteValue(NodeId=node, AttributeId=ua.AttributeIds.Value, Value=dv)
+    return node, dv
