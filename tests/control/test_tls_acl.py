@@ -91,6 +91,22 @@ def test_only_tls_with_the_right_ca_and_password_gets_in(secure: Secure) -> None
     assert answers == [] or not _ok(answers[0])
 
 
+def test_a_listener_that_demands_client_certificates(secure: Secure) -> None:
+    """tls_cert/tls_key: refused without the edge's certificate, let in with it."""
+    from dataclasses import replace
+
+    base = address(secure.server, secure.pki, "harbin", PASSWORDS["harbin"])
+    base = replace(base, port=secure.server.mtls_port)  # type: ignore[attr-defined]
+    bare, rc = connect(base, "t-no-cert")
+    assert not _ok(rc), rc
+    bare.close()
+    with_cert = replace(base, tls_cert=str(secure.pki.client_cert),
+                        tls_key=str(secure.pki.client_key))  # fmt: skip
+    c, rc = connect(with_cert, "t-cert")
+    assert _ok(rc), rc
+    c.close()
+
+
 def _drain_until(c: Client, marker: bytes, timeout_s: float = 5.0) -> list[tuple[str, bytes]]:
     """Everything ``c`` received up to and including ``marker`` (sent last)."""
     seen: list[tuple[str, bytes]] = []

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from machinetwin.hub.broker import free_port
 from machinetwin.hub.broker_security import acl_text, password_line, security_lines, tls_listener
 from machinetwin.protocols.broker import BrokerAddress
 from mosquitto_server import MosquittoServer
@@ -58,6 +59,8 @@ class Pki:
     server_cert: Path
     server_key: Path
     rogue_ca: Path  # a CA the broker's certificate does not come from
+    client_cert: Path  # an edge's certificate (CN harbin), signed by ca
+    client_key: Path
 
 
 def make_pki(folder: Path) -> Pki:
@@ -67,23 +70,31 @@ def make_pki(folder: Path) -> Pki:
     rogue = _cert("rogue CA", rogue_key, "rogue CA", rogue_key, True, [])
     names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
     server = _cert("broker", server_key, "machinetwin test CA", ca_key, False, names)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _cert("harbin", client_key, "machinetwin test CA", ca_key, False, [])
     pem = serialization.Encoding.PEM
+    (folder / "harbin.pem").write_bytes(client.public_bytes(pem))
     (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
     (folder / "rogue-ca.pem").write_bytes(rogue.public_bytes(pem))
     (folder / "server.pem").write_bytes(server.public_bytes(pem))
     return Pki(folder / "ca.pem", folder / "server.pem",
-               _write_key(server_key, folder / "server.key"), folder / "rogue-ca.pem")  # fmt: skip
+               _write_key(server_key, folder / "server.key"), folder / "rogue-ca.pem",
+               folder / "harbin.pem", _write_key(client_key, folder / "harbin.key"))  # fmt: skip
 
 
 def secure_mosquitto(folder: Path, pki: Pki, passwords: dict[str, str],
                      edges: dict[str, list[str]], hub_user: str) -> MosquittoServer:  # fmt: skip
-    """A Mosquitto that listens only with TLS and lets in only the given users."""
+    """A Mosquitto that listens only with TLS and lets in only the given users; a
+    second port (``server.mtls_port``) also demands a client certificate."""
     server = MosquittoServer(folder)
+    server.mtls_port = free_port()  # type: ignore[attr-defined]
     pw, acl = folder / "passwords", folder / "acl"
     pw.write_text("\n".join(password_line(u, p) for u, p in passwords.items()) + "\n")
     acl.write_text(acl_text(hub_user, edges))
     lines = [*security_lines(pw, acl),
              *tls_listener(server.port, pki.server_cert, pki.server_key, pki.ca, "127.0.0.1"),
+             *tls_listener(server.mtls_port, pki.server_cert, pki.server_key, pki.ca,  # type: ignore[attr-defined]
+                           "127.0.0.1", require_certificate=True),
              "persistence false", f"log_dest file {server.log}", "log_type all",
              "set_tcp_nodelay true"]  # fmt: skip
     if os.geteuid() == 0:
