@@ -31,7 +31,9 @@ Phases:
    machines = 1.5 M samples/s) and alternate the runs.
    Split into ``*_to_hub_*`` (arrival at the hub's MQTT client − newest sample − 15 ms:
    edge buffer and publish, broker, the hub's network thread) and ``*_in_hub_*``
-   (commit − arrival: the hub's queue, decode, write, commit).
+   (commit − arrival: the hub's queue, decode, write, commit); ``latency_edge_*`` is the
+   edge's own part of to_hub (newest sample → the uplink's ``submit`` returned: number,
+   encode, buffer append, hand to paho).
 3. **300 machines** (``hub_cpu_cores_300_machines``, in ``--quick`` too, shorter): 50
    signals at 10 Hz (one row per 100 ms batch) and one second of 25.6 kHz vibration
    per machine per minute, paced in real time: 3,000 batches/s. The load comes from
@@ -173,16 +175,23 @@ class SiteJob:
 
 
 def run_site(job: SiteJob) -> dict[str, tuple[int, int]]:
-    """Run a site's machines for ``seconds``, then drain; returns machine -> (batches, values)."""
+    """Run a site's machines for ``seconds``, then drain; returns machine -> (batches, values).
+
+    Also writes ``<workdir>/<site>.edge.npy``: per batch, its newest sample's time and the
+    wall time its ``submit`` (number, encode, buffer, publish) returned, for the edge's
+    share of the latency.
+    """
     adapters = [SyntheticAdapter(s, job.site, i) for i, s in enumerate(job.specs)]
     buffer = DurableBuffer(Path(job.workdir) / f"{job.site}.sqlite", quota_bytes=4 * 2**30)
     emulator = LinkEmulator("127.0.0.1", job.broker_port, LinkProfile(latency_ms=LINK_MS))
+    submitted: list[tuple[float, float]] = []
     with BackgroundLink(emulator) as link:
         agent = EdgeAgent(list(adapters), BrokerAddress("127.0.0.1", link.port, keepalive_s=10),
                           buffer, resend_after_s=10.0)  # fmt: skip
         for a in adapters:
             uplink = agent.uplinks[a.spec.machine]
             a.backlog = lambda a=a, u=uplink: a.produced_batches - u.stats.acked
+            uplink.submit = _timed_submit(uplink.submit, submitted)  # type: ignore[method-assign]
 
         async def main() -> bool:
             await asyncio.sleep(max(0.0, job.start_at - time.time()))
@@ -197,7 +206,24 @@ def run_site(job: SiteJob) -> dict[str, tuple[int, int]]:
     buffer.close()
     if not drained:
         print(f"{job.site}: buffer did not drain", file=sys.stderr)
+    np.save(Path(job.workdir) / f"{job.site}.edge.npy", np.asarray(submitted).reshape(-1, 2))
     return {a.spec.machine: (a.produced_batches, a.produced_values) for a in adapters}
+
+
+def _timed_submit(
+    submit: Callable[[SampleBatch], None], log: list[tuple[float, float]]
+) -> Callable[[SampleBatch], None]:
+    def timed(batch: SampleBatch) -> None:
+        submit(batch)
+        log.append((float(batch.t[-1]), time.time()))
+
+    return timed
+
+
+def edge_times(workdir: Path, tag: str) -> np.ndarray:
+    """The ``(newest sample, submit returned)`` rows of every site of a phase."""
+    parts = [np.load(f) for f in sorted(workdir.glob(f"{tag}-site*.edge.npy"))]
+    return np.concatenate(parts) if parts else np.empty((0, 2))
 
 
 def run_sites(
@@ -568,6 +594,12 @@ def main() -> None:
             results["latency_added_p50_ms"] = round(float(p50), 1)
             results["latency_added_p99_ms"] = round(float(p99), 1)
             results |= latency_stages(log, "latency")
+            edge = edge_times(workdir, "lat")
+            edge = (edge[edge[:, 0] >= settled, 1] - edge[edge[:, 0] >= settled, 0]) * 1000
+            if len(edge):  # sample -> submit returned: the edge's share of to_hub
+                e50, e99 = np.percentile(edge, [50, 99])
+                results["latency_edge_p50_ms"] = round(float(e50), 1)
+                results["latency_edge_p99_ms"] = round(float(e99), 1)
             print(f"latency over a {LINK_MS:.0f} ms link at {n_lat * per_machine / 1e6:.2f} M "
                   f"samples/s ({n_lat} machines at 10 batches/s): added p50 {p50:.1f} ms, "
                   f"p99 {p99:.1f} ms, max {added_ms.max():.1f} ms")  # fmt: skip
