@@ -73,20 +73,26 @@ class OpcUaSettings:
 def carry_forward(sig: np.ndarray, t: np.ndarray, v: np.ndarray,
                   last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Rows at every distinct notification time, each signal at its newest value at or
-    before that time (or its value from before this batch); ``last`` is updated."""
-    times = np.unique(t)
-    values = np.empty((len(last), len(times)))
-    order = np.lexsort((np.arange(len(t)), t, sig))  # by signal, time, arrival
-    sig, t, v = sig[order], t[order], v[order]
-    bounds = np.searchsorted(sig, np.arange(len(last) + 1))
-    for k in range(len(last)):
-        ts, vs = t[bounds[k] : bounds[k + 1]], v[bounds[k] : bounds[k + 1]]
-        if len(vs) == 0:
-            values[k] = last[k]
-            continue
-        at = np.searchsorted(ts, times, side="right") - 1
-        values[k] = np.where(at >= 0, vs[np.maximum(at, 0)], last[k])
-        last[k] = vs[-1]
+    before that time (or its value from before this batch); ``last`` is updated.
+
+    All in numpy (no loop over signals): each notification lands in its (signal, row)
+    cell, the newest arrival of a cell wins, and each signal's row is filled forward."""
+    times, row = np.unique(t, return_inverse=True)
+    n_sig, n_row = len(last), len(times)
+    cell = sig.astype(np.int64) * n_row + row.reshape(-1)
+    # the last arrival per cell: first occurrence in the reversed order
+    cells, first_rev = np.unique(cell[::-1], return_index=True)
+    newest = len(cell) - 1 - first_rev
+    grid = np.empty(n_sig * n_row)
+    grid[cells] = v[newest]
+    filled = np.zeros(n_sig * n_row, bool)
+    filled[cells] = True
+    at = np.where(filled.reshape(n_sig, n_row), np.arange(n_row), -1)
+    np.maximum.accumulate(at, axis=1, out=at)  # the newest filled row at or before each
+    base = (np.arange(n_sig) * n_row)[:, None]
+    values = np.where(at >= 0, grid[base + np.maximum(at, 0)], last[:, None])
+    if n_row:
+        last[:] = values[:, -1]
     return times, values
 
 
