@@ -6,14 +6,12 @@ once, ~3 s) and get a fresh schema per store, so they add little time to the sui
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from ci_env import running_in_ci
-
-_fresh = itertools.count()
+from store_backends import BACKEND_PARAMS, StoreFactory
 
 
 @pytest.fixture(scope="session")
@@ -38,29 +36,10 @@ def postgres_server() -> Iterator[object]:
     server.cleanup()
 
 
-BACKEND_PARAMS = ["duckdb", pytest.param("postgres", marks=pytest.mark.service)]
-
-
 @pytest.fixture(params=BACKEND_PARAMS)
-def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], object]]:
-    """``new_store()``: an empty store of the backend (DuckDB in memory, or a fresh
-    PostgreSQL schema); all are closed after the test."""
-    opened = []
-
-    def make() -> object:
-        if request.param == "duckdb":
-            from machinetwin.hub import DuckDBStore
-
-            store = DuckDBStore(":memory:")
-        else:
-            from machinetwin.hub.postgres_store import PostgresStore
-            from postgres_server import schema_for
-
-            server = request.getfixturevalue("postgres_server")
-            store = PostgresStore(server.dsn(), schema=schema_for(f"fresh-{next(_fresh)}"))
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
+def new_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Stores of each backend in turn (see ``StoreFactory``); all closed after the test."""
+    factory = StoreFactory(request)
+    yield factory
+    for store in factory.opened:
         store.close()

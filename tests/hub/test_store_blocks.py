@@ -7,7 +7,7 @@ decoding must be stored as changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +17,7 @@ from machinetwin.hub import Store
 from machinetwin.hub.duckdb_store import DuckDBStore
 from machinetwin.model import SampleBatch
 from machinetwin.protocols import codec
+from store_backends import StoreFactory
 
 NAMES = ("x.pos", "y.pos", "spindle.load", "feed")
 
@@ -29,13 +30,16 @@ def decoded(machine: str, seq: int, values: np.ndarray, t0: float) -> SampleBatc
     return codec.decode_batch(codec.encode_batch(batch))
 
 
-def stored_rows(store: Store) -> list[tuple]:
-    """Every stored sample as (machine, signal, t, value), through the Store interface."""
+def stored_rows(store: Store, machines: list[str]) -> list[tuple]:
+    """Every stored sample as (signal, t, value) per machine, through the Store interface."""
     rows = []
-    for machine in ("m0", "m1"):
+    for machine in machines:
         for name, s in sorted(store.query(machine, NAMES, -1e9, 1e9, buckets=10**9).items()):
-            rows += [(machine, name, t, v) for t, v in zip(s.t, s.values, strict=True)]
+            rows += [(machine[-1], name, t, v) for t, v in zip(s.t, s.values, strict=True)]
     return rows
+
+
+_examples = itertools.count()
 
 
 values = st.integers(1, 5).flatmap(
@@ -50,23 +54,23 @@ values = st.integers(1, 5).flatmap(
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(st.lists(values, min_size=1, max_size=4))
 def test_blocks_store_as_plain_columns(
-    new_store: Callable[[], Store], groups: list[list[list[float]]]
+    new_store: StoreFactory, groups: list[list[list[float]]]
 ) -> None:
-    fast, plain = new_store(), new_store()  # every backend (conftest.py)
-    try:
-        batches = [
-            decoded(f"m{i % 2}", i, np.asarray(v, float), 100.0 + i) for i, v in enumerate(groups)
-        ]
-        assert all(isinstance(b.columns, codec.ColumnBlock) and b.columns.matrix() is not None
-                   for b in batches)  # fmt: skip
-        copies = [SampleBatch(b.machine, b.t.copy(), {k: c.copy() for k, c in b.columns.items()},
-                              seq=b.seq) for b in batches]  # fmt: skip
-        assert fast.write_batches(batches) == plain.write_batches(copies)
-        assert stored_rows(fast) == stored_rows(plain)
-        assert fast.latest("m0") == plain.latest("m0")
-    finally:  # now, not after the test: hypothesis runs many examples in one
-        fast.close()
-        plain.close()
+    store = new_store.shared()  # every backend (conftest.py); examples apart by machine
+    example = next(_examples)
+    fast, plain = (
+        [f"e{example}-fast-{i}" for i in (0, 1)],
+        [f"e{example}-plain-{i}" for i in (0, 1)],
+    )
+    batches = [decoded(fast[i % 2], i, np.asarray(v, float), 100.0 + i)
+               for i, v in enumerate(groups)]  # fmt: skip
+    assert all(isinstance(b.columns, codec.ColumnBlock) and b.columns.matrix() is not None
+               for b in batches)  # fmt: skip
+    copies = [SampleBatch(plain[i % 2], b.t.copy(), {k: c.copy() for k, c in b.columns.items()},
+                          seq=b.seq) for i, b in enumerate(batches)]  # fmt: skip
+    assert store.write_batches(batches) == store.write_batches(copies)
+    assert stored_rows(store, fast) == stored_rows(store, plain)
+    assert store.latest(fast[0]) == store.latest(plain[0])
 
 
 def test_a_changed_block_is_stored_as_changed() -> None:

@@ -8,16 +8,16 @@ instead of storing a batch twice or dropping one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
 from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from machinetwin.hub import Store
 from machinetwin.hub.duckdb_store import DuckDBStore, _SeqSet
 from machinetwin.model import SampleBatch
+from store_backends import StoreFactory
 
 
 def batch(machine: str, seq: int, t0: float = 100.0) -> SampleBatch:
@@ -45,22 +45,24 @@ def test_seq_set_is_a_set(added: list[tuple[int, int]], probes: list[int]) -> No
 @given(st.lists(st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 12)), min_size=1,
                          max_size=8), min_size=1, max_size=5))  # fmt: skip
 def test_each_key_is_stored_once(
-    new_store: Callable[[], Store], groups: list[list[tuple[str, int]]]
+    new_store: StoreFactory, groups: list[list[tuple[str, int]]]
 ) -> None:
-    store = new_store()  # every backend (conftest.py)
-    try:
-        seen: set[tuple[str, int]] = set()
-        for group in groups:
-            got = store.write_batches([batch(m, s) for m, s in group])
-            want = []
-            for key in group:
-                want.append(key not in seen)
-                seen.add(key)
-            assert got == want
-        for m in "ab":
-            assert store.count(m, "feed") == 3 * sum(1 for k in seen if k[0] == m)
-    finally:  # now, not after the test: hypothesis runs many examples in one
-        store.close()
+    store = new_store.shared()  # every backend (conftest.py); examples apart by machine
+    example = next(_examples)
+    seen: set[tuple[str, int]] = set()
+    for group in groups:
+        got = store.write_batches([batch(f"e{example}{m}", s) for m, s in group])
+        want = []
+        for key in group:
+            want.append(key not in seen)
+            seen.add(key)
+        assert got == want
+    for m in "ab":
+        stored = 3 * sum(1 for k in seen if k[0] == m)
+        assert store.count(f"e{example}{m}", "feed") == stored
+
+
+_examples = itertools.count()
 
 
 def test_mirror_reloads_on_reopen_and_after_retention(tmp_path: Path) -> None:
