@@ -107,6 +107,16 @@ def test_the_twin_starts_where_the_tool_is() -> None:
     assert preflight("first.ngc", FIRST_RAPID, CONFIG, start=above).ok
 
 
+def test_a_tool_standing_in_the_part_is_told_to_retract_first() -> None:
+    """The twin's part is a fresh blank: where the machine's tool stands in material it
+    cut, pre-flight refuses with a finding that says so, not with a bogus rapid."""
+    in_the_part = (300.0 + 50.0, 200.0 + 40.0, -300.0 - 1.0 + 75.0)  # T1's tip at work Z-1
+    report = preflight("first.ngc", FIRST_RAPID, CONFIG, start=in_the_part)
+    found = kinds(report)
+    assert found.get("start_in_stock") == [0] and "rapid_into_stock" not in found
+    assert "G53 G0 Z0" in report.findings[0].message
+
+
 @given(st.dictionaries(st.sampled_from(["x.pos", "y.pos", "z.pos", "feed"]),
                        st.floats(allow_nan=True, allow_infinity=True) | st.none()))  # fmt: skip
 def test_live_position_needs_three_finite_axes(values: dict) -> None:

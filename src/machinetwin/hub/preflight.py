@@ -234,7 +234,19 @@ def _run_twin(name: str, text: str, config: MachineConfig, report: PreflightRepo
             continue
         at = _line_at(t, line, alarm.raised_at)
         kind = _alarm_kind(alarm.code, alarm.message)
-        report.findings.append(Finding(kind, "refuse", at, f"{alarm.code.value}: {alarm.message}"))
+        message = f"{alarm.code.value}: {alarm.message}"
+        if start is not None and at == 0 and kind in ("rapid_into_stock", "collision"):
+            # the twin's part is a fresh blank: it cannot know what the machine has cut
+            kind, message = (
+                "start_in_stock",
+                (
+                    "the tool starts inside the blank's volume (machine "
+                    + " ".join(f"{a.upper()}{v:.1f}" for a, v in zip(AXES, start, strict=True))
+                    + "); the twin does not know what was cut there: retract (e.g. MDI G53 G0 Z0) "
+                    "and run the pre-flight again"
+                ),
+            )
+        report.findings.append(Finding(kind, "refuse", at, message))
     execution = sim.controller.state.execution.name
     if execution not in ("PROGRAM_COMPLETED", "READY"):
         report.findings.append(Finding("did_not_complete", "refuse", 0,
