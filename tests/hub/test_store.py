@@ -68,6 +68,16 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
         opened.append(store)
         return store
 
+    shared: list[Store] = []
+
+    def shared_store() -> Store:
+        """One store for a whole hypothesis test, its examples apart by machine name (a
+        fresh store per example cost more than the example)."""
+        if not shared:
+            shared.append(open_("shared"))
+        return shared[0]
+
+    open_.shared = shared_store  # type: ignore[attr-defined]
     yield open_
     for store in opened:
         with contextlib.suppress(Exception):  # already closed by the test
@@ -169,7 +179,9 @@ def assert_raw_matches(store: Store, machine: str, ref: dict, t0: float, t1: flo
 def test_duplicates_and_reordering_store_the_unique_set(
     open_store: OpenStore, keys: list[tuple[str, int]], groups: list[int], seed: int
 ) -> None:
-    store = open_store(f"h{next(_examples)}")
+    store = open_store.shared()  # type: ignore[attr-defined]
+    prefix = f"h{next(_examples)}-"
+    keys = [(prefix + m, s) for m, s in keys]
     batches = [make_batch(m, s, seed) for m, s in keys]
     results: list[bool] = []
     sizes = itertools.cycle(groups)
@@ -182,7 +194,7 @@ def test_duplicates_and_reordering_store_the_unique_set(
     first = [keys.index(k) == i for i, k in enumerate(keys)]
     assert results == first
     uniq = unique(batches)
-    for machine in ("m1", "m2"):
+    for machine in (prefix + "m1", prefix + "m2"):
         seqs = {b.seq for b in uniq if b.machine == machine}
         assert store.sequences(machine) == ranges(seqs)
         ref = reference(uniq, machine)
@@ -230,11 +242,12 @@ def bucket_reference(t: np.ndarray, v: np.ndarray, t0: float, t1: float, n: int)
 def test_downsampling_matches_numpy(
     open_store: OpenStore, buckets: int, t0: float, span: float, seed: int
 ) -> None:
-    store = open_store(f"d{next(_examples)}")
-    batches = [make_batch("m1", s, seed, n=200) for s in range(40)]
+    store = open_store.shared()  # type: ignore[attr-defined]
+    machine = f"d{next(_examples)}"
+    batches = [make_batch(machine, s, seed, n=200) for s in range(40)]
     store.write_batches(batches)
-    ref = reference(batches, "m1")
-    got = store.query("m1", [*SIGS, VIB], t0, t0 + span, buckets=buckets)
+    ref = reference(batches, machine)
+    got = store.query(machine, [*SIGS, VIB], t0, t0 + span, buckets=buckets)
     for name, (t, v) in in_range(ref, t0, t0 + span).items():
         s = got[name]
         if len(t) < buckets:
