@@ -309,3 +309,37 @@ def test_machines_of_one_server_share_one_session_and_each_gets_its_own_data() -
         owners = set((finite // 1000).tolist())
         assert len(finite) >= 5 and owners == {float(k)}, (k, owners)
         assert clients[k].sessions == 1 and clients[k].notifications > 0
+
+
+def test_an_alarm_raised_before_the_client_subscribed_arrives_by_condition_refresh() -> None:
+    """Active alarms are retained conditions: a client that connects later (or again after
+    a restart) learns them through ConditionRefresh, once, and then their clearing."""
+    url = endpoint()
+    now = time.time()
+    raised = Alarm(AlarmCode.TOOL_BREAKAGE, Severity.CRITICAL, "T2 broken", "spindle", now)
+    other = Alarm(AlarmCode.COOLANT_FAILURE, Severity.WARNING, "low", "coolant", now)
+    machines = [Scripted("m1", []), Scripted("m2", [])]
+    clients = [OpcUaClientAdapter(OpcUaSettings(url, f"c{k}", machine=f"m{k}")) for k in (1, 2)]
+
+    async def scenario() -> list[list]:
+        server = MachineToolServer(machines, url)
+        async with server.serving():
+            await server.handle_event(server.machines["m1"], MachineEvent("m1", now, "alarm",
+                                                                          alarm=raised))  # fmt: skip
+            await server.handle_event(server.machines["m2"], MachineEvent("m2", now, "alarm",
+                                                                          alarm=other))  # fmt: skip
+            task = asyncio.gather(*(collect(c, 3.5) for c in clients))
+            await asyncio.sleep(2.5)  # both subscribed and refreshed by now
+            cleared = Alarm(raised.code, raised.severity, raised.message, "spindle", now, now + 1)
+            await server.handle_event(server.machines["m1"], MachineEvent(
+                "m1", now + 1, "alarm_cleared", alarm=cleared))  # fmt: skip
+            return list(await task)
+
+    first, second = asyncio.run(scenario())
+    kinds = [[(e.kind, e.alarm.code) for e in items if isinstance(e, MachineEvent)
+              and e.kind in ("alarm", "alarm_cleared")] for items in (first, second)]  # fmt: skip
+    assert kinds[0] == [("alarm", raised.code), ("alarm_cleared", raised.code)]
+    assert kinds[1] == [("alarm", other.code)]  # its own machine's, once
+    up = next(e.alarm for e in first if isinstance(e, MachineEvent) and e.kind == "alarm")
+    assert (up.severity, up.message, up.source) == (raised.severity, raised.message, "spindle")
+    assert abs(up.raised_at - now) < 1e-3

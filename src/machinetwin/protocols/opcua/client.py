@@ -120,6 +120,7 @@ class OpcUaClientAdapter:
         self.execution: Execution | None = None
         self.program: str | None = None
         self.notifications = 0
+        self.active_alerts: set[tuple[str, str]] = set()  # (ErrorCode, source) active
         self.t_sent = -np.inf  # time of the newest row sent
         self._wake = asyncio.Event()
 
@@ -186,6 +187,7 @@ class OpcUaClientAdapter:
         if messages is not None and alert is not None:
             with contextlib.suppress(ua.UaError):
                 handles.append(await sub.add_events(sink, messages, alert_filter(alert)))
+                await _condition_refresh(client, sub)
         return sink, (sink_no, handles)
 
     # ------------------------------------------------------------ conversion
@@ -257,9 +259,16 @@ class OpcUaClientAdapter:
         severity = m.severity_from_opcua(int(_value(fields.get("Severity")) or 0))
         source = str(_value(fields.get("SourceName")) or "machine")
         active = _value(fields.get("ActiveState/Id"))
+        # a condition refresh repeats what is active (for every machine on the shared
+        # subscription): an alarm already known active is no news
+        key = (code_text, source)
         if active is False:
+            self.active_alerts.discard(key)
             alarm = Alarm(code, severity, text, source, t, cleared_at=t)
             return MachineEvent(self.settings.machine_id, t, "alarm_cleared", alarm=alarm)
+        if key in self.active_alerts:
+            return None
+        self.active_alerts.add(key)
         alarm = Alarm(code, severity, text, source, t)
         return MachineEvent(self.settings.machine_id, t, "alarm", alarm=alarm)
 
@@ -420,6 +429,15 @@ async def _find_alert_type(client: Client) -> ua.NodeId | None:
         if ref.BrowseName.Name == "AlertType" and ref.BrowseName.NamespaceIndex == mt_ns:
             return ua.NodeId(ref.NodeId.Identifier, ref.NodeId.NamespaceIndex)
     return None
+
+
+async def _condition_refresh(client: Client, sub: Any) -> None:
+    """Ask the server to send the conditions active now (OPC 10000-9 ConditionRefresh):
+    alarms raised before this subscription existed, e.g. across a reconnect."""
+    with contextlib.suppress(ua.UaError, TimeoutError):
+        await client.get_node(ua.ObjectIds.ConditionType).call_method(
+            ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+            ua.Variant(sub.subscription_id, ua.VariantType.UInt32))  # fmt: skip
 
 
 def alert_filter(alert_type: ua.NodeId) -> ua.EventFilter:

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,6 +159,9 @@ class MachineToolServer:
 
     async def _init_server(self) -> None:
         s = self.server
+        # ConditionRefresh(2) answered from the retained conditions (our active alarms);
+        # the value is the Severity of the RefreshStart/End events
+        s.iserver.bind_condition_methods = 1
         await s.init()
         s.set_endpoint(self.endpoint)
         s.set_server_name(self.name)
@@ -420,25 +425,37 @@ class MachineToolServer:
             await self._alert(nodes, event.alarm, event.kind == "alarm_cleared")
 
     async def _alert(self, nodes: MachineNodes, alarm: Alarm, cleared: bool) -> None:
-        """An AlertType event: raised (ActiveState True) or cleared (False, not retained)."""
+        """An AlertType condition event: raised (ActiveState True, Retain) or cleared
+        (False, not retained). Each alarm (code, source) is one condition with its own
+        ConditionId, so the server keeps the active ones for ConditionRefresh: a client
+        that subscribes late, or again after a restart, still learns what is active."""
         key = (str(alarm.code), alarm.source)
         active = not cleared and alarm.cleared_at is None
         if active:
             nodes.active[key] = alarm
         elif nodes.active.pop(key, None) is None:
             return  # clearing what was never raised here
-        ev = nodes.alerts.event
+        # a copy per trigger: the server keeps retained events as they were sent
+        ev = copy.copy(nodes.alerts.event)
+        ev.EventId = ua.Variant(uuid.uuid4().bytes, ua.VariantType.ByteString)
+        ev.NodeId = ua.NodeId(f"{nodes.machine_id}/Notification/Messages/{key[0]}:{key[1]}",
+                              self.ns[m.TWIN])  # fmt: skip
         ev.ErrorCode = str(alarm.code)
         ev.Message = ua.LocalizedText(alarm.message)
         ev.Severity = m.severity_to_opcua(alarm.severity)
         ev.SourceName = alarm.source
         ev.SourceNode = nodes.root.nodeid
         ev.ConditionName = f"{alarm.code}:{alarm.source}"
-        ev.ActiveState = ua.LocalizedText("Active" if active else "Inactive")
-        setattr(ev, "ActiveState/Id", active)
+        for state, on, text in (("ActiveState", active, ("Active", "Inactive")),
+                                ("EnabledState", True, ("Enabled", "Disabled")),
+                                ("AckedState", False, ("Acknowledged", "Unacknowledged"))):  # fmt: skip
+            setattr(ev, state, ua.LocalizedText(text[0] if on else text[1]))
+            setattr(ev, f"{state}/Id", on)
         ev.Retain = active
         t = alarm.raised_at if active else (alarm.cleared_at or time.time())
-        await nodes.alerts.trigger(datetime.fromtimestamp(t, UTC))
+        ev.Time = datetime.fromtimestamp(t, UTC)
+        ev.ReceiveTime = datetime.now(UTC)
+        await self.server.iserver.isession.subscription_service.trigger_event(ev)
         await self._write(self._lamp_writes(nodes, datetime.now(UTC), datetime.now(UTC)))
 
     async def feed_from(self, adapter: Adapter, nodes: MachineNodes) -> None:
