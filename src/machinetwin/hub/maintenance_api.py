@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from .auth import Role, User
@@ -33,6 +34,19 @@ from .maintenance import (
 from .store import Store, StoredAlarm
 
 MachineCheck = Callable[[str], object]  # raises HTTPException(404) for an unknown machine
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: larger ids exist nowhere, and must not reach it
+OrderId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Work order id")]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents (401 and 403 come from the login gate)."""
+    what = {401: "Not logged in", 403: "The user's role is too low", 404: "Unknown order, alarm, code or machine",
+            409: "The order is closed", 422: "Invalid input"}  # fmt: skip
+    return {c: {"model": Problem, "description": what[c]} for c in (401, 403, *codes)}
 
 
 class AlarmGuideOut(BaseModel):
@@ -44,7 +58,9 @@ class AlarmGuideOut(BaseModel):
 
 class WorkOrderIn(BaseModel):
     machine: str = Field(min_length=1, max_length=128)
-    alarm_id: int | None = Field(None, description="Open the order from this alarm")
+    alarm_id: int | None = Field(
+        None, ge=0, le=MAX_ID, description="Open the order from this alarm"
+    )
     title: str | None = Field(None, max_length=MAX_TITLE, description="Needed without alarm_id")
     description: str = Field("", max_length=MAX_TEXT)
     priority: str | None = Field(None, description="low, normal, high or urgent")
@@ -90,13 +106,13 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
     maintainer = Depends(require_role(Role.MAINTAINER))
 
     @app.get("/api/alarm-guides", response_model=list[AlarmGuideOut], tags=["maintenance"],
-             dependencies=[viewer])  # fmt: skip
+             dependencies=[viewer], responses=_answers())  # fmt: skip
     def list_guides() -> list[AlarmGuideOut]:
         """The guide of every alarm code."""
         return [_guide_out(g) for g in alarm_guides().values()]
 
     @app.get("/api/alarm-guides/{code}", response_model=AlarmGuideOut, tags=["maintenance"],
-             dependencies=[viewer])  # fmt: skip
+             dependencies=[viewer], responses=_answers(404))  # fmt: skip
     def get_guide(code: str) -> AlarmGuideOut:
         """Probable causes (most likely first) and checks (cheapest first) for ``code``."""
         guide = alarm_guide(code)
@@ -105,16 +121,16 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
         return _guide_out(guide)
 
     @app.get("/api/work-orders", response_model=list[WorkOrderOut], tags=["maintenance"],
-             dependencies=[viewer])  # fmt: skip
+             dependencies=[viewer], responses=_answers(422))  # fmt: skip
     def list_orders(machine: str | None = Query(None), state: WorkOrderState | None = Query(None),
-                    alarm_id: int | None = Query(None),
+                    alarm_id: int | None = Query(None, ge=0, le=MAX_ID),
                     limit: int = Query(200, ge=1, le=10_000)) -> list[WorkOrderOut]:  # fmt: skip
         """Work orders, newest first."""
         return [_order_out(o) for o in book.orders(machine, state, alarm_id, limit)]
 
-    @app.post(
-        "/api/work-orders", response_model=WorkOrderOut, status_code=201, tags=["maintenance"]
-    )
+    @app.post("/api/work-orders", response_model=WorkOrderOut, status_code=201, tags=["maintenance"],
+              responses={200: {"model": WorkOrderOut, "description": "The alarm's open order"},
+                         **_answers(404, 422)})  # fmt: skip
     def open_order(body: WorkOrderIn, response: Response, user: User = operator) -> WorkOrderOut:
         """Open a work order, by hand or from an alarm."""
         require_machine(body.machine)
@@ -132,28 +148,26 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
         return _order_out(order)
 
     @app.get("/api/work-orders/{order_id}", response_model=WorkOrderOut, tags=["maintenance"],
-             dependencies=[viewer])  # fmt: skip
-    def get_order(order_id: int) -> WorkOrderOut:
+             dependencies=[viewer], responses=_answers(404, 422))  # fmt: skip
+    def get_order(order_id: OrderId) -> WorkOrderOut:
         with _refusals():
             return _order_out(book.get(order_id))
 
     @app.post("/api/work-orders/{order_id}/comments", response_model=WorkOrderOut,
-              tags=["maintenance"])  # fmt: skip
-    def comment(order_id: int, body: TextIn, user: User = operator) -> WorkOrderOut:
+              tags=["maintenance"], responses=_answers(404, 422))  # fmt: skip
+    def comment(order_id: OrderId, body: TextIn, user: User = operator) -> WorkOrderOut:
         with _refusals():
             return _order_out(book.comment(order_id, body.text, user.username))
 
-    @app.post(
-        "/api/work-orders/{order_id}/assign", response_model=WorkOrderOut, tags=["maintenance"]
-    )
-    def assign(order_id: int, body: AssignIn, user: User = maintainer) -> WorkOrderOut:
+    @app.post("/api/work-orders/{order_id}/assign", response_model=WorkOrderOut,
+              tags=["maintenance"], responses=_answers(404, 409, 422))  # fmt: skip
+    def assign(order_id: OrderId, body: AssignIn, user: User = maintainer) -> WorkOrderOut:
         with _refusals():
             return _order_out(book.assign(order_id, body.assignee, user.username))
 
-    @app.post(
-        "/api/work-orders/{order_id}/close", response_model=WorkOrderOut, tags=["maintenance"]
-    )
-    def close(order_id: int, body: TextIn, user: User = maintainer) -> WorkOrderOut:
+    @app.post("/api/work-orders/{order_id}/close", response_model=WorkOrderOut,
+              tags=["maintenance"], responses=_answers(404, 409, 422))  # fmt: skip
+    def close(order_id: OrderId, body: TextIn, user: User = maintainer) -> WorkOrderOut:
         """Close with what was done (the resolution, required)."""
         with _refusals():
             return _order_out(book.close_order(order_id, body.text, user.username))
