@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS signal_ids (
 CREATE TABLE IF NOT EXISTS batches (
     machine integer, seq bigint, t_first float8, t_last float8, n_values bigint,
     PRIMARY KEY (machine, seq));
+CREATE INDEX IF NOT EXISTS batches_by_end ON batches (t_last);  -- retention
 CREATE TABLE IF NOT EXISTS waveforms (
     machine integer NOT NULL, signal integer NOT NULL, seq bigint, t0 float8 NOT NULL,
     rate_hz float8 NOT NULL, rpm float8, t_end float8 NOT NULL, value float8[] NOT NULL);
