@@ -343,3 +343,55 @@ def test_an_alarm_raised_before_the_client_subscribed_arrives_by_condition_refre
     up = next(e.alarm for e in first if isinstance(e, MachineEvent) and e.kind == "alarm")
     assert (up.severity, up.message, up.source) == (raised.severity, raised.message, "spindle")
     assert abs(up.raised_at - now) < 1e-3
+
+
+def test_types_declare_their_members_and_enumerations_as_a_generic_client_sees_them() -> None:
+    """Browsing the types (not an instance): MachineToolType's components with their
+    ModellingRules, ChannelMonitoringType's ChannelState/ChannelMode typed by the
+    enumeration DataTypes (names from EnumValues), and the instances use those types."""
+    url = endpoint()
+
+    async def rule(node) -> str | None:
+        refs = await node.get_referenced_nodes(refs=ua.ObjectIds.HasModellingRule)
+        return (await refs[0].read_browse_name()).Name if refs else None
+
+    async def scenario() -> dict:
+        async with MachineToolServer([Scripted("m1", [])], url).serving(), Client(url) as c:
+            mt = await c.get_namespace_index(m.NS_MACHINE_TOOL)
+            types = c.get_node(ua.ObjectIds.BaseObjectType)
+            machine_type = await types.get_child(f"{mt}:MachineToolType")
+            members = {(await n.read_browse_name()).Name: await rule(n)
+                       for n in await machine_type.get_children()}  # fmt: skip
+            channel_type = await types.get_child([f"{mt}:ElementMonitoringType",
+                                                  f"{mt}:ChannelMonitoringType"])  # fmt: skip
+            out: dict = {"members": members}
+            for name in ("ChannelState", "ChannelMode"):
+                decl = await channel_type.get_child(f"{mt}:{name}")
+                dtype = c.get_node(await decl.read_data_type())
+                values = await (await dtype.get_child("0:EnumValues")).read_value()
+                out[name] = ((await dtype.read_browse_name()).Name, await rule(decl),
+                             [v.DisplayName.Text for v in values], dtype.nodeid)  # fmt: skip
+            machines = await c.nodes.objects.get_child(
+                f"{await c.get_namespace_index(m.NS_MACHINERY)}:Machines")  # fmt: skip
+            machine = (await machines.get_children())[0]
+            channel = await machine.get_child([f"{mt}:Monitoring", f"{mt}:{m.CHANNEL}"])
+            out["instance"] = {name: await (await channel.get_child(f"{mt}:{name}")).read_data_type()
+                               for name in ("ChannelState", "ChannelMode")}  # fmt: skip
+            return out
+
+    r = asyncio.run(scenario())
+    assert {k: r["members"][k] for k in ("Identification", "Monitoring", "Production",
+                                         "Notification", "Equipment")} == {
+        "Identification": "Mandatory", "Monitoring": "Mandatory", "Production": "Mandatory",
+        "Notification": "Mandatory", "Equipment": "Optional"}  # fmt: skip
+    assert r["ChannelState"][:3] == (
+        "ChannelState",
+        "Mandatory",
+        ["Active", "Interrupted", "Reset"],
+    )
+    assert r["ChannelMode"][:2] == ("ChannelMode", "Mandatory")
+    assert r["ChannelMode"][2][:3] == ["Automatic", "MdaMdi", "JogManual"]
+    assert r["instance"] == {
+        "ChannelState": r["ChannelState"][3],
+        "ChannelMode": r["ChannelMode"][3],
+    }

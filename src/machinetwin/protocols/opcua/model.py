@@ -37,7 +37,43 @@ NAMESPACES = {MT: NS_MACHINE_TOOL, DI: NS_DI, MACHINERY: NS_MACHINERY, IA: NS_IA
 CHANNEL = "Channel1"  # the instance names of the <Channel> and <Spindle> placeholders
 SPINDLE = "Spindle"
 
-# ChannelState (12.1) and ChannelMode (12.2) enumerations; model.Mode maps one to one
+# the enumeration DataTypes (12.1, 12.2): ChannelState; ChannelMode, whose first three
+# are model.Mode's AUTOMATIC, MDI, MANUAL one to one
+ENUMS = {
+    "ChannelState": ("Active", "Interrupted", "Reset"),
+    "ChannelMode": ("Automatic", "MdaMdi", "JogManual", "JogIncrement", "TeachingHandle",
+                    "Remote", "Reference", "Other"),
+}  # fmt: skip
+
+# Instance declarations of the types, bottom-up (a component's type is declared before
+# it): (type, namespace key, BrowseName, object|variable|property, its type or DataType
+# or VariantType, mandatory). What OPC 40501-1 makes Mandatory (M) and the Optional (O)
+# members this server fills.
+DECLARATIONS: tuple[tuple[str, str, str, str, str, bool], ...] = (
+    ("ElementMonitoringType", MT, "Name", "property", "String", True),
+    ("ChannelMonitoringType", MT, "ChannelState", "variable", "ChannelState", True),
+    ("ChannelMonitoringType", MT, "ChannelMode", "variable", "ChannelMode", True),
+    ("ChannelMonitoringType", MT, "FeedOverride", "variable", "Double", True),
+    ("ChannelMonitoringType", MT, "RapidOverride", "variable", "Double", False),
+    ("SpindleMonitoringType", MT, "IsRotating", "variable", "Boolean", True),
+    ("SpindleMonitoringType", MT, "Override", "variable", "Double", False),
+    ("ProductionProgramType", MT, "Name", "property", "String", True),
+    ("ProductionProgramType", UA, "NumberInList", "property", "UInt16", True),
+    ("ProductionActiveProgramType", MT, "State", "object", "ProductionProgramStateMachineType",
+     True),
+    ("ProductionType", MT, "ActiveProgram", "object", "ProductionActiveProgramType", True),
+    ("BasicStacklightType", IA, "StacklightMode", "variable", "Int32", True),
+    ("ToolType", MT, "ControlIdentifier1", "variable", "UInt32", True),
+    ("ToolType", MT, "ControlIdentifierInterpretation", "variable", "Int32", True),
+    ("NotificationType", MT, "Messages", "object", "BaseObjectType", False),
+    ("MachineToolType", DI, "Identification", "object", "MachineToolIdentificationType", True),
+    ("MachineToolType", MT, "Monitoring", "object", "MonitoringType", True),
+    ("MachineToolType", MT, "Production", "object", "ProductionType", True),
+    ("MachineToolType", MT, "Notification", "object", "NotificationType", True),
+    ("MachineToolType", MT, "Equipment", "object", "EquipmentType", False),
+)  # fmt: skip
+
+# ChannelState (12.1) and ChannelMode (12.2) values; model.Mode maps one to one
 CHANNEL_ACTIVE, CHANNEL_INTERRUPTED, CHANNEL_RESET = 0, 1, 2
 # the states of ProductionProgramStateMachineType (its CurrentState, LocalizedText)
 PROGRAM_STATES = ("Initializing", "Running", "Ended", "Interrupted", "Aborted")
@@ -57,6 +93,7 @@ class Mapping:
     path: Path
     vtype: str  # asyncua VariantType name: Double, Int32, UInt32, Boolean
     scale: float = 1.0
+    datatype: str | None = None  # an enumeration DataType of ENUMS (values as Int32)
 
 
 def _p(*parts: str) -> Path:
@@ -70,7 +107,7 @@ def _telemetry(signal: str) -> Mapping:
 _MON = "mt:Monitoring"
 SIGNAL_MAP: tuple[Mapping, ...] = (
     # the companion specification's own variables
-    Mapping("mode", _p(_MON, f"mt:{CHANNEL}", "mt:ChannelMode"), "Int32"),
+    Mapping("mode", _p(_MON, f"mt:{CHANNEL}", "mt:ChannelMode"), "Int32", datatype="ChannelMode"),
     Mapping("feed_override", _p(_MON, f"mt:{CHANNEL}", "mt:FeedOverride"), "Double"),
     Mapping("rapid_override", _p(_MON, f"mt:{CHANNEL}", "mt:RapidOverride"), "Double"),
     Mapping("spindle_override", _p(_MON, f"mt:{SPINDLE}", "mt:Override"), "Double"),

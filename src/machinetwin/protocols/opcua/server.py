@@ -224,6 +224,43 @@ class MachineToolServer:
         self.types["ToolLifeType"] = life.nodeid
         self.alert_type = await s.create_custom_event_type(
             ns[m.MT], "AlertType", ua.ObjectIds.AlarmConditionType, [("ErrorCode", ua.VariantType.String)])  # fmt: skip
+        self.enums = {name: await self._enum(name, fields) for name, fields in m.ENUMS.items()}
+        await self._declare()
+
+    async def _enum(self, name: str, fields: tuple[str, ...]) -> ua.NodeId:
+        """An enumeration DataType of the MachineTool namespace, with its definition and
+        the EnumValues property generic clients read names from."""
+        from asyncua.common.structures104 import new_enum
+
+        node = await new_enum(self.server, ua.NodeId(name, self.ns[m.MT]),
+                              ua.QualifiedName(name, self.ns[m.MT]), list(fields))  # fmt: skip
+        values = [ua.EnumValueType(Value=k, DisplayName=ua.LocalizedText(f),
+                                   Description=ua.LocalizedText(f)) for k, f in enumerate(fields)]  # fmt: skip
+        await node.add_property(0, "EnumValues", ua.Variant(values, ua.VariantType.ExtensionObject),
+                                datatype=ua.NodeId(ua.ObjectIds.EnumValueType))  # fmt: skip
+        return node.nodeid
+
+    async def _declare(self) -> None:
+        """The types' instance declarations (m.DECLARATIONS), bottom-up so that a declared
+        component carries its own type's declarations: a client browsing a type sees what
+        every instance has (ModellingRule Mandatory) or may have (Optional)."""
+        ns, s = self.ns, self.server
+        for type_name, key, name, kind, of, mandatory in m.DECLARATIONS:
+            parent = s.get_node(self.types[type_name])
+            nodeid = ua.NodeId(f"{type_name}/{name}", ns[key])
+            qname = ua.QualifiedName(name, ns[key])
+            if kind == "object":
+                otype = self.types.get(of, ua.NodeId(ua.ObjectIds.BaseObjectType))
+                node = await parent.add_object(nodeid, qname, otype, instantiate_optional=False)
+            else:
+                vtype = (
+                    ua.VariantType[of] if of in ua.VariantType.__members__ else ua.VariantType.Int32
+                )
+                add = parent.add_property if kind == "property" else parent.add_variable
+                node = await add(nodeid, qname, ua.Variant(ua.get_default_value(vtype), vtype),
+                                 datatype=self.enums.get(of))  # fmt: skip
+            await node.set_modelling_rule(mandatory)
+            await _rule_copies(node)
 
     async def _build_machine(self, adapter: Adapter, machines: Node) -> MachineNodes:
         d = adapter.descriptor
@@ -233,29 +270,46 @@ class MachineToolServer:
         def nid(path: tuple[tuple[str, str], ...]) -> ua.NodeId:
             return ua.NodeId("/".join([mid, *(n for _, n in path)]), ns[m.TWIN])
 
+        # what instantiating a type already made (its mandatory declarations), by path
+        present: dict[m.Path, Node] = {}
+
+        async def typed(path: m.Path, node: Node) -> Node:
+            made[path] = node
+            for ref in await node.get_children_descriptions():
+                key = next((k for k, v in ns.items() if v == ref.BrowseName.NamespaceIndex), "")
+                present[(*path, (key, ref.BrowseName.Name))] = self.server.get_node(ref.NodeId)
+            return node
+
         async def obj(path: m.Path, type_name: str | None = None,
                       type_id: int = ua.ObjectIds.BaseObjectType) -> Node:  # fmt: skip
+            if path in present:
+                return await typed(path, present[path])
             parent = made[path[:-1]]
             key, name = path[-1]
             otype = self.types[type_name] if type_name else ua.NodeId(type_id)
-            node = await parent.add_object(nid(path), ua.QualifiedName(name, ns[key]), otype)
-            made[path] = node
-            return node
+            node = await parent.add_object(nid(path), ua.QualifiedName(name, ns[key]), otype,
+                                           instantiate_optional=False)  # fmt: skip
+            return await typed(path, node)
 
         async def var(path: m.Path, value: Any, vtype: ua.VariantType, prop: bool = False,
                       datatype: ua.NodeId | None = None) -> ua.NodeId:  # fmt: skip
-            parent = made[path[:-1]]
-            key, name = path[-1]
-            add = parent.add_property if prop else parent.add_variable
-            node = await add(nid(path), ua.QualifiedName(name, ns[key]),
-                             ua.Variant(value, vtype), datatype=datatype)  # fmt: skip
+            if path in present:  # declared by the type: give it the instance's value
+                node = present[path]
+                await node.write_value(ua.Variant(value, vtype))
+            else:
+                parent = made[path[:-1]]
+                key, name = path[-1]
+                add = parent.add_property if prop else parent.add_variable
+                node = await add(nid(path), ua.QualifiedName(name, ns[key]),
+                                 ua.Variant(value, vtype), datatype=datatype)  # fmt: skip
             made[path] = node  # a variable may have properties of its own
             return node.nodeid
 
         root = await machines.add_object(ua.NodeId(mid, ns[m.TWIN]),
                                          ua.QualifiedName(mid, ns[m.TWIN]),
-                                         self.types["MachineToolType"])  # fmt: skip
-        made[()] = root
+                                         self.types["MachineToolType"],
+                                         instantiate_optional=False)  # fmt: skip
+        await typed((), root)
         await self._identification(adapter, obj, var)
         mon = ("mt", "Monitoring")
         await obj((mon,), "MonitoringType")
@@ -275,10 +329,12 @@ class MachineToolServer:
                 if mp.path[:k] not in made:
                     await obj(mp.path[:k], None, ua.ObjectIds.FolderType)
             vtype = ua.VariantType[mp.vtype]
-            signals[mp.signal] = (await var(mp.path, ua.get_default_value(vtype), vtype),
-                                  vtype, mp.scale)  # fmt: skip
+            datatype = self.enums.get(mp.datatype) if mp.datatype else None
+            signals[mp.signal] = (await var(mp.path, ua.get_default_value(vtype), vtype,
+                                            datatype=datatype), vtype, mp.scale)  # fmt: skip
         await self._write([_initial(name, *signals[name]) for name in signals])
-        channel_state = await var(m.CHANNEL_STATE, state, ua.VariantType.Int32)
+        channel_state = await var(m.CHANNEL_STATE, state, ua.VariantType.Int32,
+                                  datatype=self.enums["ChannelState"])  # fmt: skip
         is_rotating = await var(m.IS_ROTATING, False, ua.VariantType.Boolean)
         prod = (("mt", "Production"),)
         await obj(prod, "ProductionType")
@@ -529,3 +585,13 @@ def _initial(signal: str, node: ua.NodeId, vtype: ua.VariantType, scale: float) 
     else:
         dv = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
     return node, dv
+
+
+async def _rule_copies(declaration: Node) -> None:
+    """The children asyncua copied into a declaration from its type (that type's own
+    mandatory members) get ModellingRule Mandatory too: without one, instantiating an
+    instance skips them (a State without its CurrentState)."""
+    for child in await declaration.get_children():
+        if not await child.get_referenced_nodes(refs=ua.ObjectIds.HasModellingRule):
+            await child.set_modelling_rule(True)
+        await _rule_copies(child)
