@@ -170,7 +170,9 @@ def log_in(page, env: HubEnv) -> None:  # noqa: ANN001 - a Playwright Page
     page.keyboard.press("Tab")
     page.keyboard.type(env.password)
     page.keyboard.press("Enter")
-    page.wait_for_url(f"{env.url}/", timeout=15_000)
+    # the session exists once the fleet page's response came: no need to wait for it
+    # to load (which a loaded CI box can take long for)
+    page.wait_for_url(f"{env.url}/", timeout=30_000, wait_until="commit")
 
 
 @pytest.fixture(scope="package")

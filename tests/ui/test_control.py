@@ -119,7 +119,7 @@ def _open_as(browser, env: HubEnv, role: Role) -> Page:  # noqa: ANN001 - Playwr
     page.keyboard.press("Tab")
     page.keyboard.type(password)
     page.keyboard.press("Enter")
-    page.wait_for_url(f"{env.url}/", timeout=15_000)
+    page.wait_for_url(f"{env.url}/", timeout=30_000, wait_until="commit")
     page.goto(f"{env.url}/machine/{MACHINE}")
     expect(page.get_by_test_id("control-panel")).to_be_visible()
     return page

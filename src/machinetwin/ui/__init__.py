@@ -2,7 +2,10 @@
 
 ``mount_ui(app, UiContext(store, live, users, machine_config), secret, storage_dir)``
 adds the pages to the hub's FastAPI app; :mod:`.twin` holds the computations behind
-the machine page (toolpath, stock, spectrum) as plain functions.
+the machine page (toolpath, stock, spectrum) as plain functions, :mod:`.sim_twin` the
+simulated twin (the virtual machine running the machine's program) and its comparison
+with what the machine reports, :mod:`.twin_tracker` keeps one twin per machine up to
+date for every page, and :mod:`.chart_feed` sends the live charts as deltas.
 """
 
 from .context import UiContext

@@ -14,6 +14,7 @@ background, so the live values never wait behind a store query.
 from __future__ import annotations
 
 import html
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -506,16 +507,20 @@ class _MachineView:
             ui.notify(program.error, type="warning")
 
     def _merge_charts(self, got: dict[str, Any]) -> None:
-        """Send each chart the buckets it lacks (the server keeps the whole window in the
-        options, unsent, for a browser that reconnects)."""
+        """Send each chart the buckets it lacks, all charts in one message (the server
+        keeps the whole window in the options, unsent, for a browser that reconnects)."""
         delta = self.feed.merge(got["t0"], got["t1"], got["series"])
+        if not any(delta.series):
+            return  # nothing new (old points go with the next delta)
         new = dict(zip(self.feed.signals, delta.series, strict=True))
+        calls = []
         for chart, signals in self.charts:
             with chart.props.suspend_updates():
                 for k, signal in enumerate(signals):
                     # a tuple: NiceGUI's options do not observe (and copy) its points
                     chart.options["series"][k]["data"] = tuple(self.feed.points[signal])
-            _send_merge(chart, delta.from_ms, delta.cut_ms, [new[s] for s in signals])
+            calls.append(_merge_call(chart, delta.from_ms, delta.cut_ms, [new[s] for s in signals]))
+        self.lower.client.run_javascript(";".join(calls))
 
     def _show_twin(self, state: TwinState) -> None:
         self.twin = state
@@ -550,7 +555,7 @@ class _MachineView:
         from_ms = 0.0 if restart else (float(t_ms[0]) if len(t_ms) else math.inf)
         if len(new):
             self.twin_until = float(state.t[new[-1]])
-        _send_merge(self.twin_chart, from_ms, cut, series)
+        self.lower.client.run_javascript(_merge_call(self.twin_chart, from_ms, cut, series))
 
     def _show_spectrum(self, start: float, points: list[list[float]]) -> None:
         if start == self.spectrum_start:
@@ -579,9 +584,7 @@ def _move(body: Any, pos: list[float], length: float) -> None:
         body.move(*target)
 
 
-def _send_merge(chart: ui.echart, from_ms: float, cut_ms: float, series: list) -> None:
-    """Have the browser merge ``series`` into ``chart`` (``mtMerge``, chart_feed.MERGE_JS)."""
-    import json
-
+def _merge_call(chart: ui.echart, from_ms: float, cut_ms: float, series: list) -> str:
+    """JavaScript that merges ``series`` into ``chart`` (``mtMerge``, chart_feed.MERGE_JS)."""
     frm = json.dumps(from_ms if math.isfinite(from_ms) else 1e300)
-    chart.client.run_javascript(f"mtMerge({chart.id}, {frm}, {cut_ms:.0f}, {json.dumps(series)})")
+    return f"mtMerge({chart.id}, {frm}, {cut_ms:.0f}, {json.dumps(series)})"
