@@ -131,6 +131,8 @@ def connect(addr: BrokerAddress, client_id: str) -> tuple[Client, object]:
     connack: queue.Queue = queue.Queue()
     messages: queue.Queue = queue.Queue()
     client.on_connect = lambda _c, _u, _f, rc, _p=None: connack.put(rc)
+    # a broker that drops the connection (no client certificate) answers with that
+    client.on_disconnect = lambda *_: connack.put("disconnected")
     client.on_message = lambda _c, _u, m: messages.put((m.topic, m.payload))
     addr.configure(client)
     try:
