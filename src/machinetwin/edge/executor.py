@@ -576,12 +576,14 @@ class CommandChannel:
         self.client.loop_start()
 
     def stop(self) -> None:
-        if self.connected.is_set():  # a clean stop sends no will: say it ourselves
+        # a clean stop sends no will: say it ourselves (briefly: the broker may be going
+        # too, and the uplink's "offline" state tells the hub as well)
+        if self.connected.is_set():
             machine = self.executor.machine
             gone = PermitReport(machine, False, reason=f"the edge of {machine} stopped",
                                 at=time.time(), period_s=PERMIT_REPORT_S)  # fmt: skip
             with contextlib.suppress(RuntimeError, ValueError):
-                self.publish_permit(gone).wait_for_publish(timeout=2.0)
+                self.publish_permit(gone).wait_for_publish(timeout=0.5)
         self.client.disconnect()
         self.client.loop_stop()
 
