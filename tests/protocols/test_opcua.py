@@ -395,3 +395,69 @@ def test_types_declare_their_members_and_enumerations_as_a_generic_client_sees_t
         "ChannelState": r["ChannelState"][3],
         "ChannelMode": r["ChannelMode"][3],
     }
+
+
+def test_an_alert_is_acknowledged_by_its_event_id_and_stays_active() -> None:
+    """Acknowledge (OPC 10000-9) on the condition object: a new event with AckedState
+    True and the comment, still active and retained; a stale EventId or a second
+    acknowledgement is refused with the standard's status codes."""
+    from machinetwin.protocols.opcua.client import _alert_type, alert_filter, find_machine, resolve
+
+    url = endpoint()
+    now = time.time()
+    raised = Alarm(AlarmCode.SPINDLE_OVERLOAD, Severity.FAULT, "load 130 %", "spindle", now)
+
+    class Events:
+        def __init__(self) -> None:
+            self.items: list[dict] = []
+
+        def event_notification(self, event) -> None:
+            self.items.append(event.get_event_props_as_fields_dict())
+
+    async def scenario() -> tuple[list[dict], list[str]]:
+        server = MachineToolServer([Scripted("m1", [])], url)
+        async with server.serving(), Client(url) as c:
+            await server.handle_event(server.machines["m1"],
+                                      MachineEvent("m1", now, "alarm", alarm=raised))  # fmt: skip
+            events = Events()
+            sub = await c.create_subscription(100, events)
+            alert = await _alert_type(c)
+            assert alert is not None
+            evfilter = alert_filter(alert)
+            evfilter.SelectClauses.append(ua.SimpleAttributeOperand(
+                TypeDefinitionId=ua.NodeId(ua.ObjectIds.ConditionType),
+                AttributeId=ua.AttributeIds.NodeId))  # the ConditionId  # fmt: skip
+            evfilter.SelectClauses.append(ua.SimpleAttributeOperand(
+                TypeDefinitionId=ua.NodeId(ua.ObjectIds.BaseEventType),
+                BrowsePath=[ua.QualifiedName("EventId")], AttributeId=ua.AttributeIds.Value))  # fmt: skip
+            evfilter.SelectClauses.append(ua.SimpleAttributeOperand(
+                TypeDefinitionId=ua.NodeId(ua.ObjectIds.AlarmConditionType),
+                BrowsePath=[ua.QualifiedName("AckedState"), ua.QualifiedName("Id")],
+                AttributeId=ua.AttributeIds.Value))  # fmt: skip
+            messages = (await resolve(c, await find_machine(c, "m1")))["messages"]
+            await sub.subscribe_events(c.get_node(messages), alert, evfilter=evfilter)
+            await c.get_node(ua.ObjectIds.ConditionType).call_method(
+                ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                ua.Variant(sub.subscription_id, ua.VariantType.UInt32))  # fmt: skip
+            await asyncio.sleep(0.5)
+            first = events.items[-1]
+            condition = c.get_node(first["NodeId"].Value)
+            ack = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
+            comment = ua.Variant(ua.LocalizedText("seen, tool change planned"))
+            refusals = []
+            await condition.call_method(ack, first["EventId"], comment)
+            await asyncio.sleep(0.5)
+            for event_id in (first["EventId"], events.items[-1]["EventId"]):
+                try:
+                    await condition.call_method(ack, event_id, comment)
+                except ua.UaStatusCodeError as e:
+                    refusals.append(type(e).__name__)
+            return events.items, refusals
+
+    items, refusals = asyncio.run(scenario())
+    before, after = items[-2], items[-1]
+    assert before["AckedState/Id"].Value is False and after["AckedState/Id"].Value is True
+    assert after["ActiveState/Id"].Value is True  # acknowledged, still active
+    assert after["NodeId"].Value == before["NodeId"].Value  # the same condition
+    assert after["EventId"].Value != before["EventId"].Value
+    assert refusals == ["BadEventIdUnknown", "BadConditionBranchAlreadyAcked"]

@@ -154,6 +154,7 @@ class MachineToolServer:
         self.tasks: list[asyncio.Task[None]] = []
         self.ns: dict[str, int] = {}
         self.writes = 0  # write service calls made (one per batch)
+        self.conditions: dict[ua.NodeId, Any] = {}  # ConditionId -> its last event
 
     # ------------------------------------------------------------ setup
 
@@ -163,6 +164,8 @@ class MachineToolServer:
         # the value is the Severity of the RefreshStart/End events
         s.iserver.bind_condition_methods = 1
         await s.init()
+        s.iserver.isession.add_method_callback(
+            ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), self._acknowledge)  # fmt: skip
         s.set_endpoint(self.endpoint)
         s.set_server_name(self.name)
         await s.set_application_uri(f"urn:machinetwin:{self.name}")
@@ -493,9 +496,7 @@ class MachineToolServer:
             return  # clearing what was never raised here
         # a copy per trigger: the server keeps retained events as they were sent
         ev = copy.copy(nodes.alerts.event)
-        ev.EventId = ua.Variant(uuid.uuid4().bytes, ua.VariantType.ByteString)
-        ev.NodeId = ua.NodeId(f"{nodes.machine_id}/Notification/Messages/{key[0]}:{key[1]}",
-                              self.ns[m.TWIN])  # fmt: skip
+        ev.NodeId = await self._condition_node(nodes, key)
         ev.ErrorCode = str(alarm.code)
         ev.Message = ua.LocalizedText(alarm.message)
         ev.Severity = m.severity_to_opcua(alarm.severity)
@@ -509,10 +510,47 @@ class MachineToolServer:
             setattr(ev, f"{state}/Id", on)
         ev.Retain = active
         t = alarm.raised_at if active else (alarm.cleared_at or time.time())
-        ev.Time = datetime.fromtimestamp(t, UTC)
-        ev.ReceiveTime = datetime.now(UTC)
-        await self.server.iserver.isession.subscription_service.trigger_event(ev)
+        await self._send_condition(ev, datetime.fromtimestamp(t, UTC))
         await self._write(self._lamp_writes(nodes, datetime.now(UTC), datetime.now(UTC)))
+
+    async def _send_condition(self, ev: Any, stamp: datetime) -> None:
+        ev.EventId = ua.Variant(uuid.uuid4().bytes, ua.VariantType.ByteString)
+        ev.Time, ev.ReceiveTime = stamp, datetime.now(UTC)
+        self.conditions[ev.NodeId] = ev  # what Acknowledge refers to by EventId
+        await self.server.iserver.isession.subscription_service.trigger_event(ev)
+
+    async def _condition_node(self, nodes: MachineNodes, key: tuple[str, str]) -> ua.NodeId:
+        """The condition object of an alarm (code, source) below Notification/Messages,
+        made on its first occurrence: the ConditionId its events carry and the object
+        Acknowledge is called on."""
+        nodeid = ua.NodeId(f"{nodes.machine_id}/Notification/Messages/{key[0]}:{key[1]}",
+                           self.ns[m.TWIN])  # fmt: skip
+        if nodeid not in self.conditions:
+            await nodes.messages.add_object(nodeid, ua.QualifiedName(f"{key[0]}:{key[1]}",
+                                                                     self.ns[m.TWIN]))  # fmt: skip
+        return nodeid
+
+    async def _acknowledge(self, condition: ua.NodeId, event_id: Any,
+                           comment: Any = None) -> ua.StatusCode:  # fmt: skip
+        """AcknowledgeableConditionType.Acknowledge on one of our conditions: the operator
+        saw it. It stays active (and retained) until the machine clears it."""
+        ev = self.conditions.get(condition)
+        if ev is None:
+            return ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
+        given = event_id.Value if isinstance(event_id, ua.Variant) else event_id
+        if given != ev.EventId.Value:
+            return ua.StatusCode(ua.StatusCodes.BadEventIdUnknown)
+        if getattr(ev, "AckedState/Id", False):
+            return ua.StatusCode(ua.StatusCodes.BadConditionBranchAlreadyAcked)
+        acked = copy.copy(ev)
+        acked.AckedState = ua.LocalizedText("Acknowledged")
+        setattr(acked, "AckedState/Id", True)
+        text = comment.Value if isinstance(comment, ua.Variant) else comment
+        acked.Comment = (
+            text if isinstance(text, ua.LocalizedText) else ua.LocalizedText(str(text or ""))
+        )
+        await self._send_condition(acked, datetime.now(UTC))
+        return ua.StatusCode()
 
     async def feed_from(self, adapter: Adapter, nodes: MachineNodes) -> None:
         try:
