@@ -126,9 +126,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with DuckDBStore(Path(tmp) / "hub.duckdb", extra_signals=AUX) as store:
             results["duckdb"] = run(store, groups, lambda: 0.0)
-        with PostgresServer(durable=True) as server:
+        try:
+            server = PostgresServer(durable=True)
+        except (FileNotFoundError, RuntimeError) as e:
+            raise SystemExit(f"benchmarks/scale.py: {e}: run `sudo make system-deps` "
+                             "(installs postgresql)") from None  # fmt: skip
+        with server:
             assert server.process is not None
-            pids = server_pids(server.process.pid)
             with PostgresStore(server.dsn(), extra_signals=AUX) as store:
                 pids = server_pids(server.process.pid)  # with the store's connection
                 results["postgres"] = run(store, groups, lambda: _cpu_of(pids))
