@@ -107,9 +107,7 @@ class Hub:
         self.ingest = HubIngest(self.store, self.broker_address)
         self.ingest.start()
         self.commands = open_command_service(self.config.store, self.broker_address)
-        from .preflight import live_position  # pre-flight starts where the tool is
-
-        self.commands.position_of = lambda m: live_position(self._machine_state(m))
+        self.commands.position_of = self._live_position  # pre-flight starts where the tool is
         self.commands.start()
         if self.config.analytics:
             from .analytics_worker import AnalyticsWorker  # scipy and friends: only when used
@@ -156,6 +154,11 @@ class Hub:
                             maintenance=self.maintenance)  # fmt: skip
         data_dir = Path(self.config.store).resolve().parent
         mount_ui(app, context, ui_secret(data_dir / "ui-secret"), data_dir / "ui-storage")
+
+    def _live_position(self, machine: str) -> tuple[float, float, float] | None:
+        from .preflight import live_position  # the twin's modules: only when a pre-flight runs
+
+        return live_position(self._machine_state(machine))
 
     def _machine_state(self, machine: str):  # noqa: ANN202 - LiveState | None
         """A copy of one machine's live state, taken under ingest's lock."""
