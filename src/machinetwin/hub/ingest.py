@@ -9,7 +9,9 @@ rejected with a log line and a counter; nothing a client sends stops the hub.
 
 The hub checks its own subscriptions: every ``probe_every_s`` it publishes a probe to a
 topic of its own that it subscribes to, and a connection on which three periods pass
-without a probe coming back is dropped and made again (resubscribing). A broker can
+with nothing arriving (no probe, no data: a probe queued behind a backlog at the broker
+is late, but then the backlog's messages arrive) is dropped and made again
+(resubscribing). A broker can
 lose a session's subscriptions while the connection stays up (amqtt's clean-up of an
 old session races a fast reconnect of the same client id); the hub would then hear
 nothing, ack nothing, and every edge's buffer would grow. The check arms only once a
@@ -244,6 +246,7 @@ class HubIngest:
 
     def _on_message(self, client, userdata, message) -> None:
         arrived = time.time()
+        self._probe_seen = time.monotonic()  # anything arriving proves the subscriptions
         topic, payload = message.topic, bytes(message.payload)
         self.inbox.put((topic, payload, arrived, _predecode(topic, payload)))
 
