@@ -127,7 +127,7 @@ def test_an_edge_cannot_publish_as_another_machine_nor_read_its_commands(secure:
     harbin, _ = secure.client("harbin", "t-harbin")
     tianjin, _ = secure.client("tianjin", "t-tianjin")
     try:
-        hub.client.subscribe("mt/v1/+/data", qos=1)
+        hub.client.subscribe([("mt/v1/+/data", 1), ("mt/v1/+/event", 1)])
         harbin.client.subscribe([(f"mt/v1/{OTHER}/cmd", 1), (f"mt/v1/{MACHINE}/cmd", 1)])
         tianjin.client.subscribe(f"mt/v1/{OTHER}/cmd", qos=1)
         time.sleep(0.3)  # subscriptions in place
@@ -146,6 +146,9 @@ def test_an_edge_cannot_publish_as_another_machine_nor_read_its_commands(secure:
         assert got == [(f"mt/v1/{MACHINE}/cmd", b"harbin-own")], got
         theirs = _drain_until(tianjin, b"tianjin-secret")
         assert theirs == [(f"mt/v1/{OTHER}/cmd", b"tianjin-secret")], theirs  # no injection
+        # the hub's analytics worker files a finding as a machine's event
+        hub.publish(f"mt/v1/{MACHINE}/event", b"finding")
+        assert (f"mt/v1/{MACHINE}/event", b"finding") in _drain_until(hub, b"finding")
         time.sleep(0.2)
         assert hub.messages.empty() and harbin.messages.empty()
     finally:

@@ -3,7 +3,8 @@
 - :func:`password_line`: one entry of a Mosquitto password file, in the hashed format
   Mosquitto 2 writes itself (``mosquitto_passwd``): PBKDF2-HMAC-SHA512, ``$7$``.
 - :func:`acl_text`: an ACL file: the hub's user reads every machine's data, events,
-  births, states, command replies and permits and writes acks and commands; each edge's
+  births, states, command replies and permits and writes acks, commands and (for its
+  analytics worker) findings as events and ``machinetwin/hub/#``; each edge's
   user writes only those topics of its own machines and reads only their acks and
   commands. So edge X can neither publish as machine Y nor read Y's commands, and no
   edge can send a command (commands are signed by the hub anyway).
@@ -44,6 +45,7 @@ PBKDF2_ITERATIONS = 101  # Mosquitto 2's default for $7$ entries
 SALT_BYTES = 12
 EDGE_WRITES = ("data", "event", "birth", "state", "cmdreply", "permit")
 EDGE_READS = ("ack", "cmd")
+HUB_PREFIX = "machinetwin/hub"  # the hub's own processes (analytics worker status)
 _USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
@@ -66,6 +68,9 @@ def acl_text(hub_user: str, edges: dict[str, list[str]]) -> str:
     lines = [f"user {hub_user}"]
     lines += [f"topic read {topics.PREFIX}/+/{k}" for k in EDGE_WRITES]
     lines += [f"topic write {topics.PREFIX}/+/{k}" for k in EDGE_READS]
+    # the hub's analytics worker (same credentials) files its findings as the machine's
+    # events and announces itself under the hub's own prefix
+    lines += [f"topic write {topics.PREFIX}/+/event", f"topic readwrite {HUB_PREFIX}/#"]
     owner: dict[str, str] = {}
     for user, machines in edges.items():
         _check_user(user)
