@@ -15,7 +15,9 @@ from machinetwin.analytics.datasets import UMICH_REQUIRED, DataFileError, load_u
 from machinetwin.analytics.evaluation import evaluate_tool_condition
 from machinetwin.analytics.metrics import roc_auc
 from machinetwin.analytics.tool_condition import (
+    FEATURES,
     ToolConditionModel,
+    _friction,
     bundled_model,
     segments,
 )
@@ -72,7 +74,43 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> list:
 def test_segments_are_the_cutting_processes(synthetic: list) -> None:
     seg = segments(synthetic[0])
     assert seg.names == ["Layer 1 Down", "Layer 1 Up", "Layer 2 Down", "Layer 2 Up"]
-    assert seg.loads.shape == (4, 7)
+    assert seg.loads.shape == (4, len(FEATURES))
+
+
+def test_spindle_load_is_referenced_to_the_experiments_own_idle_load(synthetic: list) -> None:
+    # The synthetic spindle draws 15 A x factor idling and (15 + 0.3 v + [down]) x factor cutting.
+    for exp, (feed, worn) in zip(synthetic, ((f, w) for f in FEEDS for w in (False, True)),
+                                 strict=True):  # fmt: skip
+        seg = segments(exp)
+        factor = 1.15 if worn else 1.0
+        down = np.array([n.endswith("Down") for n in seg.names], dtype=float)
+        expected = (0.3 * feed + down) * factor
+        col = FEATURES.index("spindle_current_over_idle")
+        assert seg.loads[:, col] == pytest.approx(expected, abs=0.05 * 15 * factor)
+
+
+@given(
+    offset=st.floats(-5, 5), step=st.floats(0.0, 4.0), slope=st.floats(-0.2, 0.2),
+    seed=st.integers(0, 10**6),
+)  # fmt: skip
+@settings(max_examples=30, deadline=None)
+def test_friction_is_the_current_step_with_direction(
+    offset: float, step: float, slope: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    v = rng.choice([-1.0, 1.0], 200) * rng.uniform(1.0, 20.0, 200)
+    current = offset + step * np.sign(v) + slope * v + rng.normal(0, 0.01, v.size)
+    assert _friction(current, v) == pytest.approx(step, abs=0.02)
+    assert _friction(current, np.abs(v)) == 0.0  # never reverses: no step to measure
+
+
+def test_experiment_without_idle_spindle_is_refused(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path / "noidle.csv", 6.0, False, seed=3)
+    lines = path.read_text().splitlines()
+    lines = [lines[0]] + [ln for ln in lines[1:] if ",Layer " in ln]  # cutting rows only
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFileError, match="noidle.csv: fewer than 10 rows with the spindle"):
+        segments(load_umich(path))
 
 
 def test_leave_one_experiment_out_finds_wear_across_feeds(synthetic: list) -> None:

@@ -28,7 +28,13 @@ from .bearing_diagnosis import (
 from .bearings import BearingGeometry
 from .datasets import CwruRecord, DataFileError, UmichExperiment
 from .metrics import macro_f1, roc_auc
-from .tool_condition import ToolConditionModel, segments, select_and_fit
+from .tool_condition import (
+    CANDIDATES,
+    DEFAULT_CANDIDATE,
+    ToolConditionModel,
+    segments,
+    select_and_fit,
+)
 
 Progress = Callable[[str], None]
 
@@ -191,7 +197,10 @@ class LoxoResult:
 
 
 def evaluate_tool_condition(
-    experiments: Sequence[UmichExperiment], select: bool = False, progress: Progress = _noop
+    experiments: Sequence[UmichExperiment],
+    select: bool = False,
+    progress: Progress = _noop,
+    fixed: str = DEFAULT_CANDIDATE,
 ) -> LoxoResult:
     """Leave-one-experiment-out: fit on all others, score the one left out.
 
@@ -211,10 +220,11 @@ def evaluate_tool_condition(
                 [experiments[j] for j in keep], [segs[j] for j in keep]
             )
         else:
+            cols, c = CANDIDATES[fixed]
             model = ToolConditionModel.fit_segments(
-                [segs[j] for j in keep], worn[keep], [names[j] for j in keep]
+                [segs[j] for j in keep], worn[keep], [names[j] for j in keep], c, cols
             )
-            chosen[name] = "all C=1"
+            chosen[name] = fixed
         probs[name] = float(model.segment_probabilities(segs[i]).mean())
     p = np.array(list(probs.values()))
     return LoxoResult(float(np.mean((p >= 0.5) == worn)), roc_auc(worn, p), probs, chosen)

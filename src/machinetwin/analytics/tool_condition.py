@@ -45,16 +45,30 @@ FEATURES = (
     "spindle_current_std",
     "x_current_std",
     "y_current_std",
+    "spindle_current_over_idle",
+    "spindle_power_over_idle",
+    "x_friction",
+    "y_friction",
 )
 MODEL_FILE = "tool_condition_model.json"
 # Candidate models, chosen among by an inner leave-one-experiment-out on the
 # training experiments only (:func:`select_and_fit`): spindle loads, axis loads,
 # or both; each with a strong and a mild L2 penalty.
+# The idle-referenced and friction features (7-10) were added after the first
+# design; whether they help is decided by the same inner loop, never by hand.
+_SETS = (
+    ("spindle", (0, 1, 4)),
+    ("axes", (2, 3, 5, 6)),
+    ("loads", tuple(range(7))),
+    ("over idle", (7, 8)),
+    ("friction", (9, 10)),
+    ("over idle+friction", (7, 8, 9, 10)),
+    ("all", tuple(range(11))),
+)
 CANDIDATES: dict[str, tuple[tuple[int, ...], float]] = {
-    f"{name} C={c:g}": (cols, c)
-    for name, cols in (("spindle", (0, 1, 4)), ("axes", (2, 3, 5, 6)), ("all", tuple(range(7))))
-    for c in (0.1, 1.0)
+    f"{name} C={c:g}": (cols, c) for name, cols in _SETS for c in (0.1, 1.0)
 }
+DEFAULT_CANDIDATE = "loads C=1"  # the first design, when no selection is asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +88,46 @@ def _conditions(process: str, feed_mm_s: float) -> np.ndarray:
     return np.array([1.0, feed_mm_s, np.log(feed_mm_s), down, layer, down * feed_mm_s])
 
 
+def _idle_reference(exp: UmichExperiment) -> tuple[float, float]:
+    """Median spindle current and power while the spindle turns outside the cutting processes.
+
+    The same experiment's own idle load: what the spindle draws on that day, at that
+    temperature, without cutting — so a segment's load over it is the cutting share,
+    and offsets between experiments (drift, clamping, warm-up) cancel.
+    """
+    c = exp.columns
+    idle = (np.abs(c["S1_ActualVelocity"]) > 1.0) & ~np.char.startswith(
+        exp.process.astype(str), "Layer"
+    )
+    if idle.sum() < MIN_SEGMENT_ROWS:
+        raise DataFileError(
+            f"{exp.path}: fewer than {MIN_SEGMENT_ROWS} rows with the spindle turning outside "
+            "'Layer …' processes (needed as the idle load reference)"
+        )
+    return float(np.median(c["S1_CurrentFeedback"][idle])), float(
+        np.median(c["S1_OutputPower"][idle])
+    )
+
+
+def _friction(current: np.ndarray, velocity: np.ndarray) -> float:
+    """Current step with the direction of motion: the ``sign(v)`` coefficient of
+    ``i ≈ a + b·sign(v) + c·v`` — Coulomb friction plus the cutting force along the axis,
+    per unit of nothing (independent of how fast the axis moves). 0 if it never reverses."""
+    moving = np.abs(velocity) > MOVING_MM_S
+    sign = np.sign(velocity[moving])
+    if moving.sum() < MIN_SEGMENT_ROWS or np.all(sign == sign[0]):
+        return 0.0
+    design = np.column_stack([np.ones(sign.size), sign, velocity[moving]])
+    coef = np.linalg.lstsq(design, current[moving], rcond=None)[0]
+    return float(abs(coef[1]))
+
+
 def segments(exp: UmichExperiment) -> Segments:
-    """Per cutting process (``Layer …``), medians and spreads of the loads while feeding."""
+    """Per cutting process (``Layer …``), medians and spreads of the loads while feeding,
+    the spindle load over the experiment's idle load, and the axes' friction steps."""
     c = exp.columns
     speed = np.hypot(c["X1_ActualVelocity"], c["Y1_ActualVelocity"])
+    idle_current, idle_power = _idle_reference(exp)
     names, loads, conds = [], [], []
     for name in sorted(set(exp.process.tolist())):
         if not name.startswith("Layer"):
@@ -88,8 +138,11 @@ def segments(exp: UmichExperiment) -> Segments:
         s, p = c["S1_CurrentFeedback"][rows], c["S1_OutputPower"][rows]
         x, y = np.abs(c["X1_CurrentFeedback"][rows]), np.abs(c["Y1_CurrentFeedback"][rows])
         loads.append(
-            [np.median(s), np.median(p), np.median(x), np.median(y), s.std(), x.std(), y.std()]
-        )
+            [np.median(s), np.median(p), np.median(x), np.median(y), s.std(), x.std(), y.std(),
+             np.median(s) - idle_current, np.median(p) - idle_power,
+             _friction(c["X1_CurrentFeedback"][rows], c["X1_ActualVelocity"][rows]),
+             _friction(c["Y1_CurrentFeedback"][rows], c["Y1_ActualVelocity"][rows])]
+        )  # fmt: skip
         conds.append(_conditions(name, float(np.median(speed[rows]))))
         names.append(name)
     if not names:
@@ -131,7 +184,8 @@ class ToolConditionModel:
         columns: tuple[int, ...] | None = None,
     ) -> ToolConditionModel:
         """Fit on labelled experiments; ``strength`` is the inverse L2 penalty C, ``columns``
-        the indices into :data:`FEATURES` the classifier may use (default all)."""
+        the indices into :data:`FEATURES` the classifier may use (default: those of
+        :data:`DEFAULT_CANDIDATE`, the first design's seven loads)."""
         unlabelled = [str(e.path) for e in experiments if e.tool_condition is None]
         if unlabelled:
             raise DataFileError(f"no tool_condition label in {', '.join(unlabelled)}")
@@ -155,7 +209,7 @@ class ToolConditionModel:
         """:meth:`fit` on experiments already cut into segments (one label per experiment)."""
         from sklearn.linear_model import LogisticRegression
 
-        cols = list(columns) if columns is not None else list(range(len(FEATURES)))
+        cols = list(columns) if columns is not None else list(CANDIDATES[DEFAULT_CANDIDATE][0])
         loads = np.vstack([s.loads for s in segs])
         conds = np.vstack([s.conditions for s in segs])
         # Ridge-stabilised least squares: few distinct feeds in the training set.
