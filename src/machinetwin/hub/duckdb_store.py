@@ -63,12 +63,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from machinetwin.model import Alarm, AlarmCode, MachineDescriptor, MachineEvent, SampleBatch
-from machinetwin.model.alarms import Severity
+from machinetwin.model import Alarm, MachineDescriptor, MachineEvent, SampleBatch
 from machinetwin.model.signals import SIGNALS, VIBRATION
 from machinetwin.protocols.codec import ColumnBlock
 
 from .store import ExportFormat, Series, StoredAlarm, StoreError, check_structure, check_values
+from .store_rows import alarm_from_json, alarm_json, sql_filters, stored_alarm, value_json
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS machine_ids (id INTEGER PRIMARY KEY, name VARCHAR UNIQUE);
@@ -501,8 +501,8 @@ class DuckDBStore:
     def write_event(self, event: MachineEvent) -> bool:
         if not isinstance(event, MachineEvent) or not math.isfinite(event.t):
             raise StoreError(f"expected a MachineEvent with a finite time, got {event!r}")
-        row = [event.machine_id, float(event.t), event.kind, _json(event.value, event),
-               _alarm_json(event.alarm)]  # fmt: skip
+        row = [event.machine_id, float(event.t), event.kind, value_json(event.value, event),
+               alarm_json(event.alarm)]  # fmt: skip
         with self._transaction() as con:
             dup = con.execute(
                 """SELECT count(*) FROM events WHERE machine = ? AND t = ? AND kind = ?
@@ -520,7 +520,7 @@ class DuckDBStore:
         until: float | None = None,
         kind: str | None = None,
     ) -> list[MachineEvent]:
-        where, params = _filters(
+        where, params = sql_filters(
             [("machine = ?", machine), ("t >= ?", since), ("t < ?", until), ("kind = ?", kind)]
         )
         with self._reader() as cur:
@@ -529,7 +529,7 @@ class DuckDBStore:
                 params,
             ).fetchall()
         return [
-            MachineEvent(m, t, k, _alarm_from_json(a), None if v is None else json.loads(v))
+            MachineEvent(m, t, k, alarm_from_json(a), None if v is None else json.loads(v))
             for m, t, k, v, a in got
         ]
 
@@ -585,7 +585,7 @@ class DuckDBStore:
             ).fetchone()
         if got is None:
             raise StoreError(f"no alarm with id {alarm_id}")
-        return _stored_alarm(got)
+        return stored_alarm(got)
 
     def alarms(
         self,
@@ -594,7 +594,7 @@ class DuckDBStore:
         since: float | None = None,
     ) -> list[StoredAlarm]:
         active_sql = {None: None, True: "cleared_at IS NULL", False: "cleared_at IS NOT NULL"}
-        where, params = _filters([("machine = ?", machine), ("raised_at >= ?", since)])
+        where, params = sql_filters([("machine = ?", machine), ("raised_at >= ?", since)])
         if active_sql[active]:
             where = f"{where} AND {active_sql[active]}" if where else f"WHERE {active_sql[active]}"
         with self._reader() as cur:
@@ -602,7 +602,7 @@ class DuckDBStore:
                 f"SELECT {_ALARM_COLUMNS} FROM alarms {where} ORDER BY raised_at DESC, id DESC",
                 params,
             ).fetchall()
-        return [_stored_alarm(r) for r in got]
+        return [stored_alarm(r) for r in got]
 
     # --- machines ------------------------------------------------------------------------------
 
@@ -616,7 +616,7 @@ class DuckDBStore:
             if not isinstance(d, MachineDescriptor) or not d.machine_id:
                 raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
             rows.append([d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
-                         _json(d.extra, d)])  # fmt: skip
+                         value_json(d.extra, d)])  # fmt: skip
         if not rows:
             return
         # One statement from an Arrow table: DuckDB runs an executemany row by row, ~10 ms
@@ -976,49 +976,3 @@ def _writer(path: Path, fmt: ExportFormat, schema: pa.Schema) -> Iterator[Any]:
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def _filters(conds: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
-    used = [(sql, v) for sql, v in conds if v is not None]
-    where = "WHERE " + " AND ".join(sql for sql, _ in used) if used else ""
-    return where, [v for _, v in used]
-
-
-def _json(value: Any, where: object) -> str | None:
-    if value is None:
-        return None
-    try:
-        return json.dumps(value, sort_keys=True, default=_plain)
-    except (TypeError, ValueError) as e:
-        raise StoreError(f"{where!r}: value is not JSON-serialisable: {e}") from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _alarm_json(alarm: Alarm | None) -> str | None:
-    if alarm is None:
-        return None
-    return json.dumps({
-        "code": str(alarm.code), "severity": int(alarm.severity), "message": alarm.message,
-        "source": alarm.source, "raised_at": alarm.raised_at, "cleared_at": alarm.cleared_at,
-    }, sort_keys=True)  # fmt: skip
-
-
-def _alarm_from_json(text: str | None) -> Alarm | None:
-    if text is None:
-        return None
-    d = json.loads(text)
-    return Alarm(AlarmCode(d["code"]), Severity(d["severity"]), d["message"], d["source"],
-                 d["raised_at"], d["cleared_at"])  # fmt: skip
-
-
-def _stored_alarm(row: tuple[Any, ...]) -> StoredAlarm:
-    i, machine, code, sev, message, source, raised, cleared, ack_at, ack_by, comment = row
-    alarm = Alarm(AlarmCode(code), Severity(sev), message, source, raised, cleared)
-    return StoredAlarm(int(i), machine, alarm, ack_at, ack_by, comment)

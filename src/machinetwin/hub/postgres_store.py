@@ -66,12 +66,12 @@ import pyarrow.parquet as pq
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from machinetwin.model import Alarm, AlarmCode, MachineDescriptor, MachineEvent, SampleBatch
-from machinetwin.model.alarms import Severity
+from machinetwin.model import Alarm, MachineDescriptor, MachineEvent, SampleBatch
 from machinetwin.model.signals import SIGNALS, VIBRATION
 from machinetwin.protocols.codec import ColumnBlock
 
 from .store import ExportFormat, Series, StoredAlarm, StoreError, check_structure, check_values
+from .store_rows import alarm_from_json, alarm_json, sql_filters, stored_alarm, value_json
 
 log = logging.getLogger(__name__)
 
@@ -764,8 +764,8 @@ class PostgresStore:
     def write_event(self, event: MachineEvent) -> bool:
         if not isinstance(event, MachineEvent) or not math.isfinite(event.t):
             raise StoreError(f"expected a MachineEvent with a finite time, got {event!r}")
-        row = [event.machine_id, float(event.t), event.kind, _json(event.value, event),
-               _alarm_json(event.alarm)]  # fmt: skip
+        row = [event.machine_id, float(event.t), event.kind, value_json(event.value, event),
+               alarm_json(event.alarm)]  # fmt: skip
         with self._writing():
             cur = self._con.execute(
                 "INSERT INTO events VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", row
@@ -780,7 +780,7 @@ class PostgresStore:
         until: float | None = None,
         kind: str | None = None,
     ) -> list[MachineEvent]:
-        where, params = _filters(
+        where, params = sql_filters(
             [("machine = %s", machine), ("t >= %s", since), ("t < %s", until),
              ("kind = %s", kind)]
         )  # fmt: skip
@@ -790,7 +790,7 @@ class PostgresStore:
                 params,
             ).fetchall()
         return [
-            MachineEvent(m, t, k, _alarm_from_json(a), None if v is None else json.loads(v))
+            MachineEvent(m, t, k, alarm_from_json(a), None if v is None else json.loads(v))
             for m, t, k, v, a in got
         ]
 
@@ -844,7 +844,7 @@ class PostgresStore:
             ).fetchone()
         if got is None:
             raise StoreError(f"no alarm with id {alarm_id}")
-        return _stored_alarm(got)
+        return stored_alarm(got)
 
     @_read
     def alarms(
@@ -855,7 +855,7 @@ class PostgresStore:
     ) -> list[StoredAlarm]:
         active_sql = {None: None, True: "cleared_at IS NULL", False: "cleared_at IS NOT NULL"}
         conds: list[tuple[str, Any]] = [("machine = %s", machine), ("raised_at >= %s", since)]
-        where, params = _filters(conds)
+        where, params = sql_filters(conds)
         if active_sql[active]:
             where = f"{where} AND {active_sql[active]}" if where else f"WHERE {active_sql[active]}"
         with self._reader() as cur:
@@ -863,7 +863,7 @@ class PostgresStore:
                 f"SELECT {_ALARM_COLUMNS} FROM alarms {where} ORDER BY raised_at DESC, id DESC",
                 params,
             ).fetchall()
-        return [_stored_alarm(r) for r in got]
+        return [stored_alarm(r) for r in got]
 
     # --- machines ------------------------------------------------------------------------------
 
@@ -877,7 +877,7 @@ class PostgresStore:
             if not isinstance(d, MachineDescriptor) or not d.machine_id:
                 raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
             rows.append([d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
-                         _json(d.extra, d)])  # fmt: skip
+                         value_json(d.extra, d)])  # fmt: skip
         if not rows:
             return
         rows.sort(key=lambda r: r[0])  # one lock order for concurrent upserts
@@ -1204,49 +1204,3 @@ def _describe(dsn: str, schema: str) -> str:
         raise StoreError(f"invalid PostgreSQL DSN: {e}") from None
     shown = " ".join(f"{k}={v}" for k, v in parts.items() if k != "password")
     return f"{shown or 'default connection'} schema={schema}"
-
-
-def _filters(conds: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
-    used = [(cond, v) for cond, v in conds if v is not None]
-    where = "WHERE " + " AND ".join(cond for cond, _ in used) if used else ""
-    return where, [v for _, v in used]
-
-
-def _json(value: Any, where: object) -> str | None:
-    if value is None:
-        return None
-    try:
-        return json.dumps(value, sort_keys=True, default=_plain)
-    except (TypeError, ValueError) as e:
-        raise StoreError(f"{where!r}: value is not JSON-serialisable: {e}") from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _alarm_json(alarm: Alarm | None) -> str | None:
-    if alarm is None:
-        return None
-    return json.dumps({
-        "code": str(alarm.code), "severity": int(alarm.severity), "message": alarm.message,
-        "source": alarm.source, "raised_at": alarm.raised_at, "cleared_at": alarm.cleared_at,
-    }, sort_keys=True)  # fmt: skip
-
-
-def _alarm_from_json(text: str | None) -> Alarm | None:
-    if text is None:
-        return None
-    d = json.loads(text)
-    return Alarm(AlarmCode(d["code"]), Severity(d["severity"]), d["message"], d["source"],
-                 d["raised_at"], d["cleared_at"])  # fmt: skip
-
-
-def _stored_alarm(row: tuple[Any, ...]) -> StoredAlarm:
-    i, machine, code, sev, message, source, raised, cleared, ack_at, ack_by, comment = row
-    alarm = Alarm(AlarmCode(code), Severity(sev), message, source, raised, cleared)
-    return StoredAlarm(int(i), machine, alarm, ack_at, ack_by, comment)
