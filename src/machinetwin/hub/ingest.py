@@ -158,8 +158,11 @@ class _BufferedClient(mqtt.Client):
 class HubIngest:
     """Subscribes to every machine's topics and keeps the store and live state current."""
 
-    def __init__(self, store: Store, broker: BrokerAddress, client_id: str = "hub-ingest") -> None:
+    def __init__(self, store: Store, broker: BrokerAddress, client_id: str = "hub-ingest",
+                 share_group: str | None = None) -> None:  # fmt: skip
         self.store = store
+        # with a share group, N processes split data and events (see _subscriptions)
+        self.subscriptions = _subscriptions(share_group)
         self.broker = broker
         self.counters = IngestCounters()
         self.group_window_s = GROUP_WINDOW_S
@@ -239,7 +242,7 @@ class HubIngest:
         if reason_code.is_failure:
             log.warning("hub: broker refused the connection: %s", reason_code)
             return
-        for topic in topics.HUB_SUBSCRIPTIONS:
+        for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         client.subscribe(self.probe_topic, qos=0)
         self._probe_seen = time.monotonic()
@@ -464,6 +467,24 @@ def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
     the one before."""
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _subscriptions(share_group: str | None) -> tuple[str, ...]:
+    """The hub's topic filters; with ``share_group``, data and events as shared ones.
+
+    ``$share/<group>/<filter>`` (MQTT 5; Mosquitto and EMQX honour it for 3.1.1 clients
+    too) hands each message to one member of the group, so several ingest processes
+    split the load and the store's idempotency on (machine, seq) covers resends that
+    land on another member. Births and state stay plain: every process keeps every
+    machine's descriptor and online flag (retained, few, idempotent to store).
+    """
+    if share_group is None:
+        return topics.HUB_SUBSCRIPTIONS
+    if not share_group or any(c in share_group for c in "/+#") or len(share_group) > 64:
+        raise ValueError(f"share group {share_group!r}: 1-64 characters without / + #")
+    split = {f"{topics.PREFIX}/+/data", f"{topics.PREFIX}/+/event"}
+    return tuple(f"$share/{share_group}/{t}" if t in split else t
+                 for t in topics.HUB_SUBSCRIPTIONS)  # fmt: skip
 
 
 # topic, payload, arrival (wall clock), and the batch if decoded on arrival
