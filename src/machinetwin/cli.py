@@ -293,6 +293,15 @@ def _add_hub_user_commands() -> None:
 _add_hub_user_commands()
 
 
+def _add_hub_ingest_command() -> None:
+    from .hub.ingest_cli import ingest_command
+
+    hub_app.command("ingest")(ingest_command)
+
+
+_add_hub_ingest_command()
+
+
 edge_app = typer.Typer(help="The edge: run a site (--config), and grant remote operation (permit).")
 app.add_typer(edge_app, name="edge")
 
