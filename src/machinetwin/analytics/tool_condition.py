@@ -19,9 +19,16 @@ How good it is (benchmarks/phm_eval.py): leave-one-experiment-out accuracy
 0.71, ROC AUC 0.63 on UMich — weak. Cutting wax, the spindle current while
 cutting equals the current while the spindle idles (within ±1 A of ~21 A), so
 the spindle load carries almost no wear signal there; the axis loads carry a
-little. Treat its verdict as a hint, not an alarm, until it is trained on a
-machine's own metal-cutting history (where the twin's expected load can serve
-as the baseline instead of the feed regression).
+little. Two further kinds of feature are candidates (:data:`CANDIDATES`): the
+spindle load over the same experiment's idle load (cancels drift and warm-up
+between experiments) and each axis's friction step (the current's jump with the
+direction of motion: Coulomb friction plus cutting force, whatever the speed).
+Chosen inside each fold by an inner leave-one-out (``phm_eval.py --select``)
+they do not help: the 14 experiments confound wear with feed (feeds 12 and 15
+mm/s only worn), so an inner loop of 13 picks unstably. Treat its verdict as a
+hint, not an alarm, until it is trained on a machine's own metal-cutting
+history (where the twin's expected load can serve as the baseline instead of
+the feed regression).
 """
 
 from __future__ import annotations
