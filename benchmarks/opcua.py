@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +159,14 @@ class Window:
                 "server_us": (cpu_s(self.pid) - self.server0) / n * 1e6 if n else nan}  # fmt: skip
 
 
+async def first_notification(count: Callable[[], int], timeout_s: float = 60.0) -> None:
+    """Wait for the first notification: on a loaded machine a server may need many
+    seconds to answer its first publish, and a window before that measures nothing."""
+    deadline = time.monotonic() + timeout_s
+    while count() == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
 async def measure_ours(port: int, machines: int, seconds: float,
                        server_pid: int) -> tuple[dict[str, float], int]:  # fmt: skip
     from machinetwin.protocols.opcua.client import OpcUaClientAdapter, OpcUaSettings
@@ -176,6 +184,7 @@ async def measure_ours(port: int, machines: int, seconds: float,
     deadline = time.monotonic() + 120
     while sum(a.sessions for a in adapters) < machines and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    await first_notification(lambda: sum(a.notifications for a in adapters))
     await asyncio.sleep(2.0)  # past the initial notifications
     items = sum(len(a.signals) + 2 for a in adapters)  # numeric (minus execution) + 3 text
     window = Window(server_pid, sum(a.notifications for a in adapters))
@@ -203,6 +212,7 @@ async def measure_peer(port: int, items: int, seconds: float,
         nodes = await folder.get_children()
         sub = await client.create_subscription(PERIOD_S * 1000, counter)
         await sub.subscribe_data_change(nodes, sampling_interval=PERIOD_S * 1000)
+        await first_notification(lambda: counter.count)
         await asyncio.sleep(2.0)
         window = Window(server_pid, counter.count)
         await asyncio.sleep(seconds)
