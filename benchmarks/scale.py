@@ -39,6 +39,10 @@ from machinetwin.model import SampleBatch, Waveform
 from machinetwin.model.signals import SIGNALS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale_broker as sb  # noqa: E402
+
+from mosquitto_server import MosquittoServer  # noqa: E402
 from postgres_server import PostgresServer  # noqa: E402
 
 TICK_S = 0.1
@@ -117,9 +121,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (under 50 s)")
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=None,
-                        help="seconds of fleet data to write (default 30, 5 with --quick)")  # fmt: skip
+                        help="seconds of fleet data to write (default 30, 2 with --quick)")  # fmt: skip
+    parser.add_argument("--fleet", type=int, default=1000, help="machines of the paced run")
     args = parser.parse_args()
-    seconds = args.seconds or (5.0 if args.quick else 30.0)
+    seconds = args.seconds or (2.0 if args.quick else 30.0)
     ticks = round(seconds / TICK_S)
     groups = list(fleet(args.machines, ticks))
     results = {}
@@ -139,37 +144,172 @@ def main() -> None:
                 assert store.count("m0000") == sum(
                     b.n_values for g in groups for b in g if b.machine == "m0000"
                 )
-    report(args, seconds, results)
+            broker = through_broker(args, Path(tmp), server)
+    report(args, seconds, results, broker)
 
 
-def report(args: argparse.Namespace, seconds: float, results: dict[str, dict]) -> None:
+# --- through the broker: ingest processes -------------------------------------------------
+
+
+def through_broker(args: argparse.Namespace, tmp: Path, server: PostgresServer) -> dict:
+    """DuckDB x1, PostgreSQL x1 and x2 on a burst of the fleet; then the paced big fleet."""
+    mqtt = MosquittoServer(tmp / "mqtt", extra=("max_queued_messages 0",
+                                                 "max_inflight_messages 1000"))  # fmt: skip
+    mqtt.start()
+    burst_ticks = 10 if args.quick else 100
+    paced_ticks = 30 if args.quick else 200
+    burst = sb.Publisher(mqtt.port, "b", args.machines, burst_ticks, paced=False)
+    paced = sb.Publisher(mqtt.port, "v", args.fleet, paced_ticks, paced=True)
+    try:
+        births = burst.encoded()["births"] + paced.encoded()["births"]
+        out = {}
+        for name, backend, workers in (("duckdb_1", "duckdb", 1), ("postgres_1", "postgres", 1),
+                                       ("postgres_2", "postgres", 2)):  # fmt: skip
+            hub = _hub_file(tmp, name, backend, mqtt.port, server)
+            out[name] = ingest_run(hub, tmp, name, workers, burst, births, server)
+        hub = _hub_file(tmp, "fleet", "postgres", mqtt.port, server)
+        out["fleet"] = ingest_run(hub, tmp, "fleet", 2, paced, births, server)
+        return out
+    finally:
+        burst.close()
+        paced.close()
+        mqtt.stop()
+
+
+def _hub_file(tmp: Path, name: str, backend: str, port: int, server: PostgresServer) -> Path:
+    store = (f'[store]\nbackend = "postgres"\ndsn = "{server.dsn()}"\nschema = "{name}"\n'
+             if backend == "postgres" else f'store = "{tmp / (name + ".duckdb")}"\n')  # fmt: skip
+    path = tmp / f"{name}.toml"
+    path.write_text(f"{store}[broker]\nport = {port}\n")
+    return path
+
+
+def ingest_run(hub: Path, tmp: Path, name: str, workers: int, publisher: sb.Publisher,
+               births: int, server: PostgresServer) -> dict:  # fmt: skip
+    """Start the ingest processes, publish the plan once, wait until all is stored.
+
+    CPU counted: the ingest processes' and, on PostgreSQL, every server process's (the
+    server's idle work is in it too, which only lowers the per-core figure).
+    """
+    postgres = "duckdb" not in hub.read_text()
+    share = "scale" if workers > 1 else None
+    procs = [sb.IngestProcess(hub, tmp, f"{name}-{i}", share) for i in range(workers)]
+    try:
+        for p in procs:
+            p.ready()
+        if not sb.wait_status(procs, "received", births, 120):  # retained births replayed
+            raise RuntimeError(f"{name}: the ingest processes did not get the births")
+        assert server.process is not None
+        pg0 = _cpu_by_pid(server_pids(server.process.pid))
+        ing0 = sb.cpu_of([p.proc.pid for p in procs])
+        publisher.go()
+        sent = publisher.sent()
+        batches = publisher.encoded()["batches"]
+        if not sb.wait_status(procs, "handled", batches, 300):
+            raise RuntimeError(f"{name}: not every batch was stored")
+        ing = sb.cpu_of([p.proc.pid for p in procs]) - ing0
+        pg1 = _cpu_by_pid(server_pids(server.process.pid))
+        pg = sum(v - pg0.get(k, 0.0) for k, v in pg1.items()) if postgres else 0.0
+    finally:
+        stopped = [p.stop() for p in procs if p.proc.poll() is None]
+    return _figures(stopped, sent, ing, pg, batches)
+
+
+def _figures(stopped: list[tuple[dict, np.ndarray]], sent: dict, ing: float, pg: float,
+             batches: int) -> dict:  # fmt: skip
+    counters = [c for c, _ in stopped]
+    log = np.concatenate([lg for _, lg in stopped])  # newest t, stored_at, values, arrived
+    samples = sum(c["samples"] for c in counters)
+    wall = float(log[:, 1].max()) - sent["start"]
+    start, end = sent["start"] + 1.0, sent["end"]  # the steady part of a paced run
+    steady = ((log[:, 1] >= start) & (log[:, 1] < end)).sum() / max(end - start, 1e-9)
+    return {"samples": samples, "batches": batches,
+            "stored": sum(c["stored"] for c in counters),
+            "duplicates": sum(c["duplicates"] for c in counters),
+            "per_process_stored": [c["stored"] for c in counters],
+            "wall_s": wall, "ingest_cpu_s": ing, "server_cpu_s": pg,
+            "samples_per_s": samples / wall, "samples_per_cpu_s": samples / (ing + pg),
+            "send_s": sent["end"] - sent["start"], "steady_batches_per_s": float(steady),
+            "lag_s": float(log[:, 1].max()) - sent["end"]}  # fmt: skip
+
+
+def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    return {pid: _cpu_of([pid]) for pid in pids}
+
+
+def report(args: argparse.Namespace, seconds: float, results: dict[str, dict],
+           broker: dict[str, dict]) -> None:  # fmt: skip
     per_machine = SIGNALS_PER_MACHINE * RATE_HZ + VIB_HZ / VIB_EVERY_S
     print(f"{args.machines} machines x ({SIGNALS_PER_MACHINE} signals x {RATE_HZ:g} Hz + "
           f"{VIB_HZ / 1000:g} kHz vibration 1 s per {VIB_EVERY_S:g} s) = "
-          f"{args.machines * per_machine:,.0f} samples/s live; {seconds:g} s of it, 1 worker")  # fmt: skip
+          f"{args.machines * per_machine:,.0f} samples/s live")  # fmt: skip
+    print(f"Store alone, one process, {seconds:g} s of it:")
     for name, r in results.items():
-        print(f"{name:9s} {r['samples_per_s']:12,.0f} samples/s wall  "
+        print(f"  {name:12s} {r['samples_per_s']:12,.0f} samples/s wall  "
               f"{r['samples_per_cpu_s']:12,.0f} samples per CPU-s  "
               f"(client {r['client_cpu_s']:.2f} CPU-s, server {r['server_cpu_s']:.2f} CPU-s, "
               f"{r['samples']:,} samples, {r['batches']:,} batches)")  # fmt: skip
-    pg = results["postgres"]["samples_per_cpu_s"]
+    print("Through Mosquitto, ingest processes (a burst of the fleet, published at once):")
+    for name in ("duckdb_1", "postgres_1", "postgres_2"):
+        _print_run(name, broker[name])
+    f = broker["fleet"]
+    print(f"{args.fleet:,} virtual machines (50 signals at 10 Hz, paced in real time), "
+          f"2 ingest processes on PostgreSQL:")  # fmt: skip
+    _print_run("fleet", f)
+    print(f"  offered {args.fleet * 10:,} batches/s, stored {f['steady_batches_per_s']:,.0f}/s "
+          f"in the steady part; last batch stored {f['lag_s']:.2f} s after the last was sent; "
+          f"{(f['ingest_cpu_s'] + f['server_cpu_s']) / f['wall_s']:.2f} cores (ingest + "
+          f"PostgreSQL)")  # fmt: skip
+    best = max(("postgres_1", "postgres_2"), key=lambda n: broker[n]["samples_per_s"])
+    pg_core = broker[best]["samples_per_cpu_s"]
     lo, hi = THINGSBOARD_PG_POINTS_PER_S
     print(f"ThingsBoard (published): {THINGSBOARD_MSG_PER_S:,} msg/s on {THINGSBOARD_VCPU} vCPU "
           f"({THINGSBOARD_MSG_PER_S / THINGSBOARD_VCPU:,.0f}/vCPU); {lo:,}-{hi:,} points/s "
           f"with PostgreSQL")  # fmt: skip
-    print(f"PostgreSQL per core vs ThingsBoard's PostgreSQL figure ({hi:,}/s): "
-          f"{pg / hi:.1f}x (target >= 10x)")  # fmt: skip
-    print(json.dumps({
-        "duckdb_samples_per_s": round(results["duckdb"]["samples_per_s"]),
-        "postgres_samples_per_s": round(results["postgres"]["samples_per_s"]),
-        "postgres_samples_per_s_per_core": round(pg),
-        "duckdb_samples_per_s_per_core": round(results["duckdb"]["samples_per_cpu_s"]),
+    print(f"PostgreSQL through the broker, per core vs ThingsBoard's PostgreSQL figure "
+          f"({hi:,}/s): {pg_core / hi:.1f}x (target >= 10x)")  # fmt: skip
+    print(json.dumps(_json(args, results, broker, best)))
+
+
+def _print_run(name: str, r: dict) -> None:
+    print(f"  {name:12s} {r['samples_per_s']:12,.0f} samples/s wall  "
+          f"{r['samples_per_cpu_s']:12,.0f} samples per CPU-s  (ingest {r['ingest_cpu_s']:.2f} "
+          f"CPU-s, PostgreSQL {r['server_cpu_s']:.2f} CPU-s, {r['stored']:,} batches stored "
+          f"{r['per_process_stored']}, {r['duplicates']} duplicates)")  # fmt: skip
+
+
+def _json(args: argparse.Namespace, results: dict, broker: dict, best: str) -> dict:
+    lo, hi = THINGSBOARD_PG_POINTS_PER_S
+    f = broker["fleet"]
+    out = {
+        "duckdb_samples_per_s": round(broker["duckdb_1"]["samples_per_s"]),
+        "postgres_samples_per_s": round(broker[best]["samples_per_s"]),
+        "postgres_samples_per_s_per_core": round(broker[best]["samples_per_cpu_s"]),
+        "workers": 2 if best == "postgres_2" else 1,
+        "duckdb_samples_per_s_per_core": round(broker["duckdb_1"]["samples_per_cpu_s"]),
+    }
+    for name in ("postgres_1", "postgres_2"):
+        out[f"{name}_workers_samples_per_s"] = round(broker[name]["samples_per_s"])
+        out[f"{name}_workers_samples_per_s_per_core"] = round(broker[name]["samples_per_cpu_s"])
+    out |= {
+        "postgres_2_workers_split": broker["postgres_2"]["per_process_stored"],
+        "fleet_machines": args.fleet,
+        "fleet_offered_batches_per_s": args.fleet * 10,
+        "fleet_stored_batches_per_s": round(f["steady_batches_per_s"]),
+        "fleet_lag_s": round(f["lag_s"], 2),
+        "fleet_cpu_cores": round((f["ingest_cpu_s"] + f["server_cpu_s"]) / f["wall_s"], 2),
+        "fleet_samples_per_s_per_core": round(f["samples_per_cpu_s"]),
+        "store_only_duckdb_samples_per_s": round(results["duckdb"]["samples_per_s"]),
+        "store_only_postgres_samples_per_s": round(results["postgres"]["samples_per_s"]),
+        "store_only_postgres_samples_per_s_per_core": round(results["postgres"]["samples_per_cpu_s"]),
         "thingsboard_pg_points_per_s": hi,
-        "postgres_vs_thingsboard_pg_per_core": round(pg / hi, 1),
+        "postgres_vs_thingsboard_pg_per_core": round(broker[best]["samples_per_cpu_s"] / hi, 1),
+        "duplicates": sum(r["duplicates"] for r in broker.values()),
         "machines": args.machines,
-        "workers": 1,
+        "loadavg_1min_at_end": os.getloadavg()[0],
         "quick": args.quick,
-    }))  # fmt: skip
+    }  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":
