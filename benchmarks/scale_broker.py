@@ -180,29 +180,40 @@ def _check(payloads: list[bytes], t: np.ndarray) -> None:
 
 
 def publisher_main(args: argparse.Namespace) -> None:
-    """Encode, send the births, then on each ``go`` line send every tick; report on stdout."""
+    """Encode; then per ``births PORT`` line connect to that broker and send the births
+    (retained), per ``go`` line send every tick there; report each step on stdout."""
     t0 = time.time() if args.t0 is None else args.t0
     plan = fleet_plan(args.prefix, args.machines, args.ticks, t0)
-    clients = [RawClient(args.port, f"pub-{args.prefix}-{os.getpid()}-{i}") for i in range(CLIENTS)]
-    clients[0].sock.sendall(b"".join(plan.births))
-    _wait_acks(clients, len(plan.births))
     print(json.dumps({"event": "encoded", "batches": plan.batches, "samples": plan.samples,
                       "births": len(plan.births)}), flush=True)  # fmt: skip
-    sent = len(plan.births)
+    clients: list[RawClient] = []
     for line in sys.stdin:
-        if line.strip() != "go":
+        command, *rest = line.split()
+        if command == "births":
+            for c in clients:
+                c.sock.close()
+            clients = [RawClient(int(rest[0]), f"pub-{args.prefix}-{os.getpid()}-{i}")
+                       for i in range(CLIENTS)]  # fmt: skip
+            clients[0].sock.sendall(b"".join(plan.births))
+            _wait_acks(clients, len(plan.births))
+            print(json.dumps({"event": "births"}), flush=True)
+        elif command == "go":
+            start, end = _send(plan, clients, args.paced)
+            _wait_acks(clients, len(plan.births) + plan.batches)
+            print(json.dumps({"event": "sent", "start": start, "end": end}), flush=True)
+        else:
             break
-        start = time.time()
-        for k, tick in enumerate(plan.ticks):
-            if args.paced:
-                time.sleep(max(0.0, start + k * TICK_S - time.time()))
-            for client, blob in zip(clients, tick, strict=True):
-                if blob:
-                    client.sock.sendall(blob)
-        sent += plan.batches
-        end = time.time()
-        _wait_acks(clients, sent)
-        print(json.dumps({"event": "sent", "start": start, "end": end}), flush=True)
+
+
+def _send(plan: Plan, clients: list[RawClient], paced: bool) -> tuple[float, float]:
+    start = time.time()
+    for k, tick in enumerate(plan.ticks):
+        if paced:
+            time.sleep(max(0.0, start + k * TICK_S - time.time()))
+        for client, blob in zip(clients, tick, strict=True):
+            if blob:
+                client.sock.sendall(blob)
+    return start, time.time()
 
 
 def _wait_acks(clients: list[RawClient], expected: int, timeout_s: float = 120.0) -> None:
@@ -214,8 +225,8 @@ def _wait_acks(clients: list[RawClient], expected: int, timeout_s: float = 120.0
 class Publisher:
     """The publisher process, driven from the benchmark."""
 
-    def __init__(self, port: int, prefix: str, machines: int, ticks: int, paced: bool) -> None:
-        args = [sys.executable, __file__, "--publish", "--port", str(port), "--prefix", prefix,
+    def __init__(self, prefix: str, machines: int, ticks: int, paced: bool) -> None:
+        args = [sys.executable, __file__, "--publish", "--prefix", prefix,
                 "--machines", str(machines), "--ticks", str(ticks)]  # fmt: skip
         self.proc = subprocess.Popen(args + (["--paced"] if paced else []),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -234,9 +245,17 @@ class Publisher:
             raise RuntimeError(f"publisher: expected {event!r}, got {line!r}")
         return got
 
+    def births(self, port: int) -> None:
+        """Connect to the broker at ``port`` and send the births (retained)."""
+        self._say(f"births {port}")
+        self._line("births")
+
     def go(self) -> None:
+        self._say("go")
+
+    def _say(self, line: str) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
     def sent(self) -> dict:
@@ -310,7 +329,6 @@ def wait_status(procs: list[IngestProcess], key: str, at_least: int, timeout_s: 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--publish", action="store_true", required=True)
-    parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--prefix", default="m")
     parser.add_argument("--machines", type=int, required=True)
     parser.add_argument("--ticks", type=int, required=True)
