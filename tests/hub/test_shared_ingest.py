@@ -74,6 +74,18 @@ def test_share_with_duckdb_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not (tmp_path / "hub.duckdb").exists()  # refused before opening anything
 
 
+def test_cli_hub_ingest_refuses_share_on_duckdb(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from machinetwin.cli import app
+
+    hub = tmp_path / "hub.toml"
+    hub.write_text('store = "hub.duckdb"\n[broker]\nport = 1883\n')
+    got = CliRunner().invoke(app, ["hub", "ingest", "--config", str(hub), "--share", "g"])
+    assert got.exit_code == 2
+    assert "one writer" in got.output and str(hub) in got.output
+
+
 # --- two processes, one share group ------------------------------------------------------
 
 
