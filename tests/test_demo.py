@@ -58,7 +58,7 @@ def test_demo_serves_the_ui_and_prints_the_login(tmp_path: Path) -> None:
             run_demo(
                 tmp_path / "demo",
                 api_port=port,
-                duration_s=10.0,  # counted from when it printed the login
+                duration_s=20.0,  # counted from when it printed the login
                 console=Console(file=out, width=200),
             )  # fmt: skip
         )
