@@ -153,6 +153,11 @@ def test_demo_sites_obey_signed_commands_only_with_a_permit(tmp_path: Path) -> N
             await _serving(client)
             login = {"username": "admin", "password": password}
             assert (await client.post("/api/login", json=login)).status_code == 200
+            for _ in range(150):  # until the site's birth and permit report are in
+                known = {m["machine_id"]: m for m in (await client.get("/api/machines")).json()}
+                if known.get(machine, {}).get("live", {}).get("online"):
+                    break
+                await asyncio.sleep(0.1)
             override = {"name": "feed_override", "args": {"percent": 50}}
             refused = await client.post(f"/api/machines/{machine}/commands", json=override)
             states["no_permit"] = str(refused.status_code)
