@@ -121,7 +121,7 @@ def hub_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
 
 
 def _wait_serving(url: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # NiceGUI's first start imports a lot on a loaded box
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/login", timeout=2).status_code == 200:
@@ -129,7 +129,7 @@ def _wait_serving(url: str) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"{url}/login did not answer within 30 s")
+    raise AssertionError(f"{url}/login did not answer within 90 s")
 
 
 def _wait_all_online(env: HubEnv) -> None:

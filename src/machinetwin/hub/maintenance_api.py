@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from .auth import Role, User
@@ -45,7 +46,7 @@ class Problem(BaseModel):
 def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error answers a route documents (401 and 403 come from the login gate)."""
     what = {401: "Not logged in", 403: "The user's role is too low", 404: "Unknown order, alarm, code or machine",
-            409: "The order is closed", 422: "Invalid input"}  # fmt: skip
+            409: "The order is closed"}  # fmt: skip
     return {c: {"model": Problem, "description": what[c]} for c in (401, 403, *codes)}
 
 
@@ -121,7 +122,7 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
         return _guide_out(guide)
 
     @app.get("/api/work-orders", response_model=list[WorkOrderOut], tags=["maintenance"],
-             dependencies=[viewer], responses=_answers(422))  # fmt: skip
+             dependencies=[viewer], responses=_answers())  # fmt: skip
     def list_orders(machine: str | None = Query(None), state: WorkOrderState | None = Query(None),
                     alarm_id: int | None = Query(None, ge=0, le=MAX_ID),
                     limit: int = Query(200, ge=1, le=10_000)) -> list[WorkOrderOut]:  # fmt: skip
@@ -130,7 +131,7 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
 
     @app.post("/api/work-orders", response_model=WorkOrderOut, status_code=201, tags=["maintenance"],
               responses={200: {"model": WorkOrderOut, "description": "The alarm's open order"},
-                         **_answers(404, 422)})  # fmt: skip
+                         **_answers(404)})  # fmt: skip
     def open_order(body: WorkOrderIn, response: Response, user: User = operator) -> WorkOrderOut:
         """Open a work order, by hand or from an alarm."""
         require_machine(body.machine)
@@ -148,25 +149,25 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
         return _order_out(order)
 
     @app.get("/api/work-orders/{order_id}", response_model=WorkOrderOut, tags=["maintenance"],
-             dependencies=[viewer], responses=_answers(404, 422))  # fmt: skip
+             dependencies=[viewer], responses=_answers(404))  # fmt: skip
     def get_order(order_id: OrderId) -> WorkOrderOut:
         with _refusals():
             return _order_out(book.get(order_id))
 
     @app.post("/api/work-orders/{order_id}/comments", response_model=WorkOrderOut,
-              tags=["maintenance"], responses=_answers(404, 422))  # fmt: skip
+              tags=["maintenance"], responses=_answers(404))  # fmt: skip
     def comment(order_id: OrderId, body: TextIn, user: User = operator) -> WorkOrderOut:
         with _refusals():
             return _order_out(book.comment(order_id, body.text, user.username))
 
     @app.post("/api/work-orders/{order_id}/assign", response_model=WorkOrderOut,
-              tags=["maintenance"], responses=_answers(404, 409, 422))  # fmt: skip
+              tags=["maintenance"], responses=_answers(404, 409))  # fmt: skip
     def assign(order_id: OrderId, body: AssignIn, user: User = maintainer) -> WorkOrderOut:
         with _refusals():
             return _order_out(book.assign(order_id, body.assignee, user.username))
 
     @app.post("/api/work-orders/{order_id}/close", response_model=WorkOrderOut,
-              tags=["maintenance"], responses=_answers(404, 409, 422))  # fmt: skip
+              tags=["maintenance"], responses=_answers(404, 409))  # fmt: skip
     def close(order_id: OrderId, body: TextIn, user: User = maintainer) -> WorkOrderOut:
         """Close with what was done (the resolution, required)."""
         with _refusals():
@@ -174,14 +175,20 @@ def add_maintenance_routes(app: FastAPI, book: WorkOrderBook, store: Store,
 
 
 class _refusals:
-    """Turns a :class:`WorkOrderError` into the HTTP answer it names."""
+    """Turns a :class:`WorkOrderError` into the HTTP answer it names; a 422 in the shape
+    of FastAPI's own validation errors, so every 422 matches the documented schema."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, WorkOrderError):
-            raise HTTPException(exc.status, str(exc)) from None
+        if not isinstance(exc, WorkOrderError):
+            return
+        if exc.status == 422:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("body",), "msg": str(exc), "input": None}]
+            ) from None
+        raise HTTPException(exc.status, str(exc)) from None
 
 
 def _find_alarm(store: Store, machine: str, alarm_id: int) -> StoredAlarm:
