@@ -22,6 +22,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -162,7 +163,7 @@ class AnalyticsWorker:
         self.broker, self.bearing, self.in_process = broker, bearing, in_process
         self._stop_flag = threading.Event()
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no copied threads or locks
-        self._stop_event = self._ctx.Event()
+        self._stop_event: Any = None  # the process's stop signal (made only for a process)
         self._runner: mp.process.BaseProcess | threading.Thread | None = None
 
     def start(self) -> None:
@@ -170,13 +171,15 @@ class AnalyticsWorker:
             self._runner = threading.Thread(target=run_analytics, daemon=True, name="hub-analytics",
                                             args=(self.broker, self.bearing, self._stop_flag.is_set))  # fmt: skip
         else:
+            self._stop_event = self._ctx.Event()
             self._runner = self._ctx.Process(target=_process_main, name="hub-analytics", daemon=True,
                                              args=(self.broker, self.bearing, self._stop_event))  # fmt: skip
         self._runner.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop_flag.set()
-        self._stop_event.set()
+        if self._stop_event is not None:
+            self._stop_event.set()
         runner = self._runner
         if runner is None:
             return
