@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from machinetwin.analytics.fleet_kpis import KpiAccumulator, MachineKpis
+from machinetwin.analytics.fleet_kpis import KpiAccumulator, MachineKpis, merge_kpis
 from machinetwin.model import Execution
 
 T0 = 1.79e9
@@ -91,3 +91,21 @@ def test_chunking_does_not_change_the_result(cuts: list[int]) -> None:
         assert getattr(chunked, name) == pytest.approx(getattr(whole, name), rel=1e-9, abs=1e-6)
     assert chunked.parts == whole.parts and chunked.bad_parts == whole.bad_parts
     np.testing.assert_allclose(chunked.load_hours, whole.load_hours, atol=1e-9)
+
+
+def test_periods_merge_to_the_whole_even_with_a_part_at_the_boundary() -> None:
+    t, cols = shift()
+    whole = kpis_of([(t, cols)])
+    cut = int(np.searchsorted(t, T0 + 30 * 60))  # the sixth part is counted at this very sample
+    halves = []
+    for a, b, t0, t1 in ((0, cut, T0, T0 + 1800), (cut, len(t), T0 + 1800, T0 + 3600)):
+        before = {k: float(cols[k][a - 1]) for k in ("part_count", "energy")} if a else {}
+        acc = KpiAccumulator("harbin-1", t0, t1, [(T0, "pocket.ngc")], [], {"pocket.ngc": 240.0},
+                             counters_before=before)  # fmt: skip
+        acc.add(t[a:b], {k: v[a:b] for k, v in cols.items()})
+        halves.append(acc.result())
+    merged = merge_kpis(halves)
+    assert merged.parts == whole.parts == 8
+    for name in ("planned_s", "run_s", "spindle_s", "energy_j", "ideal_s"):
+        assert getattr(merged, name) == pytest.approx(getattr(whole, name), rel=1e-6, abs=0.2)
+    assert merged.oee == pytest.approx(whole.oee, rel=1e-3)

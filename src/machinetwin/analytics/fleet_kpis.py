@@ -125,6 +125,9 @@ class KpiAccumulator:
     fault_times: Sequence[float] = ()
     ideal_cycle_s: Mapping[str, float] = field(default_factory=dict)
     max_gap_s: float = MAX_GAP_S
+    # the counters (part_count, energy) just before t0: what changed at the period's first
+    # sample belongs to the period, so periods add up to their whole
+    counters_before: Mapping[str, float] = field(default_factory=dict)
     _state_s: np.ndarray = field(default_factory=lambda: np.zeros(len(Execution)))
     _no_data_s: float = 0.0
     _spindle_s: float = 0.0
@@ -201,7 +204,10 @@ class KpiAccumulator:
         e = energy[np.isfinite(energy)]
         if len(e) == 0:
             return
-        prev = np.concatenate(([self._last_energy], e)) if self._last_energy is not None else e
+        last = self._last_energy
+        if last is None:
+            last = self.counters_before.get("energy")
+        prev = np.concatenate(([last], e)) if last is not None else e
         steps = np.diff(prev)
         # the meter restarts at 0 when the machine does: count only increases
         self._energy_j += float(steps[steps > 0].sum())
@@ -213,7 +219,10 @@ class KpiAccumulator:
             return
         counts, times = parts[ok], t[ok]
         run = self._run_cum[ok] if self._run_cum is not None else np.zeros(len(counts))
-        first = self._last_parts if self._last_parts is not None else counts[0]
+        previous = self._last_parts
+        if previous is None:
+            previous = self.counters_before.get("part_count")
+        first = previous if previous is not None else counts[0]
         steps = np.diff(counts, prepend=first)  # the counter's first value is no new part
         for k in np.flatnonzero(steps > 0):  # a counter reset (a decrease) makes no parts
             self._part_marks += [(float(times[k]), float(run[k]))] * int(round(steps[k]))
@@ -270,23 +279,23 @@ def _observed_ideal(cycles: list[float]) -> float:
     return float(np.percentile(positive, 10)) if positive else 0.0
 
 
-def fleet_summary(kpis: Sequence[MachineKpis]) -> dict[str, float]:
-    """The fleet's OEE and totals: time-weighted, parts summed."""
-    planned = sum(k.planned_s for k in kpis)
-    run = sum(k.run_s for k in kpis)
-    parts = sum(k.parts for k in kpis)
-    bad = sum(k.bad_parts for k in kpis)
-    ideal = sum(k.ideal_s for k in kpis)
-    availability, performance = _ratio(run, planned), min(1.0, _ratio(ideal, run))
-    quality = _ratio(parts - bad, parts)
-    energy = sum(k.energy_j for k in kpis)
-    return {
-        "machines": len(kpis), "planned_h": planned / 3600, "run_h": run / 3600,
-        "availability": availability, "performance": performance, "quality": quality,
-        "oee": availability * performance * quality, "parts": parts, "bad_parts": bad,
-        "energy_kwh": energy / 3.6e6, "energy_per_part_kwh": energy / parts / 3.6e6 if parts else float("nan"),
-        "utilisation": _ratio(sum(k.spindle_s for k in kpis), planned),
-    }  # fmt: skip
+def merge_kpis(parts: Sequence[MachineKpis], machine: str | None = None) -> MachineKpis:
+    """Several KPI records as one: days into a week, or machines into the fleet (every
+    KPI is a ratio of summed times and counts, so the sums are what is merged)."""
+    cycles: dict[str, list[float]] = {}
+    for k in parts:
+        for name, c in k.cycles_by_program.items():
+            cycles.setdefault(name, []).extend(c)
+    states = {e.name: sum(k.state_s.get(e.name, 0.0) for k in parts) for e in Execution}
+    return MachineKpis(
+        machine=machine or parts[0].machine, t0=min(k.t0 for k in parts),
+        t1=max(k.t1 for k in parts), planned_s=sum(k.planned_s for k in parts),
+        no_data_s=sum(k.no_data_s for k in parts), state_s=states,
+        run_s=sum(k.run_s for k in parts), spindle_s=sum(k.spindle_s for k in parts),
+        parts=sum(k.parts for k in parts), bad_parts=sum(k.bad_parts for k in parts),
+        ideal_s=sum(k.ideal_s for k in parts), energy_j=sum(k.energy_j for k in parts),
+        cycles_by_program=cycles, load_hours=sum(k.load_hours for k in parts),
+    )  # fmt: skip
 
 
 # --- reading a machine's KPIs from the hub's store ----------------------------------------
@@ -303,7 +312,10 @@ def machine_kpis(store, machine: str, t0: float, t1: float,  # noqa: ANN001 - hu
     ]
     faults = [a.alarm.raised_at for a in store.alarms(machine, since=t0)
               if a.alarm.severity >= Severity.FAULT and a.alarm.raised_at < t1]  # fmt: skip
-    acc = KpiAccumulator(machine, t0, t1, programs, faults, dict(ideal_cycle_s or {}))
+    before = store.query(machine, ["part_count", "energy"], t0 - 60.0, t0, buckets=2**31 - 1)
+    counters = {name: float(s.values[-1]) for name, s in before.items() if len(s.t)}
+    acc = KpiAccumulator(machine, t0, t1, programs, faults, dict(ideal_cycle_s or {}),
+                         counters_before=counters)  # fmt: skip
     for a in np.arange(t0, t1, chunk_s):
         b = min(float(a) + chunk_s, t1)
         series = store.query(machine, CHUNK_SIGNALS, float(a), b, buckets=2**31 - 1)

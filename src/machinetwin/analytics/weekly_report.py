@@ -31,7 +31,7 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..model import Execution  # noqa: E402
-from .fleet_kpis import MachineKpis, fleet_summary, machine_kpis  # noqa: E402
+from .fleet_kpis import MachineKpis, machine_kpis, merge_kpis  # noqa: E402
 
 DAY_S = 86_400.0
 STATE_COLOURS = {"ACTIVE": "#2e7d32", "INTERRUPTED": "#f9a825", "STOPPED": "#c62828",
@@ -75,29 +75,12 @@ def collect(store, t0: float, t1: float, machines: Sequence[str] | None = None, 
             machine_kpis(store, m, float(a), float(b))
             for a, b in zip(edges[:-1], edges[1:], strict=True)
         ]
-        whole = _merge(days) if len(days) > 1 else days[0]
+        whole = merge_kpis(days)
         alarms = [a for a in store.alarms(m, since=t0) if a.alarm.raised_at < t1]
         out[m] = MachineWeek(whole, days, alarms)
         if progress:
             progress((i + 1) / len(ids))
     return out
-
-
-def _merge(days: list[MachineKpis]) -> MachineKpis:
-    """Days added up into the whole period (every KPI is a sum of times and counts)."""
-    cycles: dict[str, list[float]] = {}
-    for d in days:
-        for name, c in d.cycles_by_program.items():
-            cycles.setdefault(name, []).extend(c)
-    states = {k: sum(d.state_s.get(k, 0.0) for d in days) for k in days[0].state_s}
-    return MachineKpis(
-        machine=days[0].machine, t0=days[0].t0, t1=days[-1].t1,
-        planned_s=sum(d.planned_s for d in days), no_data_s=sum(d.no_data_s for d in days),
-        state_s=states, run_s=sum(d.run_s for d in days), spindle_s=sum(d.spindle_s for d in days),
-        parts=sum(d.parts for d in days), bad_parts=sum(d.bad_parts for d in days),
-        ideal_s=sum(d.ideal_s for d in days), energy_j=sum(d.energy_j for d in days),
-        cycles_by_program=cycles, load_hours=sum(d.load_hours for d in days),
-    )  # fmt: skip
 
 
 def write_weekly_report(store, t0: float, t1: float, out_dir: Path | str,  # noqa: ANN001 - hub.Store
@@ -221,7 +204,9 @@ def _write_pdf(path: Path, title: str, weeks: dict[str, MachineWeek],
         cover = plt.figure(figsize=(9, 6))
         cover.text(0.05, 0.92, title, fontsize=15, weight="bold")
         rows = [_fmt_row(m, w.kpis.summary()) for m, w in weeks.items()]
-        rows.append(_fmt_row("fleet", fleet_summary([w.kpis for w in weeks.values()])))
+        rows.append(
+            _fmt_row("fleet", merge_kpis([w.kpis for w in weeks.values()], "fleet").summary())
+        )
         table = cover.add_axes((0.05, 0.3, 0.9, 0.55))
         table.axis("off")
         table.table(cellText=rows, colLabels=["machine", *_COLUMNS.values()], loc="upper center")
@@ -248,7 +233,7 @@ def _fmt_row(name: str, s: dict) -> list[str]:
 
 def _html(title: str, weeks: dict[str, MachineWeek], figures: list[tuple[str, Figure]]) -> str:
     rows = [_fmt_row(m, w.kpis.summary()) for m, w in weeks.items()]
-    rows.append(_fmt_row("fleet", fleet_summary([w.kpis for w in weeks.values()])))
+    rows.append(_fmt_row("fleet", merge_kpis([w.kpis for w in weeks.values()], "fleet").summary()))
     head = "".join(f"<th>{c}</th>" for c in ("machine", *_COLUMNS.values()))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
