@@ -68,7 +68,15 @@ from machinetwin.model.signals import SIGNALS, VIBRATION
 from machinetwin.protocols.codec import ColumnBlock
 
 from .store import ExportFormat, Series, StoredAlarm, StoreError, check_structure, check_values
-from .store_rows import alarm_from_json, alarm_json, sql_filters, stored_alarm, value_json
+from .store_rows import (
+    alarm_filters,
+    alarm_from_json,
+    alarm_json,
+    descriptor_rows,
+    sql_filters,
+    stored_alarm,
+    value_json,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS machine_ids (id INTEGER PRIMARY KEY, name VARCHAR UNIQUE);
@@ -593,10 +601,7 @@ class DuckDBStore:
         active: bool | None = None,
         since: float | None = None,
     ) -> list[StoredAlarm]:
-        active_sql = {None: None, True: "cleared_at IS NULL", False: "cleared_at IS NOT NULL"}
-        where, params = sql_filters([("machine = ?", machine), ("raised_at >= ?", since)])
-        if active_sql[active]:
-            where = f"{where} AND {active_sql[active]}" if where else f"WHERE {active_sql[active]}"
+        where, params = alarm_filters(machine, active, since, "?")
         with self._reader() as cur:
             got = cur.execute(
                 f"SELECT {_ALARM_COLUMNS} FROM alarms {where} ORDER BY raised_at DESC, id DESC",
@@ -611,12 +616,7 @@ class DuckDBStore:
 
     def upsert_machines(self, descriptors: Sequence[MachineDescriptor]) -> None:
         """Several descriptors in one transaction (a fleet's births after a restart)."""
-        rows = []
-        for d in descriptors:
-            if not isinstance(d, MachineDescriptor) or not d.machine_id:
-                raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
-            rows.append([d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
-                         value_json(d.extra, d)])  # fmt: skip
+        rows = descriptor_rows(descriptors)
         if not rows:
             return
         # One statement from an Arrow table: DuckDB runs an executemany row by row, ~10 ms

@@ -71,7 +71,15 @@ from machinetwin.model.signals import SIGNALS, VIBRATION
 from machinetwin.protocols.codec import ColumnBlock
 
 from .store import ExportFormat, Series, StoredAlarm, StoreError, check_structure, check_values
-from .store_rows import alarm_from_json, alarm_json, sql_filters, stored_alarm, value_json
+from .store_rows import (
+    alarm_filters,
+    alarm_from_json,
+    alarm_json,
+    descriptor_rows,
+    sql_filters,
+    stored_alarm,
+    value_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -853,11 +861,7 @@ class PostgresStore:
         active: bool | None = None,
         since: float | None = None,
     ) -> list[StoredAlarm]:
-        active_sql = {None: None, True: "cleared_at IS NULL", False: "cleared_at IS NOT NULL"}
-        conds: list[tuple[str, Any]] = [("machine = %s", machine), ("raised_at >= %s", since)]
-        where, params = sql_filters(conds)
-        if active_sql[active]:
-            where = f"{where} AND {active_sql[active]}" if where else f"WHERE {active_sql[active]}"
+        where, params = alarm_filters(machine, active, since, "%s")
         with self._reader() as cur:
             got = cur.execute(
                 f"SELECT {_ALARM_COLUMNS} FROM alarms {where} ORDER BY raised_at DESC, id DESC",
@@ -872,15 +876,9 @@ class PostgresStore:
 
     def upsert_machines(self, descriptors: Sequence[MachineDescriptor]) -> None:
         """Several descriptors in one transaction (a fleet's births after a restart)."""
-        rows = []
-        for d in descriptors:
-            if not isinstance(d, MachineDescriptor) or not d.machine_id:
-                raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
-            rows.append([d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
-                         value_json(d.extra, d)])  # fmt: skip
+        rows = descriptor_rows(descriptors)
         if not rows:
             return
-        rows.sort(key=lambda r: r[0])  # one lock order for concurrent upserts
         with self._writing(), self._con.transaction(), self._con.cursor() as cur:
             cur.executemany(
                 """INSERT INTO machines VALUES (%s, %s, %s, %s, %s, %s, %s)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Alarm, AlarmCode
+from ..model import Alarm, AlarmCode, MachineDescriptor
 from ..model.alarms import Severity
 from .store import StoredAlarm, StoreError
 
@@ -64,3 +64,28 @@ def stored_alarm(row: tuple[Any, ...]) -> StoredAlarm:
     i, machine, code, sev, message, source, raised, cleared, ack_at, ack_by, comment = row
     alarm = Alarm(AlarmCode(code), Severity(sev), message, source, raised, cleared)
     return StoredAlarm(int(i), machine, alarm, ack_at, ack_by, comment)
+
+
+_ACTIVE_SQL = {None: None, True: "cleared_at IS NULL", False: "cleared_at IS NOT NULL"}
+
+
+def alarm_filters(machine: str | None, active: bool | None, since: float | None,
+                  mark: str) -> tuple[str, list[Any]]:  # fmt: skip
+    """The ``WHERE`` of ``Store.alarms``; ``mark`` is the driver's placeholder (``?``, ``%s``)."""
+    where, params = sql_filters([(f"machine = {mark}", machine), (f"raised_at >= {mark}", since)])
+    state = _ACTIVE_SQL[active]
+    if state:
+        where = f"{where} AND {state}" if where else f"WHERE {state}"
+    return where, params
+
+
+def descriptor_rows(descriptors: Any) -> list[list[Any]]:
+    """Machine descriptors as ``machines`` rows, each checked; sorted by machine id (one
+    lock order for concurrent upserts)."""
+    rows = []
+    for d in descriptors:
+        if not isinstance(d, MachineDescriptor) or not d.machine_id:
+            raise StoreError(f"expected a MachineDescriptor with a machine_id, got {d!r}")
+        rows.append([d.machine_id, d.name, d.site, d.model, list(d.signals), list(d.axes),
+                     value_json(d.extra, d)])  # fmt: skip
+    return sorted(rows, key=lambda r: r[0])
