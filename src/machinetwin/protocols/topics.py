@@ -50,11 +50,13 @@ def permit(machine: str) -> str:
 
 
 # What the hub subscribes to
+# Births first: the broker sets up subscriptions in order, so the retained births (which
+# declare each machine's signals) are delivered before any live batch that needs them.
 HUB_SUBSCRIPTIONS = (
-    f"{PREFIX}/+/data",
-    f"{PREFIX}/+/event",
     f"{PREFIX}/+/birth",
     f"{PREFIX}/+/state",
+    f"{PREFIX}/+/event",
+    f"{PREFIX}/+/data",
 )
 
 
